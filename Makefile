@@ -1,0 +1,75 @@
+# eBrainPool: `make run` sets everything up and starts it; `make test` installs
+# what the tests need and runs them all. Both work on a fresh Debian/Ubuntu.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/ebrainpool
+PREFIX ?= /usr/local
+
+# Debian packages: to build, to run, and what the tests use as real peers.
+BUILD_PKGS := gcc pkg-config lxc-dev libc6-dev
+RUN_PKGS   := lxc uidmap
+TEST_PKGS  := iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus dbus-daemon \
+              xvfb xauth x11-apps x11-utils xdotool openssh-server openssh-client
+
+# Root runs apt-get and setup directly; anyone else goes through sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# The desktop user to set up and run as. As root without sudo (a bare
+# container or VM), a local demo user is created for it.
+RUN_USER ?= $(or $(SUDO_USER),$(filter-out root,$(shell id -un)),ebrainpool-demo)
+
+.PHONY: all build run test deps-build deps-run deps-test vet bench install clean
+
+all: build
+
+# Installs only what is missing, so repeated runs are quick.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo ">> installing Debian packages: $$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps-build:
+	$(call apt_install,$(BUILD_PKGS))
+	@command -v $(GO) >/dev/null || { echo ">> installing Go"; $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go >/dev/null; }
+
+deps-run: deps-build
+	$(call apt_install,$(RUN_PKGS))
+
+deps-test: deps-run
+	$(call apt_install,$(TEST_PKGS))
+
+build: deps-build
+	$(GO) build -o $(BIN) .
+
+# The binary is bind-mounted into the sandboxes, so it must live where
+# their unprivileged root can read it.
+install: build
+	$(SUDO) install -D -m 0755 $(BIN) $(PREFIX)/bin/ebrainpool
+
+run: deps-run install
+	@id -u $(RUN_USER) >/dev/null 2>&1 || { echo ">> creating local user $(RUN_USER)"; $(SUDO) useradd -m -U -s /bin/bash $(RUN_USER); }
+	$(SUDO) $(PREFIX)/bin/ebrainpool setup --user $(RUN_USER)
+	@echo ">> starting a sandbox as $(RUN_USER) and running a program in it"
+	$(SUDO) -u $(RUN_USER) $(PREFIX)/bin/ebrainpool sandbox start demo 2>/dev/null || runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox start demo
+	cd / && runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox exec demo -- sh -c 'echo "inside the sandbox: $$(id)"; ls /sys/class/net'
+	cd / && runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox list
+	@$(PREFIX)/bin/ebrainpool --help
+
+vet:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Tests need root (user namespaces, cgroups, test users); under CI=true
+# nothing skips.
+test: deps-test vet
+	$(SUDO) env PATH="$$PATH" CI="$(CI)" $(GO) test -count=1 -timeout 40m ./...
+
+bench: deps-test
+	$(SUDO) env PATH="$$PATH" scripts/bench-sandbox.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,236 @@
+// Package testenv holds helpers for tests that use real system components:
+// the root check (nothing skips under CI=true), building the ebrainpool
+// binary where unprivileged users and containers can run it, and throwaway
+// unprivileged users with the one-time setup done.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// InCI reports whether the tests run in CI, where nothing may skip.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Skip skips the test with a printed reason, or fails it under CI=true.
+func Skip(t testing.TB, format string, a ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, a...)
+	if InCI() {
+		t.Fatalf("cannot run under CI=true: %s", msg)
+	}
+	t.Skipf("skipping: %s", msg)
+}
+
+// RequireRoot skips (or fails under CI) unless the test runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Skip(t, "needs root (user namespaces, cgroups, test users)")
+	}
+}
+
+// RequireTools skips (or fails under CI) unless every tool is on PATH.
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			Skip(t, "%s is not installed (make test installs it)", tool)
+		}
+	}
+}
+
+// repoRoot finds the module root from this file's location.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// BuildBinary builds ./ebrainpool into a fresh world-readable directory
+// (containers bind-mount it, so their unprivileged root must reach it) and
+// returns its path and a cleanup function.
+func BuildBinary() (string, func(), error) {
+	dir, err := os.MkdirTemp("", "ebp-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	if err := os.Chmod(dir, 0o755); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, "ebrainpool")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = repoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, cleanup, nil
+}
+
+// User is a throwaway unprivileged user.
+type User struct {
+	Name     string
+	UID, GID int
+	Home     string
+	Bin      string // the ebrainpool binary
+}
+
+// NewUser creates an unprivileged user with a home directory and, if setup
+// is true, runs `ebrainpool setup --user` for it. Everything is undone in
+// t.Cleanup: the user's containers and processes, the setup, the user.
+func NewUser(t testing.TB, bin string, setup bool) *User {
+	t.Helper()
+	RequireRoot(t)
+	RequireTools(t, "useradd", "userdel", "newuidmap", "lxc-start")
+	var b [3]byte
+	rand.Read(b[:])
+	name := "ebpt" + hex.EncodeToString(b[:])
+	if out, err := exec.Command("useradd", "-m", "-U", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
+		t.Fatalf("useradd %s: %v\n%s", name, err, out)
+	}
+	u := &User{Name: name, Bin: bin}
+	t.Cleanup(func() { u.remove(t) })
+	lu, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("looking up %s: %v", name, err)
+	}
+	u.UID, _ = strconv.Atoi(lu.Uid)
+	u.GID, _ = strconv.Atoi(lu.Gid)
+	u.Home = lu.HomeDir
+	if setup {
+		cmd := exec.Command(bin, "setup", "--user", name)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ebrainpool setup --user %s: %v\n%s", name, err, out)
+		}
+	}
+	return u
+}
+
+func (u *User) remove(t testing.TB) {
+	// setup --remove kills the user's containers and removes cgroups and state.
+	if out, err := exec.Command(u.Bin, "setup", "--remove", "--user", u.Name).CombinedOutput(); err != nil {
+		t.Errorf("ebrainpool setup --remove --user %s: %v\n%s", u.Name, err, out)
+	}
+	// Any process left running as the user (there should be none).
+	if u.UID > 0 {
+		for _, pid := range PidsOfUIDs(u.UID, u.UID) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if out, err := exec.Command("userdel", "-r", u.Name).CombinedOutput(); err != nil && !strings.Contains(string(out), "not found") {
+		t.Logf("userdel %s: %v\n%s", u.Name, err, out)
+	}
+}
+
+// Result is what a command printed and how it exited.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("exit %d\nstdout: %s\nstderr: %s", r.Code, r.Stdout, r.Stderr)
+}
+
+// Command returns ebrainpool ARGS as the user, with a minimal environment.
+func (u *User) Command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, u.Bin, args...)
+	cmd.Dir = "/"
+	cmd.Env = []string{"HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}}
+	return cmd
+}
+
+// Run runs ebrainpool ARGS as the user (timeout 2 minutes).
+func (u *User) Run(t testing.TB, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := u.Command(ctx, args...)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	r := Result{Stdout: so.String(), Stderr: se.String()}
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.Code = ee.ExitCode()
+		} else {
+			t.Fatalf("running ebrainpool %v as %s: %v", args, u.Name, err)
+		}
+	}
+	return r
+}
+
+// MustRun runs ebrainpool ARGS as the user and fails the test unless it
+// exits 0.
+func (u *User) MustRun(t testing.TB, args ...string) Result {
+	t.Helper()
+	r := u.Run(t, args...)
+	if r.Code != 0 {
+		t.Fatalf("ebrainpool %s as %s: %s", strings.Join(args, " "), u.Name, r)
+	}
+	return r
+}
+
+// SubIDs is the user's first subordinate uid range from /etc/subuid.
+func (u *User) SubIDs(t testing.TB) (start, count int) {
+	t.Helper()
+	b, err := os.ReadFile("/etc/subuid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) == 3 && (f[0] == u.Name || f[0] == strconv.Itoa(u.UID)) {
+			s, _ := strconv.Atoi(f[1])
+			c, _ := strconv.Atoi(f[2])
+			return s, c
+		}
+	}
+	t.Fatalf("%s has no subordinate uids", u.Name)
+	return 0, 0
+}
+
+// PidsOfUIDs lists the processes whose real uid is in [lo, hi].
+func PidsOfUIDs(lo, hi int) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "Uid:") {
+				f := strings.Fields(line)
+				if len(f) > 1 {
+					uid, _ := strconv.Atoi(f[1])
+					if uid >= lo && uid <= hi {
+						pids = append(pids, pid)
+					}
+				}
+				break
+			}
+		}
+	}
+	return pids
+}

@@ -1,0 +1,13 @@
+// Command ebrainpool runs applications installed on a colleague's machine
+// inside a per-peer sandbox there, with the window on your own display.
+package main
+
+import (
+	"os"
+
+	"github.com/ebrainpool/ebrainpool/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

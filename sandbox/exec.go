@@ -1,0 +1,158 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	lxc "github.com/lxc/go-lxc"
+)
+
+// ExecSpec is a process to run inside a peer's container.
+type ExecSpec struct {
+	Args []string
+	// AsRoot runs as the container's root (an unprivileged subordinate uid
+	// on the host) instead of the guest user.
+	AsRoot bool
+	// Env is the whole environment besides PATH, HOME, USER, LOGNAME and
+	// SHELL, which default to the guest's.
+	Env []string
+	Cwd string // default: the user's home
+	// Stdin, Stdout and Stderr are handed to the process as they are (no
+	// relay): a socket given as stdin and stdout is the process's own.
+	// Nil means /dev/null.
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Process is a process started in a container. The caller must Wait for it.
+type Process struct {
+	Pid  int
+	proc *os.Process
+}
+
+// Wait waits for the process to exit and returns its exit code (128+signal
+// when killed by a signal).
+func (p *Process) Wait() (int, error) {
+	st, err := p.proc.Wait()
+	if err != nil {
+		return -1, fmt.Errorf("waiting for pid %d: %w", p.Pid, err)
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return st.ExitCode(), nil
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.proc.Signal(sig) }
+
+// Exec starts a process in the peer's running container, through attach:
+// the process joins all the container's namespaces and cgroups, runs as the
+// guest with the container's capability bounds and no_new_privs, and gets
+// exactly the given stdio descriptors.
+func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Process, error) {
+	if len(spec.Args) == 0 {
+		return nil, errors.New("exec: no command")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, err := m.running(peer)
+	if err != nil {
+		return nil, err
+	}
+	var devnull *os.File
+	std := [3]*os.File{spec.Stdin, spec.Stdout, spec.Stderr}
+	for i := range std {
+		if std[i] == nil {
+			if devnull == nil {
+				devnull, err = os.OpenFile(os.DevNull, os.O_RDWR, 0)
+				if err != nil {
+					return nil, fmt.Errorf("exec in sandbox for %s: %w", peer, err)
+				}
+				defer devnull.Close()
+			}
+			std[i] = devnull
+		}
+	}
+	opts := lxc.DefaultAttachOptions
+	opts.ClearEnv = true
+	uid, gid, home, user := GuestUID, GuestGID, GuestHome, GuestUser
+	if spec.AsRoot {
+		uid, gid, home, user = 0, 0, "/root", "root"
+	}
+	opts.UID, opts.GID = uid, gid
+	opts.Cwd = spec.Cwd
+	if opts.Cwd == "" {
+		opts.Cwd = home
+	}
+	opts.Env = append([]string{
+		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+		"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=/bin/sh",
+	}, spec.Env...)
+	opts.StdinFd, opts.StdoutFd, opts.StderrFd = std[0].Fd(), std[1].Fd(), std[2].Fd()
+	pid, err := c.RunCommandNoWait(spec.Args, opts)
+	if err != nil {
+		return nil, fmt.Errorf("exec %q in sandbox for %s: %w (see %s)", spec.Args[0], peer, err, filepath.Join(m.dir(containerName(peer)), "lxc.log"))
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, fmt.Errorf("exec in sandbox for %s: %w", peer, err)
+	}
+	return &Process{Pid: pid, proc: proc}, nil
+}
+
+// Run runs a process in the peer's container and waits for it; ctx
+// cancellation kills it.
+func (m *Manager) Run(ctx context.Context, peer string, spec ExecSpec) (int, error) {
+	p, err := m.Exec(ctx, peer, spec)
+	if err != nil {
+		return -1, err
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			p.Signal(os.Kill)
+		case <-done:
+		}
+	}()
+	code, err := p.Wait()
+	close(done)
+	return code, err
+}
+
+// Export writes the peer's home directory as a gzip-compressed tar archive
+// to w. The container is started if needed; the archive is made inside it,
+// as the guest, by the host's tar.
+func (m *Manager) Export(ctx context.Context, peer string, w io.Writer) error {
+	if err := m.Start(ctx, peer); err != nil {
+		return err
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("exporting sandbox home of %s: %w", peer, err)
+	}
+	p, err := m.Exec(ctx, peer, ExecSpec{Args: []string{"tar", "-C", GuestHome, "-czf", "-", "."}, Stdout: pw})
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return fmt.Errorf("exporting sandbox home of %s: %w", peer, err)
+	}
+	_, cerr := io.Copy(w, pr)
+	pr.Close()
+	code, err := p.Wait()
+	switch {
+	case err != nil:
+		return fmt.Errorf("exporting sandbox home of %s: %w", peer, err)
+	case cerr != nil:
+		return fmt.Errorf("exporting sandbox home of %s: %w", peer, cerr)
+	case code != 0:
+		return fmt.Errorf("exporting sandbox home of %s: tar exited with status %d", peer, code)
+	}
+	return nil
+}

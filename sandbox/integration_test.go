@@ -1,0 +1,397 @@
+package sandbox_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
+	"github.com/ebrainpool/ebrainpool/sandbox"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() == 0 {
+			bin, cleanup, err := testenv.BuildBinary()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer cleanup()
+			binary = bin
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// newUser is a fresh unprivileged user with setup done.
+func newUser(t *testing.T) *testenv.User {
+	t.Helper()
+	testenv.RequireRoot(t)
+	return testenv.NewUser(t, binary, true)
+}
+
+// sh runs a shell script in the peer's sandbox as the guest.
+func sh(t *testing.T, u *testenv.User, peer, script string) testenv.Result {
+	t.Helper()
+	return u.Run(t, "sandbox", "exec", peer, "--", "/bin/sh", "-c", script)
+}
+
+func containerOf(t *testing.T, u *testenv.User, peer string) sandbox.Info {
+	t.Helper()
+	r := u.MustRun(t, "sandbox", "list", "--json")
+	var list []sandbox.Info
+	if err := json.Unmarshal([]byte(r.Stdout), &list); err != nil {
+		t.Fatalf("sandbox list --json: %v\n%s", err, r.Stdout)
+	}
+	for _, i := range list {
+		if i.Peer == peer {
+			return i
+		}
+	}
+	t.Fatalf("peer %s not in sandbox list: %s", peer, r.Stdout)
+	return sandbox.Info{}
+}
+
+func TestSandboxIsolation(t *testing.T) {
+	u := newUser(t)
+	if err := os.WriteFile(filepath.Join(u.Home, "secret.txt"), []byte("host user's data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u.MustRun(t, "sandbox", "start", "alice")
+
+	t.Run("runs as the guest user", func(t *testing.T) {
+		r := sh(t, u, "alice", "id -u; id -un; echo $HOME")
+		if r.Code != 0 || r.Stdout != "1000\nguest\n/home/guest\n" {
+			t.Fatalf("id inside: %s", r)
+		}
+	})
+	t.Run("host processes see an unprivileged subordinate uid", func(t *testing.T) {
+		start, count := u.SubIDs(t)
+		r := sh(t, u, "alice", "sleep 30 & echo $!; wait")
+		_ = r
+		inRange := testenv.PidsOfUIDs(start, start+count-1)
+		if len(inRange) == 0 {
+			t.Fatalf("no container process runs with a uid in %d..%d", start, start+count-1)
+		}
+		if own := testenv.PidsOfUIDs(0, 0); len(own) == 0 {
+			t.Fatal("cannot read /proc")
+		}
+	})
+	t.Run("usr is read-only", func(t *testing.T) {
+		r := sh(t, u, "alice", "touch /usr/ebp-write-test")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "Read-only file system") {
+			t.Fatalf("writing /usr inside: %s", r)
+		}
+		if _, err := os.Stat("/usr/ebp-write-test"); err == nil {
+			os.Remove("/usr/ebp-write-test")
+			t.Fatal("a file written inside appeared in the host's /usr")
+		}
+	})
+	t.Run("host secrets are not visible", func(t *testing.T) {
+		for _, p := range []string{u.Home + "/secret.txt", "/root", "/etc/ssh/ssh_host_ed25519_key", "/var/lib/ebrainpool"} {
+			r := sh(t, u, "alice", "ls -la "+p+" && cat "+p)
+			if r.Code == 0 {
+				t.Errorf("%s is visible inside: %s", p, r)
+			}
+		}
+		hostShadow, err := os.ReadFile("/etc/shadow")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := sh(t, u, "alice", "cat /etc/shadow")
+		if r.Code == 0 && strings.Contains(r.Stdout, strings.SplitN(string(hostShadow), "\n", 2)[0]) {
+			t.Fatalf("the host's /etc/shadow is readable inside: %s", r)
+		}
+		r = sh(t, u, "alice", "grep -c . /etc/passwd; grep "+u.Name+" /etc/passwd")
+		if strings.Contains(r.Stdout, u.Name) {
+			t.Fatalf("the host's passwd leaks into the container: %s", r)
+		}
+	})
+	t.Run("only loopback, and it is up", func(t *testing.T) {
+		r := sh(t, u, "alice", "ls /sys/class/net; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags")
+		lines := strings.Fields(r.Stdout)
+		if r.Code != 0 || len(lines) != 3 || lines[0] != "lo" || lines[2] != "0x9" {
+			t.Fatalf("network devices inside (want only lo, flags 0x9 = UP|LOOPBACK): %s", r)
+		}
+	})
+	t.Run("host addresses are unreachable", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		var accepted atomic.Int32
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted.Add(1)
+				c.Close()
+			}
+		}()
+		port := ln.Addr().(*net.TCPAddr).Port
+		targets := []string{"127.0.0.1"}
+		if ip := hostAddress(); ip != "" {
+			targets = append(targets, ip)
+		}
+		for _, ip := range targets {
+			r := sh(t, u, "alice", fmt.Sprintf("timeout 5 bash -c 'exec 3<>/dev/tcp/%s/%d' && echo CONNECTED", ip, port))
+			if strings.Contains(r.Stdout, "CONNECTED") {
+				t.Errorf("connected from the sandbox to the host's %s:%d: %s", ip, port, r)
+			}
+		}
+		if n := accepted.Load(); n != 0 {
+			t.Fatalf("the host listener accepted %d connections from the sandbox", n)
+		}
+	})
+	t.Run("no capabilities and no_new_privs", func(t *testing.T) {
+		r := sh(t, u, "alice", "grep -E '^(CapEff|CapPrm|NoNewPrivs)' /proc/self/status")
+		if !strings.Contains(r.Stdout, "CapEff:\t0000000000000000") || !strings.Contains(r.Stdout, "NoNewPrivs:\t1") {
+			t.Fatalf("guest privileges: %s", r)
+		}
+	})
+}
+
+// hostAddress is one of the host's own non-loopback IPv4 addresses, or "".
+func hostAddress() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+func TestSandboxLimits(t *testing.T) {
+	u := newUser(t)
+	u.MustRun(t, "sandbox", "start", "--pids", "64", "--memory", "96M", "--cpus", "0.5", "bomb")
+	info := containerOf(t, u, "bomb")
+	cg := func(ctrl, file string) string {
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, "ebrainpool", u.Name, "lxc.payload."+info.Name, file))
+		if err != nil {
+			t.Fatalf("reading the container's %s: %v", file, err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if got := cg("pids", "pids.max"); got != "64" {
+		t.Fatalf("pids.max = %s, want 64", got)
+	}
+
+	t.Run("fork bomb stopped by the pids limit, host responsive", func(t *testing.T) {
+		bomb := u.Command(t.Context(), "sandbox", "exec", "bomb", "--", "/bin/sh", "-c", "f() { f | f & }; f; sleep 20")
+		if err := bomb.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer bomb.Process.Kill()
+		var worst time.Duration
+		deadline := time.Now().Add(4 * time.Second)
+		for time.Now().Before(deadline) {
+			t0 := time.Now()
+			if err := exec.Command("/bin/true").Run(); err != nil {
+				t.Fatalf("host cannot run /bin/true during the fork bomb: %v", err)
+			}
+			worst = max(worst, time.Since(t0))
+			time.Sleep(100 * time.Millisecond)
+		}
+		events := cg("pids", "pids.events")
+		cur, _ := strconv.Atoi(cg("pids", "pids.current"))
+		t.Logf("pids.events: %s, pids.current: %d, slowest host /bin/true: %s", events, cur, worst)
+		if !strings.HasPrefix(events, "max ") || events == "max 0" {
+			t.Fatalf("the pids limit was never hit: pids.events %q", events)
+		}
+		if cur > 64 {
+			t.Fatalf("pids.current %d exceeds the limit 64", cur)
+		}
+		if worst > 2*time.Second {
+			t.Fatalf("host unresponsive during the fork bomb: /bin/true took %s", worst)
+		}
+		u.MustRun(t, "sandbox", "stop", "bomb")
+		bomb.Wait()
+		start, count := u.SubIDs(t)
+		if left := testenv.PidsOfUIDs(start, start+count-1); len(left) > 0 {
+			t.Fatalf("processes left after stop: %v", left)
+		}
+	})
+
+	t.Run("memory hog stopped by the memory limit", func(t *testing.T) {
+		u.MustRun(t, "sandbox", "start", "--pids", "64", "--memory", "96M", "bomb")
+		r := sh(t, u, "bomb", "head -c 400M /dev/zero | tail; echo status=$?")
+		failcnt, _ := strconv.Atoi(cg("memory", "memory.failcnt"))
+		peak, _ := strconv.ParseInt(cg("memory", "memory.max_usage_in_bytes"), 10, 64)
+		t.Logf("%s; memory.failcnt %d, peak %d MiB", strings.TrimSpace(r.Stdout), failcnt, peak>>20)
+		if !strings.Contains(r.Stdout, "status=137") {
+			t.Fatalf("the memory hog was not killed (want status=137): %s", r)
+		}
+		if peak > 96<<20 {
+			t.Fatalf("peak memory %d exceeds the 96 MiB limit", peak)
+		}
+		if r := sh(t, u, "bomb", "echo alive"); r.Stdout != "alive\n" {
+			t.Fatalf("the sandbox is unusable after the OOM kill: %s", r)
+		}
+	})
+}
+
+func TestSandboxPeersSeparated(t *testing.T) {
+	u := newUser(t)
+	u.MustRun(t, "sandbox", "start", "p1")
+	u.MustRun(t, "sandbox", "start", "p2")
+	if r := sh(t, u, "p1", "echo p1-private > ~/p1file; setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo started"); r.Code != 0 {
+		t.Fatalf("p1: %s", r)
+	}
+	// The patterns are written so that the scripts' own command lines
+	// cannot match them.
+	r := sh(t, u, "p2", "ls -a ~; find / -xdev -name 'p1[f]ile' 2>/dev/null; true")
+	if r.Code != 0 || strings.Contains(r.Stdout, "p1file") {
+		t.Fatalf("p2 sees p1's file: %s", r)
+	}
+	r = sh(t, u, "p2", "cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c 'slee[p] 300'; true")
+	if strings.TrimSpace(r.Stdout) != "0" {
+		t.Fatalf("p2 sees p1's process: %s", r)
+	}
+	if r := sh(t, u, "p1", "cat ~/p1file; cat /proc/[0-9]*/cmdline | tr '\\0' ' '"); !strings.Contains(r.Stdout, "p1-private") || !strings.Contains(r.Stdout, "sleep 300") {
+		t.Fatalf("p1 lost its own file or process: %s", r)
+	}
+	p1, p2 := containerOf(t, u, "p1"), containerOf(t, u, "p2")
+	if p1.Name == p2.Name {
+		t.Fatal("two peers share one container")
+	}
+}
+
+func TestSandboxResetAndExport(t *testing.T) {
+	u := newUser(t)
+	u.MustRun(t, "sandbox", "start", "r")
+	if r := sh(t, u, "r", "mkdir -p ~/docs && echo hello from r > ~/docs/a.txt"); r.Code != 0 {
+		t.Fatalf("writing in the sandbox: %s", r)
+	}
+	dir, err := os.MkdirTemp("", "ebp-export-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chown(dir, u.UID, u.GID)
+	out := filepath.Join(dir, "r-home.tar.gz")
+	u.MustRun(t, "sandbox", "export", "r", out)
+	list, err := exec.Command("tar", "-tzf", out).CombinedOutput()
+	if err != nil || !strings.Contains(string(list), "./docs/a.txt") {
+		t.Fatalf("archive listing: %v\n%s", err, list)
+	}
+	content, err := exec.Command("tar", "-xzOf", out, "./docs/a.txt").Output()
+	if err != nil || string(content) != "hello from r\n" {
+		t.Fatalf("archived file content %q: %v", content, err)
+	}
+
+	u.MustRun(t, "sandbox", "reset", "r")
+	r := sh(t, u, "r", "ls -A ~; test -e ~/docs/a.txt && echo STILL-THERE; id -un")
+	if r.Code != 0 || strings.Contains(r.Stdout, "STILL-THERE") || strings.Contains(r.Stdout, "docs") || !strings.Contains(r.Stdout, "guest") {
+		t.Fatalf("after reset: %s", r)
+	}
+	u.MustRun(t, "sandbox", "remove", "r")
+	if r := u.MustRun(t, "sandbox", "list"); strings.Contains(r.Stdout, "\nr ") {
+		t.Fatalf("removed sandbox still listed: %s", r.Stdout)
+	}
+}
+
+func TestSandboxCyclesLeakNothing(t *testing.T) {
+	u := newUser(t)
+	hostMounts := mountCount(t)
+	r := u.MustRun(t, "sandbox", "bench", "--cycles", "50", "--warm", "1", "--json", "soak")
+	var res sandbox.BenchResult
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("bench output: %v\n%s", err, r.Stdout)
+	}
+	if len(res.ColdStart) != 50 {
+		t.Fatalf("ran %d cycles, want 50", len(res.ColdStart))
+	}
+	if res.FDsAfter != res.FDsBefore || res.MountsAfter != res.MountsBefore || res.CgroupsAfter != res.CgroupsBefore {
+		t.Fatalf("leak after 50 cycles: fds %d->%d, mounts %d->%d, cgroups %d->%d",
+			res.FDsBefore, res.FDsAfter, res.MountsBefore, res.MountsAfter, res.CgroupsBefore, res.CgroupsAfter)
+	}
+	if got := mountCount(t); got != hostMounts {
+		t.Fatalf("host mount table changed: %d -> %d entries", hostMounts, got)
+	}
+	start, count := u.SubIDs(t)
+	if left := testenv.PidsOfUIDs(start, start+count-1); len(left) > 0 {
+		t.Fatalf("container processes left: %v", left)
+	}
+	t.Logf("50 cycles: cold start median %s, warm exec median %s", sandbox.Median(res.ColdStart), sandbox.Median(res.WarmExec))
+}
+
+func mountCount(t *testing.T) int {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), "\n")
+}
+
+func TestSandboxErrors(t *testing.T) {
+	testenv.RequireRoot(t)
+	t.Run("without setup the message names the fix", func(t *testing.T) {
+		u := testenv.NewUser(t, binary, false)
+		r := u.Run(t, "sandbox", "list")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "sudo ebrainpool setup --user "+u.Name) {
+			t.Fatalf("want an error naming `sudo ebrainpool setup --user %s`: %s", u.Name, r)
+		}
+	})
+	t.Run("setup as a normal user asks for root", func(t *testing.T) {
+		u := testenv.NewUser(t, binary, false)
+		r := u.Run(t, "setup", "--user", u.Name)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "needs root") {
+			t.Fatalf("setup without root: %s", r)
+		}
+	})
+	t.Run("a container that fails to start shows liblxc's errors", func(t *testing.T) {
+		u := newUser(t)
+		u.MustRun(t, "sandbox", "start", "broken")
+		u.MustRun(t, "sandbox", "stop", "broken")
+		info := containerOf(t, u, "broken")
+		// Corrupt the container the way a stray tool could: its /run mount
+		// point becomes a symlink, which liblxc refuses to mount over.
+		run := filepath.Join("/var/lib/ebrainpool", u.Name, "containers", info.Name, "rootfs", "run")
+		if err := os.RemoveAll(run); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("/tmp", run); err != nil {
+			t.Fatal(err)
+		}
+		r := u.Run(t, "sandbox", "start", "broken")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "liblxc said:") {
+			t.Fatalf("want liblxc's own error lines: %s", r)
+		}
+		t.Logf("error shown: %s", r.Stderr)
+	})
+	t.Run("setup is idempotent and remove undoes it", func(t *testing.T) {
+		u := testenv.NewUser(t, binary, true)
+		before, _ := os.ReadFile("/etc/subuid")
+		if out, err := exec.Command(binary, "setup", "--user", u.Name).CombinedOutput(); err != nil || !strings.Contains(string(out), "already") {
+			t.Fatalf("second setup: %v\n%s", err, out)
+		}
+		after, _ := os.ReadFile("/etc/subuid")
+		if string(before) != string(after) {
+			t.Fatal("second setup changed /etc/subuid")
+		}
+		if out, err := exec.Command(binary, "setup", "--remove", "--user", u.Name).CombinedOutput(); err != nil {
+			t.Fatalf("setup --remove: %v\n%s", err, out)
+		}
+		for _, p := range []string{"/var/lib/ebrainpool/" + u.Name, "/sys/fs/cgroup/pids/ebrainpool/" + u.Name} {
+			if _, err := os.Stat(p); err == nil {
+				t.Errorf("%s still exists after setup --remove", p)
+			}
+		}
+	})
+}

@@ -1,0 +1,567 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	lxc "github.com/lxc/go-lxc"
+	"golang.org/x/sys/unix"
+)
+
+// Config configures a Manager.
+type Config struct {
+	Layout Layout
+	// Limits for every container; zero means DefaultLimits.
+	Limits Limits
+	// GuestBinary is the host path of the ebrainpool binary to run inside the
+	// containers (init and SSH endpoint); empty means the running executable.
+	GuestBinary string
+	Logger      *slog.Logger
+}
+
+// Manager runs the current user's per-peer containers. It needs no root: the
+// one-time Setup gave the user what it needs. A Manager moves its process
+// into the user's cgroups when created.
+type Manager struct {
+	cfg        Config
+	log        *slog.Logger
+	user       string
+	uid, gid   int
+	uids, gids IDRange
+	lxcpath    string
+	cgroupDirs []string
+	v2         bool
+	seccomp    string
+	apparmor   bool
+
+	mu  sync.Mutex
+	cts map[string]*lxc.Container // by container name, while running
+}
+
+// Info describes one peer's container.
+type Info struct {
+	Peer    string    `json:"peer"`
+	Name    string    `json:"name"`
+	State   string    `json:"state"`
+	Created time.Time `json:"created"`
+	Pids    int       `json:"processes,omitempty"`
+	Memory  int64     `json:"memory_bytes,omitempty"`
+}
+
+// meta is kept beside each container's config.
+type meta struct {
+	Peer    string    `json:"peer"`
+	Created time.Time `json:"created"`
+}
+
+// NewManager checks that the one-time setup was done for the current user
+// and moves the process into the user's cgroups.
+func NewManager(cfg Config) (*Manager, error) {
+	if cfg.Layout.Root == "" {
+		cfg.Layout = DefaultLayout()
+	}
+	if cfg.Limits == (Limits{}) {
+		cfg.Limits = DefaultLimits()
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("sandbox limits: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.GuestBinary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding the ebrainpool binary: %w", err)
+		}
+		cfg.GuestBinary = exe
+	}
+	u, err := user.Current()
+	if err != nil {
+		return nil, fmt.Errorf("looking up the current user: %w", err)
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger, user: u.Username, uid: os.Getuid(), gid: os.Getgid(), cts: map[string]*lxc.Container{}}
+	m.uids, m.gids, err = userRanges("/etc/subuid", "/etc/subgid", m.user, m.uid)
+	if err != nil {
+		return nil, setupHint(m.user, err)
+	}
+	m.lxcpath = cfg.Layout.LXCPath(m.user)
+	if err := unix.Access(m.lxcpath, unix.W_OK|unix.X_OK); err != nil {
+		return nil, setupHint(m.user, fmt.Errorf("%w: %s is missing or not writable (%v)", ErrNotSetUp, m.lxcpath, err))
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	hs := cgroupHierarchies(mi)
+	m.v2 = pureV2(hs)
+	m.cgroupDirs = cfg.Layout.userCgroupDirs(hs, m.user)
+	if m.uid != 0 && !(m.v2 && isSystemdHost()) {
+		// On systemd hosts with cgroup v2 the app already runs in the user's
+		// delegated scope (systemd-run --user --scope -p Delegate=yes).
+		if err := enterCgroups(m.cgroupDirs, m.user); err != nil {
+			return nil, setupHint(m.user, err)
+		}
+	}
+	if err := checkGuestBinary(cfg.GuestBinary); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat("/usr/share/lxc/config/common.seccomp"); err == nil {
+		m.seccomp = "/usr/share/lxc/config/common.seccomp"
+	}
+	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(b)) == "Y" {
+		m.apparmor = true
+	}
+	return m, nil
+}
+
+// checkGuestBinary makes sure the container's root (an unmapped subordinate
+// uid) can reach the binary bind-mounted into the container.
+func checkGuestBinary(path string) error {
+	p := path
+	for {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("checking the guest binary %s: %w", path, err)
+		}
+		need := os.FileMode(0o001) // search
+		if p == path {
+			need = 0o005 // read+exec
+		}
+		if st.Mode().Perm()&need != need {
+			return fmt.Errorf("the container cannot reach %s: %s is mode %v; install ebrainpool in a world-readable place (e.g. /usr/bin) or chmod o+rx it", path, p, st.Mode().Perm())
+		}
+		if p == "/" {
+			return nil
+		}
+		p = filepath.Dir(p)
+	}
+}
+
+// reenterCgroups moves the process back into the user's cgroups.
+func (m *Manager) reenterCgroups() error {
+	if m.uid == 0 || (m.v2 && isSystemdHost()) {
+		return nil
+	}
+	return enterCgroups(m.cgroupDirs, m.user)
+}
+
+// User is the desktop user the manager runs containers for.
+func (m *Manager) User() string { return m.user }
+
+// LXCPath is where the containers live.
+func (m *Manager) LXCPath() string { return m.lxcpath }
+
+// ContainerName is the LXC name of the peer's container.
+func (m *Manager) ContainerName(peer string) string { return containerName(peer) }
+
+func (m *Manager) dir(name string) string { return filepath.Join(m.lxcpath, name) }
+
+// lock takes the per-container lock that serialises lifecycle changes
+// across processes (the desktop app and the debug CLI).
+func (m *Manager) lock(ctx context.Context, name string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(m.lxcpath, "."+name+".lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking sandbox %s: %w", name, err)
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking sandbox %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for the lock of sandbox %s: %w", name, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// containerConfig is the peer's container configuration.
+func (m *Manager) containerConfig(name string) containerConfig {
+	return containerConfig{
+		Name:        name,
+		Hostname:    name,
+		Rootfs:      filepath.Join(m.dir(name), "rootfs"),
+		LogFile:     filepath.Join(m.dir(name), "lxc.log"),
+		UIDs:        m.uids,
+		GIDs:        m.gids,
+		Limits:      m.cfg.Limits,
+		GuestBinary: m.cfg.GuestBinary,
+		HostEtc:     existingHostEtc(),
+		TopLevel:    realTopLevelDirs(),
+		CgroupV2:    m.v2,
+		Seccomp:     m.seccomp,
+		AppArmor:    m.apparmor,
+	}
+}
+
+// define creates the container's directory, rootfs and config if needed
+// and rewrites the config (limits or the binary path may have changed).
+func (m *Manager) define(peer, name string) error {
+	dir := m.dir(name)
+	cc := m.containerConfig(name)
+	fresh := false
+	if _, err := os.Stat(filepath.Join(dir, "meta.json")); errors.Is(err, os.ErrNotExist) {
+		fresh = true
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("creating sandbox for %s: %w", peer, err)
+		}
+	}
+	if err := buildRootfs(cc.Rootfs, cc.Hostname, cc.HostEtc); err != nil {
+		if fresh {
+			os.RemoveAll(dir)
+		}
+		return fmt.Errorf("creating sandbox for %s: %w", peer, err)
+	}
+	if err := writeFileIfChanged(filepath.Join(dir, "config"), []byte(cc.lxcConfig()), 0o644); err != nil {
+		return fmt.Errorf("creating sandbox for %s: %w", peer, err)
+	}
+	if fresh {
+		b, _ := json.Marshal(meta{Peer: peer, Created: time.Now().UTC()})
+		if err := writeFileAtomic(filepath.Join(dir, "meta.json"), b, 0o644); err != nil {
+			os.RemoveAll(dir)
+			return fmt.Errorf("creating sandbox for %s: %w", peer, err)
+		}
+	}
+	return nil
+}
+
+// Start makes sure the peer's container exists and runs. It is cheap when the
+// container already runs.
+func (m *Manager) Start(ctx context.Context, peer string) error {
+	if err := validPeer(peer); err != nil {
+		return err
+	}
+	name := containerName(peer)
+	if c := m.cached(name); c != nil && c.Running() {
+		return nil
+	}
+	unlock, err := m.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c, err := lxc.NewContainer(name, m.lxcpath)
+	if err == nil && c.Running() {
+		m.remember(name, c)
+		return nil
+	}
+	if c != nil {
+		lxc.Release(c)
+	}
+	if err := m.define(peer, name); err != nil {
+		return err
+	}
+	logFile := filepath.Join(m.dir(name), "lxc.log")
+	_ = os.Truncate(logFile, 0)
+	c, err = lxc.NewContainer(name, m.lxcpath)
+	if err != nil {
+		return fmt.Errorf("loading sandbox for %s: %w", peer, err)
+	}
+	if err := c.WantCloseAllFds(true); err != nil {
+		lxc.Release(c)
+		return fmt.Errorf("starting sandbox for %s: %w", peer, err)
+	}
+	c.WantDaemonize(true)
+	err = c.Start()
+	// liblxc moves the calling process into the container's monitor cgroup;
+	// move back, or the next start nests below it and neither cgroup can
+	// ever be removed.
+	if rerr := m.reenterCgroups(); rerr != nil && err == nil {
+		err = rerr
+	}
+	if err != nil {
+		lxc.Release(c)
+		return startError(peer, logFile, err)
+	}
+	if !c.Running() {
+		lxc.Release(c)
+		return startError(peer, logFile, errors.New("container is not running after start"))
+	}
+	m.remember(name, c)
+	m.log.Debug("sandbox started", "peer", peer, "container", name)
+	return nil
+}
+
+func (m *Manager) cached(name string) *lxc.Container {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cts[name]
+}
+
+func (m *Manager) remember(name string, c *lxc.Container) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old := m.cts[name]; old != nil && old != c {
+		lxc.Release(old)
+	}
+	m.cts[name] = c
+}
+
+func (m *Manager) forget(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.cts[name]; c != nil {
+		lxc.Release(c)
+		delete(m.cts, name)
+	}
+}
+
+// running returns the peer's container if it runs.
+func (m *Manager) running(peer string) (*lxc.Container, error) {
+	name := containerName(peer)
+	if c := m.cached(name); c != nil && c.Running() {
+		return c, nil
+	}
+	c, err := lxc.NewContainer(name, m.lxcpath)
+	if err != nil {
+		return nil, fmt.Errorf("loading sandbox for %s: %w", peer, err)
+	}
+	if !c.Running() {
+		lxc.Release(c)
+		return nil, fmt.Errorf("sandbox for %s is not running", peer)
+	}
+	m.remember(name, c)
+	return c, nil
+}
+
+// Stop stops the peer's container; its processes are killed. Stopping a
+// stopped container is not an error.
+func (m *Manager) Stop(ctx context.Context, peer string) error {
+	name := containerName(peer)
+	unlock, err := m.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return m.stopLocked(peer, name)
+}
+
+func (m *Manager) stopLocked(peer, name string) error {
+	m.forget(name)
+	c, err := lxc.NewContainer(name, m.lxcpath)
+	if err != nil {
+		return fmt.Errorf("loading sandbox for %s: %w", peer, err)
+	}
+	defer lxc.Release(c)
+	if !c.Running() {
+		return nil
+	}
+	if err := c.Stop(); err != nil {
+		return fmt.Errorf("stopping sandbox for %s: %w", peer, err)
+	}
+	if !c.Wait(lxc.STOPPED, 10*time.Second) {
+		return fmt.Errorf("stopping sandbox for %s: still %s after 10s", peer, c.State())
+	}
+	return nil
+}
+
+// Remove stops the peer's container and deletes it with all its files.
+func (m *Manager) Remove(ctx context.Context, peer string) error {
+	name := containerName(peer)
+	unlock, err := m.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := m.removeLocked(peer, name); err != nil {
+		return err
+	}
+	os.Remove(filepath.Join(m.lxcpath, "."+name+".lock"))
+	return nil
+}
+
+func (m *Manager) removeLocked(peer, name string) error {
+	if _, err := os.Stat(m.dir(name)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := m.stopLocked(peer, name); err != nil {
+		return err
+	}
+	c, err := lxc.NewContainer(name, m.lxcpath)
+	if err != nil {
+		return fmt.Errorf("loading sandbox for %s: %w", peer, err)
+	}
+	defer lxc.Release(c)
+	if c.Defined() {
+		// liblxc removes the rootfs inside the user namespace, where the
+		// guest's files (owned by subordinate ids) can be deleted.
+		if err := c.Destroy(); err != nil {
+			return fmt.Errorf("removing sandbox for %s: %w", peer, err)
+		}
+	}
+	if err := os.RemoveAll(m.dir(name)); err != nil {
+		return fmt.Errorf("removing sandbox for %s: %w", peer, err)
+	}
+	return nil
+}
+
+// Reset puts the peer's container back to the base: home, /etc and
+// everything else it wrote are gone. A running container is restarted.
+func (m *Manager) Reset(ctx context.Context, peer string) error {
+	name := containerName(peer)
+	unlock, err := m.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	wasRunning := false
+	if c, err := lxc.NewContainer(name, m.lxcpath); err == nil {
+		wasRunning = c.Running()
+		lxc.Release(c)
+	}
+	err = m.removeLocked(peer, name)
+	unlock()
+	if err != nil {
+		return fmt.Errorf("resetting sandbox for %s: %w", peer, err)
+	}
+	if wasRunning {
+		return m.Start(ctx, peer)
+	}
+	unlock, err = m.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return m.define(peer, name)
+}
+
+// List describes the user's containers, sorted by peer.
+func (m *Manager) List() ([]Info, error) {
+	ents, err := os.ReadDir(m.lxcpath)
+	if err != nil {
+		return nil, fmt.Errorf("listing sandboxes: %w", err)
+	}
+	var out []Info
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "ebp-") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(m.lxcpath, e.Name(), "meta.json"))
+		if err != nil {
+			continue
+		}
+		var md meta
+		if json.Unmarshal(b, &md) != nil {
+			continue
+		}
+		info := Info{Peer: md.Peer, Name: e.Name(), Created: md.Created, State: "STOPPED"}
+		if c, err := lxc.NewContainer(e.Name(), m.lxcpath); err == nil {
+			info.State = c.State().String()
+			if c.Running() {
+				info.Pids, _ = countProcs(c.InitPid())
+				if mem, err := c.MemoryUsage(); err == nil {
+					info.Memory = int64(mem)
+				}
+			}
+			lxc.Release(c)
+		}
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out, nil
+}
+
+func cgroupInt(c *lxc.Container, key string) int {
+	v := c.CgroupItem(key)
+	if len(v) == 0 {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v[0]))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// Processes is the number of processes in the peer's container, its init
+// included.
+func (m *Manager) Processes(peer string) (int, error) {
+	c, err := m.running(peer)
+	if err != nil {
+		return -1, err
+	}
+	return countProcs(c.InitPid())
+}
+
+// countProcs counts the processes in the cgroup of pid (the container's
+// payload cgroup), read from the pids (or unified) hierarchy.
+func countProcs(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return -1, fmt.Errorf("reading cgroup of pid %d: %w", pid, err)
+	}
+	var path string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		switch {
+		case f[1] == "pids":
+			path = "/sys/fs/cgroup/pids" + f[2]
+		case f[0] == "0" && f[1] == "" && path == "":
+			path = "/sys/fs/cgroup" + f[2]
+		}
+	}
+	procs, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
+	if err != nil {
+		return -1, fmt.Errorf("counting processes of pid %d: %w", pid, err)
+	}
+	return len(strings.Fields(string(procs))), nil
+}
+
+// InitPid is the host pid of the container's init.
+func (m *Manager) InitPid(peer string) (int, error) {
+	c, err := m.running(peer)
+	if err != nil {
+		return -1, err
+	}
+	return c.InitPid(), nil
+}
+
+// StopWhenIdle stops the peer's container once nothing but its init has run
+// in it for idle, polling every poll. It returns when the container stopped
+// or ctx ends.
+func (m *Manager) StopWhenIdle(ctx context.Context, peer string, idle, poll time.Duration) error {
+	var since time.Time
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		n, err := m.Processes(peer)
+		if err != nil {
+			return nil // not running: nothing to stop
+		}
+		if n <= 1 {
+			if since.IsZero() {
+				since = time.Now()
+			}
+			if time.Since(since) >= idle {
+				return m.Stop(ctx, peer)
+			}
+		} else {
+			since = time.Time{}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
