@@ -18,7 +18,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # container or VM), a local demo user is created for it.
 RUN_USER ?= $(or $(SUDO_USER),$(filter-out root,$(shell id -un)),ebrainpool-demo)
 
-.PHONY: all build run test deps-build deps-run deps-test vet bench install clean
+.PHONY: all build run test deps-build deps-run deps-test vet bench install deb clean
 
 all: build
 
@@ -71,5 +71,8 @@ test: deps-test vet
 bench: deps-test
 	$(SUDO) env PATH="$$PATH" scripts/bench-sandbox.sh
 
+deb: deps-build
+	packaging/deb/build.sh
+
 clean:
-	rm -rf bin
+	rm -rf bin dist

@@ -306,6 +306,28 @@ func TestSandboxResetAndExport(t *testing.T) {
 	}
 }
 
+func TestSandboxStopWhenIdle(t *testing.T) {
+	u := newUser(t)
+	u.MustRun(t, "sandbox", "start", "idle")
+	busy := u.Command(t.Context(), "sandbox", "exec", "idle", "--", "sleep", "3")
+	if err := busy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	t0 := time.Now()
+	u.MustRun(t, "sandbox", "stop", "--when-idle", "1s", "idle")
+	waited := time.Since(t0)
+	if err := busy.Wait(); err != nil {
+		t.Fatalf("the running program was disturbed: %v", err)
+	}
+	if waited < 2*time.Second {
+		t.Fatalf("stopped after %s while a program still ran (it needed ~3s)", waited)
+	}
+	if st := containerOf(t, u, "idle").State; st != "STOPPED" {
+		t.Fatalf("state after stop --when-idle: %s", st)
+	}
+}
+
 func TestSandboxCyclesLeakNothing(t *testing.T) {
 	u := newUser(t)
 	hostMounts := mountCount(t)
