@@ -1,0 +1,440 @@
+// Package consent decides whether a peer may launch an app on this host:
+// remembered decisions, a block list, one pending prompt per peer, a timeout
+// that means deny, and rate limits so that a flood of requests never becomes
+// a flood of prompts. It has no GUI: the accept popup and the CLI both
+// answer through Engine.Answer.
+package consent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Request is one launch request as the host sees it.
+type Request struct {
+	ID        string    `json:"id"`
+	Peer      string    `json:"peer"` // verified key fingerprint: the identity
+	PeerName  string    `json:"peer_name"`
+	Host      string    `json:"host"`
+	From      string    `json:"from"` // source address
+	App       string    `json:"app"`
+	FirstTime bool      `json:"first_time"` // never seen this peer before
+	Asked     time.Time `json:"asked"`
+	Deadline  time.Time `json:"deadline"` // no answer by then means deny
+}
+
+// Answer is the host user's reply to a prompt.
+type Answer struct {
+	Allow    bool
+	Remember bool // remember for this (peer, app)
+	Block    bool // block the peer (implies deny)
+}
+
+// Reason says why a request was decided as it was.
+type Reason string
+
+const (
+	ByUser        Reason = "answered by the user"
+	Remembered    Reason = "remembered decision"
+	TimedOut      Reason = "no answer before the timeout"
+	Blocked       Reason = "the peer is blocked"
+	Busy          Reason = "a request from this peer is already waiting for an answer"
+	RateLimited   Reason = "too many requests; try again later"
+	Canceled      Reason = "the request was canceled"
+	EngineClosing Reason = "the host is shutting down"
+)
+
+// Outcome is the decision on a request.
+type Outcome struct {
+	Allowed bool
+	Reason  Reason
+}
+
+// Event tells watchers (the popup, the D-Bus API) about prompts.
+type Event struct {
+	Kind    string // "prompt" or "resolved"
+	Request Request
+	Outcome Outcome // for "resolved"
+}
+
+// Rules are the persistent decisions.
+type Rules struct {
+	Allowed map[string][]string `json:"allowed"` // peer -> apps always allowed
+	Denied  map[string][]string `json:"denied"`  // peer -> apps always denied
+	Blocked map[string]string   `json:"blocked"` // peer -> name when blocked
+}
+
+// Store persists Rules.
+type Store interface {
+	Load() (Rules, error)
+	Save(Rules) error
+}
+
+// Config configures an Engine. Zero values take the defaults.
+type Config struct {
+	Timeout time.Duration // default 60s
+	// PerPeer and Overall limit prompts: at most Burst at once, refilled at
+	// Every. Defaults: per peer 3 per 20s; overall 10 per 6s.
+	PerPeer, Overall Rate
+	MaxPending       int // overall pending prompts (default 16)
+	Store            Store
+	Now              func() time.Time
+}
+
+// Rate is a token bucket.
+type Rate struct {
+	Burst int
+	Every time.Duration
+}
+
+// Engine is the consent engine. It is safe for concurrent use.
+type Engine struct {
+	cfg Config
+
+	mu       sync.Mutex
+	rules    Rules
+	pending  map[string]*pending // by request id
+	byPeer   map[string]string   // peer -> pending request id
+	buckets  map[string]*bucket  // per peer
+	overall  bucket
+	watchers map[chan Event]struct{}
+	closed   bool
+}
+
+type pending struct {
+	req    Request
+	answer chan reply
+}
+
+// reply is an answer and who gave it (the user, a block, shutdown).
+type reply struct {
+	Answer
+	reason Reason
+}
+
+// New creates an engine, loading the rules from the store.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 60 * time.Second
+	}
+	if cfg.PerPeer.Burst <= 0 {
+		cfg.PerPeer = Rate{Burst: 3, Every: 20 * time.Second}
+	}
+	if cfg.Overall.Burst <= 0 {
+		cfg.Overall = Rate{Burst: 10, Every: 6 * time.Second}
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 16
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	e := &Engine{cfg: cfg, pending: map[string]*pending{}, byPeer: map[string]string{},
+		buckets: map[string]*bucket{}, watchers: map[chan Event]struct{}{}}
+	e.overall = newBucket(cfg.Overall, cfg.Now())
+	if cfg.Store != nil {
+		r, err := cfg.Store.Load()
+		if err != nil {
+			return nil, fmt.Errorf("loading consent rules: %w", err)
+		}
+		e.rules = r
+	}
+	e.rules.init()
+	return e, nil
+}
+
+func (r *Rules) init() {
+	if r.Allowed == nil {
+		r.Allowed = map[string][]string{}
+	}
+	if r.Denied == nil {
+		r.Denied = map[string][]string{}
+	}
+	if r.Blocked == nil {
+		r.Blocked = map[string]string{}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Ask decides on a request, prompting the user if no rule applies, and
+// waits for the answer, the timeout or ctx. Fields ID, Asked and Deadline
+// are filled in. Refusals that need no prompt return at once.
+func (e *Engine) Ask(ctx context.Context, req Request) (Outcome, error) {
+	if req.Peer == "" || req.App == "" {
+		return Outcome{}, errors.New("consent: request without peer or app")
+	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return Outcome{Reason: EngineClosing}, nil
+	}
+	if _, ok := e.rules.Blocked[req.Peer]; ok {
+		e.mu.Unlock()
+		return Outcome{Reason: Blocked}, nil
+	}
+	if contains(e.rules.Denied[req.Peer], req.App) {
+		e.mu.Unlock()
+		return Outcome{Reason: Remembered}, nil
+	}
+	if contains(e.rules.Allowed[req.Peer], req.App) {
+		e.mu.Unlock()
+		return Outcome{Allowed: true, Reason: Remembered}, nil
+	}
+	if _, ok := e.byPeer[req.Peer]; ok {
+		e.mu.Unlock()
+		return Outcome{Reason: Busy}, nil
+	}
+	now := e.cfg.Now()
+	b := e.buckets[req.Peer]
+	if b == nil {
+		nb := newBucket(e.cfg.PerPeer, now)
+		b = &nb
+		e.buckets[req.Peer] = b
+	}
+	if len(e.pending) >= e.cfg.MaxPending || !b.ok(now) || !e.overall.ok(now) {
+		e.mu.Unlock()
+		return Outcome{Reason: RateLimited}, nil
+	}
+	b.take()
+	e.overall.take()
+	req.ID = newID()
+	req.Asked = now
+	req.Deadline = now.Add(e.cfg.Timeout)
+	p := &pending{req: req, answer: make(chan reply, 1)}
+	e.pending[req.ID] = p
+	e.byPeer[req.Peer] = req.ID
+	e.notify(Event{Kind: "prompt", Request: req})
+	e.mu.Unlock()
+
+	timer := time.NewTimer(e.cfg.Timeout)
+	defer timer.Stop()
+	var out Outcome
+	select {
+	case a := <-p.answer:
+		out = Outcome{Allowed: a.Allow && !a.Block, Reason: a.reason}
+	case <-timer.C:
+		out = Outcome{Reason: TimedOut}
+	case <-ctx.Done():
+		out = Outcome{Reason: Canceled}
+	}
+	e.mu.Lock()
+	delete(e.pending, req.ID)
+	delete(e.byPeer, req.Peer)
+	e.notify(Event{Kind: "resolved", Request: req, Outcome: out})
+	e.mu.Unlock()
+	return out, nil
+}
+
+// ErrUnknownRequest means the request is no longer pending.
+var ErrUnknownRequest = errors.New("no such pending request (answered, timed out or canceled)")
+
+// Answer answers a pending prompt. Remember and Block are persisted before
+// the requester learns the decision.
+func (e *Engine) Answer(id string, a Answer) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.pending[id]
+	if !ok {
+		return fmt.Errorf("answering %s: %w", id, ErrUnknownRequest)
+	}
+	if a.Block || a.Remember {
+		next := e.rules.clone()
+		switch {
+		case a.Block:
+			next.Blocked[p.req.Peer] = p.req.PeerName
+		case a.Allow:
+			next.Allowed[p.req.Peer] = append(next.Allowed[p.req.Peer], p.req.App)
+		default:
+			next.Denied[p.req.Peer] = append(next.Denied[p.req.Peer], p.req.App)
+		}
+		if err := e.save(next); err != nil {
+			return err
+		}
+	}
+	select {
+	case p.answer <- reply{a, ByUser}:
+	default: // already answered
+		return fmt.Errorf("answering %s: %w", id, ErrUnknownRequest)
+	}
+	return nil
+}
+
+func (r Rules) clone() Rules {
+	n := Rules{Allowed: map[string][]string{}, Denied: map[string][]string{}, Blocked: map[string]string{}}
+	for k, v := range r.Allowed {
+		n.Allowed[k] = append([]string(nil), v...)
+	}
+	for k, v := range r.Denied {
+		n.Denied[k] = append([]string(nil), v...)
+	}
+	for k, v := range r.Blocked {
+		n.Blocked[k] = v
+	}
+	return n
+}
+
+// save persists next and makes it current (called with e.mu held).
+func (e *Engine) save(next Rules) error {
+	if e.cfg.Store != nil {
+		if err := e.cfg.Store.Save(next); err != nil {
+			return fmt.Errorf("saving consent rules: %w", err)
+		}
+	}
+	e.rules = next
+	return nil
+}
+
+// Block blocks a peer: its requests are refused without a prompt, and a
+// pending prompt from it is denied.
+func (e *Engine) Block(peer, name string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	next := e.rules.clone()
+	next.Blocked[peer] = name
+	if err := e.save(next); err != nil {
+		return err
+	}
+	if id, ok := e.byPeer[peer]; ok {
+		select {
+		case e.pending[id].answer <- reply{Answer{Block: true}, Blocked}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Unblock removes a peer from the block list.
+func (e *Engine) Unblock(peer string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	next := e.rules.clone()
+	delete(next.Blocked, peer)
+	return e.save(next)
+}
+
+// Forget drops the remembered decisions for a peer (all apps if app is "").
+func (e *Engine) Forget(peer, app string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	next := e.rules.clone()
+	if app == "" {
+		delete(next.Allowed, peer)
+		delete(next.Denied, peer)
+	} else {
+		next.Allowed[peer] = remove(next.Allowed[peer], app)
+		next.Denied[peer] = remove(next.Denied[peer], app)
+	}
+	return e.save(next)
+}
+
+func remove(list []string, s string) []string {
+	var out []string
+	for _, x := range list {
+		if x != s {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Rules returns a copy of the current rules.
+func (e *Engine) Rules() Rules {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.rules.clone()
+}
+
+// Pending lists the prompts waiting for an answer, oldest first.
+func (e *Engine) Pending() []Request {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Request, 0, len(e.pending))
+	for _, p := range e.pending {
+		out = append(out, p.req)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Asked.Before(out[j].Asked) })
+	return out
+}
+
+// Watch returns a channel of prompt events until ctx ends. A watcher that
+// does not keep up misses events rather than slowing the engine down.
+func (e *Engine) Watch(ctx context.Context) <-chan Event {
+	ch := make(chan Event, 64)
+	e.mu.Lock()
+	e.watchers[ch] = struct{}{}
+	e.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		e.mu.Lock()
+		delete(e.watchers, ch)
+		close(ch)
+		e.mu.Unlock()
+	}()
+	return ch
+}
+
+func (e *Engine) notify(ev Event) {
+	for ch := range e.watchers {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
+// Close denies every pending prompt and refuses new requests.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closed = true
+	for _, p := range e.pending {
+		select {
+		case p.answer <- reply{reason: EngineClosing}:
+		default:
+		}
+	}
+}
+
+func newID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// bucket is a token bucket refilled one token per Every, up to Burst.
+type bucket struct {
+	rate   Rate
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(r Rate, now time.Time) bucket {
+	return bucket{rate: r, tokens: float64(r.Burst), last: now}
+}
+
+func (b *bucket) ok(now time.Time) bool {
+	if b.rate.Every > 0 {
+		b.tokens += float64(now.Sub(b.last)) / float64(b.rate.Every)
+		if b.tokens > float64(b.rate.Burst) {
+			b.tokens = float64(b.rate.Burst)
+		}
+	}
+	b.last = now
+	return b.tokens >= 1
+}
+
+func (b *bucket) take() { b.tokens-- }
