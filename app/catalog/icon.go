@@ -116,4 +116,3 @@ func ValidPNG(b []byte) error {
 	_, err = png.Decode(bytes.NewReader(b))
 	return err
 }
-
