@@ -1,0 +1,162 @@
+// Package control is the protocol between eBrainPool instances: SSH with
+// both sides authenticated by their Ed25519 identity keys, one
+// "ebrainpool-control" channel per request, each carrying length-prefixed
+// JSON messages: a versioned hello, then catalog, launch (progress, then a
+// grant or a refusal; closing the channel cancels) or end. Every message is
+// bounded and every step has a deadline.
+package control
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Version is the protocol version this build speaks; Versions all it accepts.
+const Version = 1
+
+var Versions = []int{1}
+
+// ChannelType is the SSH channel type of a control request.
+const ChannelType = "ebrainpool-control"
+
+// MaxMessage bounds one message (a catalog with small PNG icons fits).
+const MaxMessage = 2 << 20
+
+// Message types.
+const (
+	TypeHello    = "hello"
+	TypeCatalog  = "catalog"
+	TypeLaunch   = "launch"
+	TypeEnd      = "end"
+	TypeApps     = "apps"
+	TypeProgress = "progress"
+	TypeGrant    = "grant"
+	TypeRefused  = "refused"
+	TypeOK       = "ok"
+)
+
+// Msg is one protocol message; Type says which fields matter.
+type Msg struct {
+	Type     string    `json:"type"`
+	Versions []int     `json:"versions,omitempty"` // hello from the client
+	Version  int       `json:"version,omitempty"`  // hello from the server
+	Name     string    `json:"name,omitempty"`     // hello: display name
+	App      string    `json:"app,omitempty"`      // launch
+	Session  string    `json:"session,omitempty"`  // end
+	Stage    string    `json:"stage,omitempty"`    // progress
+	Apps     []AppInfo `json:"apps,omitempty"`     // apps
+	Grant    *Grant    `json:"grant,omitempty"`    // grant
+	Code     string    `json:"code,omitempty"`     // refused
+	Reason   string    `json:"reason,omitempty"`   // refused
+}
+
+// AppInfo describes a shared app to a peer.
+type AppInfo struct {
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	Comment    string   `json:"comment,omitempty"`
+	Categories []string `json:"categories,omitempty"`
+	Icon       []byte   `json:"icon,omitempty"` // PNG
+}
+
+// Grant is what the requester needs to run the app: where to connect, the
+// endpoint's host key to pin, the user and command, until when.
+type Grant struct {
+	Session string    `json:"session"`
+	Host    string    `json:"host"`
+	Port    int       `json:"port"`
+	HostKey string    `json:"host_key"` // authorized_keys format
+	User    string    `json:"user"`
+	Command string    `json:"command"`
+	Expires time.Time `json:"expires"`
+}
+
+// Refusal codes.
+const (
+	CodeDenied       = "denied"
+	CodeTimeout      = "timeout"
+	CodeBlocked      = "blocked"
+	CodeBusy         = "busy"
+	CodeRateLimited  = "rate-limited"
+	CodeNoSuchApp    = "no-such-app"
+	CodeUnavailable  = "unavailable" // sharing off, setup missing on the host...
+	CodeVersion      = "version"
+	CodeBadRequest   = "bad-request"
+	CodeInternal     = "internal"
+	CodeCanceled     = "canceled"
+	CodeShuttingDown = "shutting-down"
+)
+
+// RefusedError is a refusal from the other side (or the handler's way to
+// refuse), with a code and a sentence for the user.
+type RefusedError struct {
+	Code, Reason string
+}
+
+func (e *RefusedError) Error() string { return fmt.Sprintf("refused (%s): %s", e.Code, e.Reason) }
+
+// Refuse builds a RefusedError.
+func Refuse(code, reason string) error { return &RefusedError{Code: code, Reason: reason} }
+
+// IsRefused reports whether err is a refusal with the given code ("" any).
+func IsRefused(err error, code string) bool {
+	var r *RefusedError
+	return errors.As(err, &r) && (code == "" || r.Code == code)
+}
+
+// writeMsg writes one length-prefixed JSON message.
+func writeMsg(w io.Writer, m *Msg) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding %s message: %w", m.Type, err)
+	}
+	if len(b) > MaxMessage {
+		return fmt.Errorf("%s message of %d bytes exceeds %d", m.Type, len(b), MaxMessage)
+	}
+	buf := make([]byte, 4+len(b))
+	binary.BigEndian.PutUint32(buf, uint32(len(b)))
+	copy(buf[4:], b)
+	_, err = w.Write(buf)
+	return err
+}
+
+// readMsg reads one message, refusing anything larger than MaxMessage.
+func readMsg(r io.Reader) (*Msg, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > MaxMessage {
+		return nil, fmt.Errorf("message length %d out of range (1..%d)", n, MaxMessage)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	var m Msg
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("decoding message: %w", err)
+	}
+	if m.Type == "" {
+		return nil, errors.New("message without a type")
+	}
+	return &m, nil
+}
+
+// pickVersion is the highest version both sides speak, or 0.
+func pickVersion(theirs []int) int {
+	best := 0
+	for _, v := range theirs {
+		for _, o := range Versions {
+			if v == o && v > best {
+				best = v
+			}
+		}
+	}
+	return best
+}

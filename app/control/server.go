@@ -1,0 +1,320 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/app/identity"
+	"golang.org/x/crypto/ssh"
+)
+
+// Peer is the authenticated other side of a control connection.
+type Peer struct {
+	Fingerprint identity.Fingerprint
+	Key         ssh.PublicKey
+	Name        string // as the peer calls itself in its hello (unverified)
+	Addr        net.Addr
+	LocalAddr   net.Addr // the address the request came in on
+}
+
+// Handler serves requests. Launch blocks while the host decides; it reports
+// stages through progress and refuses with a *RefusedError.
+type Handler interface {
+	Catalog(ctx context.Context, p Peer) ([]AppInfo, error)
+	Launch(ctx context.Context, p Peer, app string, progress func(stage string)) (*Grant, error)
+	End(ctx context.Context, p Peer, session string) error
+}
+
+// Server accepts control connections.
+type Server struct {
+	Identity ssh.Signer // the host's identity (its SSH host key)
+	Name     string     // display name sent in hello
+	Handler  Handler
+	Logger   *slog.Logger
+	// HandshakeTimeout bounds the SSH handshake and each hello (default 10s).
+	HandshakeTimeout time.Duration
+	// RequestTimeout bounds one request, consent included (default 2m).
+	RequestTimeout time.Duration
+	// IdleTimeout closes a connection with no request open (default 2m).
+	IdleTimeout time.Duration
+	// MaxConns and MaxConnsPerIP bound connections (defaults 64 and 8);
+	// MaxChannels bounds concurrent requests per connection (default 4).
+	MaxConns, MaxConnsPerIP, MaxChannels int
+
+	mu    sync.Mutex
+	conns int
+	perIP map[string]int
+}
+
+func (s *Server) defaults() {
+	if s.HandshakeTimeout <= 0 {
+		s.HandshakeTimeout = 10 * time.Second
+	}
+	if s.RequestTimeout <= 0 {
+		s.RequestTimeout = 2 * time.Minute
+	}
+	if s.IdleTimeout <= 0 {
+		s.IdleTimeout = 2 * time.Minute
+	}
+	if s.MaxConns <= 0 {
+		s.MaxConns = 64
+	}
+	if s.MaxConnsPerIP <= 0 {
+		s.MaxConnsPerIP = 8
+	}
+	if s.MaxChannels <= 0 {
+		s.MaxChannels = 4
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+}
+
+// Serve accepts connections on ln until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.defaults()
+	go func() { <-ctx.Done(); ln.Close() }()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accepting control connections: %w", err)
+		}
+		if !s.admit(c) {
+			c.Close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer s.release(c)
+			s.ServeConn(ctx, c)
+		}()
+	}
+}
+
+func ipOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String()
+	}
+	return a.String()
+}
+
+func (s *Server) admit(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP == nil {
+		s.perIP = map[string]int{}
+	}
+	ip := ipOf(c.RemoteAddr())
+	if s.conns >= s.MaxConns || s.perIP[ip] >= s.MaxConnsPerIP {
+		s.Logger.Warn("control connection refused: too many connections", "from", c.RemoteAddr())
+		return false
+	}
+	s.conns++
+	s.perIP[ip]++
+	return true
+}
+
+func (s *Server) release(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns--
+	ip := ipOf(c.RemoteAddr())
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+// ServeConn serves one connection until it closes or ctx ends.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	s.defaults()
+	defer c.Close()
+	cfg := &ssh.ServerConfig{
+		// Any Ed25519 key may connect: who may do what is decided per
+		// request (consent, block list), by the key's fingerprint.
+		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			if key.Type() != ssh.KeyAlgoED25519 {
+				return nil, fmt.Errorf("only ed25519 identities are accepted, not %s", key.Type())
+			}
+			return &ssh.Permissions{Extensions: map[string]string{
+				"pubkey-fp": string(identity.FingerprintOf(key)),
+				"pubkey":    string(key.Marshal()),
+			}}, nil
+		},
+		MaxAuthTries:  2,
+		ServerVersion: "SSH-2.0-eBrainPool-control",
+	}
+	cfg.AddHostKey(s.Identity)
+	c.SetDeadline(time.Now().Add(s.HandshakeTimeout))
+	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	if err != nil {
+		s.Logger.Debug("control handshake failed", "from", c.RemoteAddr(), "err", err)
+		return
+	}
+	defer sc.Close()
+	c.SetDeadline(time.Time{})
+	go ssh.DiscardRequests(reqs)
+	key, err := ssh.ParsePublicKey([]byte(sc.Permissions.Extensions["pubkey"]))
+	if err != nil {
+		return
+	}
+	peer := Peer{Fingerprint: identity.Fingerprint(sc.Permissions.Extensions["pubkey-fp"]), Key: key, Addr: c.RemoteAddr(), LocalAddr: c.LocalAddr()}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { <-ctx.Done(); sc.Close() }()
+
+	active := make(chan struct{}, s.MaxChannels)
+	idle := time.NewTimer(s.IdleTimeout)
+	defer idle.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-idle.C:
+			if len(active) == 0 {
+				s.Logger.Debug("closing idle control connection", "peer", peer.Fingerprint)
+				return
+			}
+			idle.Reset(s.IdleTimeout)
+		case nc, ok := <-chans:
+			if !ok {
+				return
+			}
+			if nc.ChannelType() != ChannelType {
+				nc.Reject(ssh.UnknownChannelType, "only "+ChannelType+" channels")
+				continue
+			}
+			select {
+			case active <- struct{}{}:
+			default:
+				nc.Reject(ssh.ResourceShortage, "too many concurrent requests")
+				continue
+			}
+			ch, creqs, err := nc.Accept()
+			if err != nil {
+				<-active
+				continue
+			}
+			go ssh.DiscardRequests(creqs)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-active; idle.Reset(s.IdleTimeout) }()
+				defer ch.Close()
+				s.serveChannel(ctx, ch, peer)
+			}()
+		}
+	}
+}
+
+// serveChannel runs hello and one request on a channel.
+func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, peer Peer) {
+	ctx, cancel := context.WithTimeout(ctx, s.RequestTimeout)
+	defer cancel()
+	// A read that never completes is ended by closing the channel.
+	stop := context.AfterFunc(ctx, func() { ch.Close() })
+	defer stop()
+	readTimed := func(d time.Duration) (*Msg, error) {
+		t := time.AfterFunc(d, func() { ch.Close() })
+		defer t.Stop()
+		return readMsg(ch)
+	}
+	hello, err := readTimed(s.HandshakeTimeout)
+	if err != nil || hello.Type != TypeHello {
+		return
+	}
+	v := pickVersion(hello.Versions)
+	if v == 0 {
+		writeMsg(ch, &Msg{Type: TypeRefused, Code: CodeVersion, Reason: fmt.Sprintf("this host speaks protocol versions %v, you offered %v", Versions, hello.Versions)})
+		return
+	}
+	peer.Name = boundName(hello.Name)
+	if err := writeMsg(ch, &Msg{Type: TypeHello, Version: v, Name: s.Name}); err != nil {
+		return
+	}
+	req, err := readTimed(s.HandshakeTimeout)
+	if err != nil {
+		return
+	}
+	// The client closes its side to cancel: watch for EOF while serving.
+	reqCtx, cancelReq := context.WithCancel(ctx)
+	defer cancelReq()
+	go func() {
+		io.Copy(io.Discard, io.LimitReader(ch, 1<<10))
+		cancelReq()
+	}()
+	var mu sync.Mutex
+	send := func(m *Msg) error { mu.Lock(); defer mu.Unlock(); return writeMsg(ch, m) }
+	refuse := func(err error) {
+		var r *RefusedError
+		if !errors.As(err, &r) {
+			s.Logger.Error("control request failed", "peer", peer.Fingerprint, "type", req.Type, "err", err)
+			r = &RefusedError{Code: CodeInternal, Reason: "the host could not complete the request"}
+			if reqCtx.Err() != nil {
+				r = &RefusedError{Code: CodeCanceled, Reason: "canceled"}
+			}
+		}
+		send(&Msg{Type: TypeRefused, Code: r.Code, Reason: r.Reason})
+	}
+	switch req.Type {
+	case TypeCatalog:
+		apps, err := s.Handler.Catalog(reqCtx, peer)
+		if err != nil {
+			refuse(err)
+			return
+		}
+		if err := send(&Msg{Type: TypeApps, Apps: apps}); err != nil {
+			s.Logger.Warn("sending catalog", "peer", peer.Fingerprint, "err", err)
+		}
+	case TypeLaunch:
+		if req.App == "" || len(req.App) > 255 {
+			refuse(Refuse(CodeBadRequest, "launch needs an app id of at most 255 bytes"))
+			return
+		}
+		g, err := s.Handler.Launch(reqCtx, peer, req.App, func(stage string) { send(&Msg{Type: TypeProgress, Stage: stage}) })
+		if err != nil {
+			refuse(err)
+			return
+		}
+		send(&Msg{Type: TypeGrant, Grant: g})
+	case TypeEnd:
+		if err := s.Handler.End(reqCtx, peer, req.Session); err != nil {
+			refuse(err)
+			return
+		}
+		send(&Msg{Type: TypeOK})
+	default:
+		refuse(Refuse(CodeBadRequest, fmt.Sprintf("unknown request %q", req.Type)))
+	}
+	ch.CloseWrite()
+}
+
+// boundName keeps a peer-supplied display name short and printable.
+func boundName(s string) string {
+	out := make([]rune, 0, 64)
+	for _, r := range s {
+		if len(out) == 63 {
+			break
+		}
+		if r < 0x20 || r == 0x7f {
+			continue
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}
