@@ -1,0 +1,172 @@
+// Package config holds the user's eBrainPool settings and where the
+// application keeps its files (XDG base directories).
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Dirs are the application's directories for one user.
+type Dirs struct {
+	Config string // identity key, settings (XDG_CONFIG_HOME/ebrainpool)
+	State  string // pins, consent rules (XDG_STATE_HOME/ebrainpool)
+	Home   string
+}
+
+// UserDirs resolves the XDG directories from the environment.
+func UserDirs() (Dirs, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return Dirs{}, fmt.Errorf("finding your home directory: %w", err)
+	}
+	cfg := os.Getenv("XDG_CONFIG_HOME")
+	if cfg == "" || !filepath.IsAbs(cfg) {
+		cfg = filepath.Join(home, ".config")
+	}
+	state := os.Getenv("XDG_STATE_HOME")
+	if state == "" || !filepath.IsAbs(state) {
+		state = filepath.Join(home, ".local", "state")
+	}
+	return Dirs{Config: filepath.Join(cfg, "ebrainpool"), State: filepath.Join(state, "ebrainpool"), Home: home}, nil
+}
+
+// IdentityKey is the path of the user's identity key.
+func (d Dirs) IdentityKey() string { return filepath.Join(d.Config, "identity_ed25519") }
+
+// SettingsFile is the path of the settings.
+func (d Dirs) SettingsFile() string { return filepath.Join(d.Config, "settings.json") }
+
+// SharingFile is the path of the shared-apps setting.
+func (d Dirs) SharingFile() string { return filepath.Join(d.Config, "sharing.json") }
+
+// ConsentFile is the path of the remembered decisions and block list.
+func (d Dirs) ConsentFile() string { return filepath.Join(d.State, "consent.json") }
+
+// Settings are the user's preferences.
+type Settings struct {
+	DisplayName string `json:"display_name"`
+	Sharing     bool   `json:"sharing"`      // others may ask to run apps here
+	ControlPort int    `json:"control_port"` // 0: chosen by the system
+	// Sandbox limits and idle stop.
+	MemoryMB       int      `json:"memory_mb,omitempty"`
+	CPUs           float64  `json:"cpus,omitempty"`
+	Pids           int      `json:"pids,omitempty"`
+	IdleStop       Duration `json:"idle_stop"`
+	ConsentTimeout Duration `json:"consent_timeout"`
+}
+
+// Duration is a time.Duration written as "90s".
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults are the settings of a new user: sharing on (nothing is shared
+// until apps are chosen), the host name with the user's name.
+func Defaults(user, host string) Settings {
+	return Settings{
+		DisplayName:    ValidName(user + " on " + host),
+		Sharing:        true,
+		IdleStop:       Duration(5 * time.Minute),
+		ConsentTimeout: Duration(60 * time.Second),
+	}
+}
+
+// ValidName trims a display name to 63 bytes of printable UTF-8.
+func ValidName(s string) string {
+	var b strings.Builder
+	for _, r := range strings.TrimSpace(s) {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			continue
+		}
+		if b.Len()+utf8.RuneLen(r) > 63 {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Validate checks settings read from disk or typed in the settings window.
+func (s Settings) Validate() error {
+	switch {
+	case s.DisplayName == "" || ValidName(s.DisplayName) != s.DisplayName:
+		return errors.New("the display name must be 1 to 63 bytes of printable text")
+	case s.ControlPort < 0 || s.ControlPort > 65535:
+		return fmt.Errorf("control port %d out of range", s.ControlPort)
+	case s.ConsentTimeout != 0 && (time.Duration(s.ConsentTimeout) < 5*time.Second || time.Duration(s.ConsentTimeout) > 10*time.Minute):
+		return errors.New("the consent timeout must be between 5s and 10m")
+	case s.MemoryMB < 0 || s.CPUs < 0 || s.Pids < 0 || s.IdleStop < 0:
+		return errors.New("limits and idle stop cannot be negative")
+	}
+	return nil
+}
+
+// Load reads the settings, or returns def when there are none yet.
+func Load(path string, def Settings) (Settings, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return def, nil
+	}
+	if err != nil {
+		return def, err
+	}
+	s := def
+	if err := json.Unmarshal(b, &s); err != nil {
+		return def, fmt.Errorf("%s is corrupt (%v): fix or delete it to get the defaults", path, err)
+	}
+	if err := s.Validate(); err != nil {
+		return def, fmt.Errorf("%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Save writes the settings atomically (0600).
+func Save(path string, s Settings) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("saving settings: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".settings-*.json")
+	if err != nil {
+		return fmt.Errorf("saving settings: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving settings: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving settings: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("saving settings: %w", err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
