@@ -1,4 +1,395 @@
 package cli
 
-// appCommands are the request-flow subcommands (daemon, peers, run, ...).
-func appCommands() []*Command { return nil }
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/app/catalog"
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/daemon"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/app/discovery"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+)
+
+// appCommands are the request-flow subcommands: the daemon and the
+// commands that talk to it over D-Bus.
+func appCommands() []*Command {
+	return []*Command{
+		daemonCommand(), idCommand(), peersCommand(), appsCommand(), runCommand(),
+		pendingCommand(), answerCommand("allow", true), answerCommand("deny", false), blockCommand(),
+		sessionsCommand(), endCommand(), shareCommand(true), shareCommand(false), localAppsCommand(),
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func withClient(ctx context.Context, f func(*dbusapi.Client) error) error {
+	c, err := dbusapi.Connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return f(c)
+}
+
+// peerFlag is a peer given by hand: FINGERPRINT@HOST:PORT.
+type peerFlag []discovery.Peer
+
+func (p *peerFlag) String() string { return fmt.Sprint(len(*p)) }
+func (p *peerFlag) Set(v string) error {
+	fp, addr, ok := strings.Cut(v, "@")
+	if !ok {
+		return fmt.Errorf("want FINGERPRINT@HOST:PORT[=NAME]")
+	}
+	name := ""
+	if a, n, ok := strings.Cut(addr, "="); ok {
+		addr, name = a, n
+	}
+	f, err := identity.ParseFingerprint(fp)
+	if err != nil {
+		return err
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("peer address %q: %w", addr, err)
+	}
+	if name == "" {
+		name = ap.Addr().String()
+	}
+	*p = append(*p, discovery.Peer{Fingerprint: f, Name: name, Host: ap.Addr().String(), Addresses: []netip.Addr{ap.Addr()}, Port: ap.Port()})
+	return nil
+}
+
+func daemonCommand() *Command {
+	var listen, level string
+	var noDiscovery bool
+	var peers peerFlag
+	return &Command{
+		Name: "daemon", Usage: "[--listen ADDR] [--no-discovery] [--peer FP@IP:PORT[=NAME]]...",
+		Summary: "Run eBrainPool without the GUI: discovery, sharing, launches and the D-Bus API.",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&listen, "listen", "", "control address (default: all addresses, port from settings or chosen by the system)")
+			fs.BoolVar(&noDiscovery, "no-discovery", false, "do not use avahi (give peers with --peer)")
+			fs.Var(&peers, "peer", "add a peer by hand: FINGERPRINT@IP:PORT[=NAME] (repeatable)")
+			fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+		},
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			var lv slog.Level
+			if err := lv.UnmarshalText([]byte(level)); err != nil {
+				return usageError("--log-level: %v", err)
+			}
+			log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lv}))
+			dirs, err := config.UserDirs()
+			if err != nil {
+				return err
+			}
+			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log})
+			if err != nil {
+				return err
+			}
+			for _, p := range peers {
+				d.AddPeer(p)
+			}
+			fmt.Fprintf(env.Stdout, "eBrainPool daemon: %q %s, peers reach it on port %d\n", d.Settings().DisplayName, d.Identity().Fingerprint(), d.ControlAddr().Port)
+			if err := d.SandboxError(); err != nil {
+				fmt.Fprintf(env.Stdout, "not sharing apps: %v\n", err)
+			}
+			return d.Run(ctx)
+		},
+	}
+}
+
+func idCommand() *Command {
+	return &Command{
+		Name: "id", Usage: "", Summary: "Show your identity: fingerprint and its short form (created on first use).",
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			dirs, err := config.UserDirs()
+			if err != nil {
+				return err
+			}
+			id, err := identity.LoadOrCreate(dirs.IdentityKey(), "ebrainpool")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "%s\n%s\n", id.Fingerprint(), id.Fingerprint().Short())
+			return nil
+		},
+	}
+}
+
+func peersCommand() *Command {
+	var asJSON bool
+	return &Command{
+		Name: "peers", Usage: "[--json]", Summary: "List the peers found on the network.",
+		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			return withClient(ctx, func(c *dbusapi.Client) error {
+				peers, err := c.Peers(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					if peers == nil {
+						peers = []dbusapi.Peer{}
+					}
+					return printJSON(env.Stdout, peers)
+				}
+				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tHOST\tADDRESS\tFINGERPRINT\tTRUST")
+				for _, p := range peers {
+					trust := p.Trust
+					if trust == "changed" {
+						trust = "KEY CHANGED - refused"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.Host, net.JoinHostPort(p.Address, strconv.Itoa(int(p.Port))), p.Short, trust)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func appsCommand() *Command {
+	var asJSON bool
+	return &Command{
+		Name: "apps", Usage: "[--json] PEER", Summary: "List the apps PEER shares (PEER: name, host or fingerprint prefix).",
+		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			peer, err := onePeer(fs)
+			if err != nil {
+				return err
+			}
+			return withClient(ctx, func(c *dbusapi.Client) error {
+				apps, err := c.Apps(ctx, peer)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					type app struct {
+						ID, Name, Comment string
+						HasIcon           bool
+					}
+					out := []app{}
+					for _, a := range apps {
+						out = append(out, app{a.ID, a.Name, a.Comment, len(a.Icon) > 0})
+					}
+					return printJSON(env.Stdout, out)
+				}
+				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "APP\tNAME\tDESCRIPTION")
+				for _, a := range apps {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", a.ID, a.Name, a.Comment)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func runCommand() *Command {
+	var detach bool
+	return &Command{
+		Name: "run", Usage: "[--detach] PEER APP", Summary: "Run APP from PEER with its windows here; waits until it ends.",
+		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&detach, "detach", false, "return once the app runs") },
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			if fs.NArg() != 2 {
+				return usageError("expected PEER APP")
+			}
+			return withClient(ctx, func(c *dbusapi.Client) error {
+				code, err := c.Run(ctx, fs.Arg(0), fs.Arg(1), detach, func(stage string) {
+					fmt.Fprintf(env.Stderr, "%s: %s\n", fs.Arg(1), stage)
+				})
+				if err != nil {
+					return err
+				}
+				if code != 0 {
+					return exitError(code)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func pendingCommand() *Command {
+	var asJSON bool
+	return &Command{
+		Name: "pending", Usage: "[--json]", Summary: "List requests from peers waiting for your answer.",
+		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			return withClient(ctx, func(c *dbusapi.Client) error {
+				reqs, err := c.Pending(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					if reqs == nil {
+						reqs = []dbusapi.Request{}
+					}
+					return printJSON(env.Stdout, reqs)
+				}
+				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tPEER\tFROM\tAPP\tFIRST TIME\tDENIED IN")
+				for _, r := range reqs {
+					left := time.Until(time.Unix(r.Deadline, 0)).Round(time.Second)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", r.ID, r.PeerName, r.From, r.App, r.FirstTime, left)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func answerCommand(name string, allow bool) *Command {
+	var remember bool
+	verb := "Deny"
+	if allow {
+		verb = "Allow"
+	}
+	return &Command{
+		Name: name, Usage: "[--remember] ID", Summary: verb + " a pending request (see `ebrainpool pending`).",
+		Flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&remember, "remember", false, "remember the answer for this peer and app")
+		},
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			id, err := onePeer(fs)
+			if err != nil {
+				return usageError("expected one request ID")
+			}
+			return withClient(ctx, func(c *dbusapi.Client) error { return c.Answer(ctx, id, allow, remember) })
+		},
+	}
+}
+
+func blockCommand() *Command {
+	return &Command{
+		Name: "block", Usage: "PEER|REQUEST-ID", Summary: "Block a peer: its requests are refused without asking you.",
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			peer, err := onePeer(fs)
+			if err != nil {
+				return err
+			}
+			return withClient(ctx, func(c *dbusapi.Client) error { return c.Block(ctx, peer) })
+		},
+	}
+}
+
+func sessionsCommand() *Command {
+	var asJSON bool
+	return &Command{
+		Name: "sessions", Usage: "[--json]", Summary: "List apps peers run here and apps you run on peers.",
+		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			return withClient(ctx, func(c *dbusapi.Client) error {
+				ss, err := c.Sessions(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					if ss == nil {
+						ss = []dbusapi.Session{}
+					}
+					return printJSON(env.Stdout, ss)
+				}
+				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tDIRECTION\tPEER\tAPP\tSINCE\tSTATE")
+				for _, s := range ss {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Direction, s.PeerName, s.App, time.Unix(s.Since, 0).Format(time.TimeOnly), s.State)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func endCommand() *Command {
+	return &Command{
+		Name: "end", Usage: "ID", Summary: "End a session (see `ebrainpool sessions`).",
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			id, err := onePeer(fs)
+			if err != nil {
+				return usageError("expected one session ID")
+			}
+			return withClient(ctx, func(c *dbusapi.Client) error { return c.EndSession(ctx, id) })
+		},
+	}
+}
+
+func shareCommand(share bool) *Command {
+	var all bool
+	name, summary := "share", "Share apps installed here with peers (by desktop ID; see `ebrainpool local-apps`)."
+	if !share {
+		name, summary = "unshare", "Stop sharing apps."
+	}
+	return &Command{
+		Name: name, Usage: "[--all] [APP...]", Summary: summary,
+		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&all, "all", false, "every installed graphical app") },
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			if !all && fs.NArg() == 0 {
+				return usageError("name apps or give --all")
+			}
+			dirs, err := config.UserDirs()
+			if err != nil {
+				return err
+			}
+			s, err := catalog.LoadSharing(dirs.SharingFile())
+			if err != nil {
+				return err
+			}
+			if all {
+				s = catalog.Sharing{All: share}
+			}
+			installed, _ := catalog.Scan(catalog.DataDirs(dirs.Home))
+			for _, id := range fs.Args() {
+				found := false
+				for _, a := range installed {
+					found = found || a.ID == id
+				}
+				if share && !found {
+					return fmt.Errorf("no graphical app with desktop ID %q is installed (see `ebrainpool local-apps`)", id)
+				}
+				s.Set(id, share)
+			}
+			return catalog.SaveSharing(dirs.SharingFile(), s)
+		},
+	}
+}
+
+func localAppsCommand() *Command {
+	return &Command{
+		Name: "local-apps", Usage: "", Summary: "List the graphical apps installed here and whether each is shared.",
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			dirs, err := config.UserDirs()
+			if err != nil {
+				return err
+			}
+			s, err := catalog.LoadSharing(dirs.SharingFile())
+			if err != nil {
+				return err
+			}
+			apps, _ := catalog.Scan(catalog.DataDirs(dirs.Home))
+			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "APP\tNAME\tSHARED\tCOMMAND")
+			for _, a := range apps {
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", a.ID, a.Name, s.Shared(a.ID), strings.Join(a.Exec, " "))
+			}
+			return tw.Flush()
+		},
+	}
+}
+

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	lxc "github.com/lxc/go-lxc"
 )
@@ -155,4 +157,44 @@ func (m *Manager) Export(ctx context.Context, peer string, w io.Writer) error {
 		return fmt.Errorf("exporting sandbox home of %s: tar exited with status %d", peer, code)
 	}
 	return nil
+}
+
+// ServeConn runs spec in the peer's running container with conn itself as
+// the process's stdin and stdout (inetd style: no relay process, no network
+// device in the container), and waits for it. When ctx ends the process gets
+// SIGTERM, then SIGKILL after grace.
+func (m *Manager) ServeConn(ctx context.Context, peer string, conn *net.TCPConn, spec ExecSpec, grace time.Duration) (int, error) {
+	f, err := conn.File()
+	if err != nil {
+		return -1, fmt.Errorf("handing a connection to the sandbox of %s: %w", peer, err)
+	}
+	spec.Stdin, spec.Stdout = f, f
+	p, err := m.Exec(ctx, peer, spec)
+	f.Close() // the process has its own copy
+	if err != nil {
+		return -1, err
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		p.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(grace):
+			p.Signal(syscall.SIGKILL)
+		}
+	}()
+	code, err := p.Wait()
+	close(done)
+	return code, err
+}
+
+// RootfsPath is the host path of the peer's container root directory; files
+// written below it (by the desktop user) appear inside, owned by nobody.
+func (m *Manager) RootfsPath(peer string) string {
+	return filepath.Join(m.dir(containerName(peer)), "rootfs")
 }

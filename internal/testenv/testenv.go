@@ -87,7 +87,15 @@ type User struct {
 	Name     string
 	UID, GID int
 	Home     string
-	Bin      string // the ebrainpool binary
+	Bin      string   // the ebrainpool binary
+	Env      []string // extra environment for its commands (see With)
+}
+
+// With returns the user with extra environment variables for its commands.
+func (u *User) With(env ...string) *User {
+	c := *u
+	c.Env = append(append([]string(nil), u.Env...), env...)
+	return &c
 }
 
 // NewUser creates an unprivileged user with a home directory and, if setup
@@ -151,7 +159,7 @@ func (r Result) String() string {
 func (u *User) Command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, u.Bin, args...)
 	cmd.Dir = "/"
-	cmd.Env = []string{"HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+	cmd.Env = append([]string{"HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}, u.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}}
 	return cmd
 }

@@ -1,0 +1,493 @@
+// Package daemon runs everything but the GUI: identity and pins, discovery,
+// the control server with consent and the sandboxes, outgoing launches, and
+// the session-bus API. The desktop app embeds it; `ebrainpool daemon` runs
+// it headless.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/user"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/app/catalog"
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/consent"
+	"github.com/ebrainpool/ebrainpool/app/control"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/app/discovery"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+	"github.com/ebrainpool/ebrainpool/app/session"
+	"github.com/ebrainpool/ebrainpool/sandbox"
+	"github.com/godbus/dbus/v5"
+	"golang.org/x/crypto/ssh"
+)
+
+// Options configure a Daemon.
+type Options struct {
+	Dirs config.Dirs
+	// Listen is the control address (default ":PORT" from the settings,
+	// port 0 meaning chosen by the system).
+	Listen string
+	// SystemBus dials the system bus for discovery (default: the system
+	// bus); NoDiscovery turns discovery off (peers then come from AddPeer).
+	SystemBus   discovery.DialFunc
+	NoDiscovery bool
+	// SessionBus is where the API is exported (default: the session bus);
+	// NoAPI runs without it.
+	SessionBus *dbus.Conn
+	NoAPI      bool
+	// Sandbox configures the sandboxes peers' apps run in.
+	Sandbox sandbox.Config
+	// Display and XAuthority for apps we run from peers (default $DISPLAY,
+	// $XAUTHORITY).
+	Display, XAuthority string
+	// AppDirs are the XDG data dirs scanned for shareable apps.
+	AppDirs []string
+	Logger  *slog.Logger
+}
+
+// Daemon is a running eBrainPool instance.
+type Daemon struct {
+	opts     Options
+	log      *slog.Logger
+	id       *identity.Identity
+	pins     *identity.PinStore
+	settings config.Settings
+	consent  *consent.Engine
+	host     *session.Host
+	sandbox  *sandbox.Manager // nil when setup is missing
+	sbErr    error
+	ln       net.Listener
+	disc     *discovery.Service
+	api      *dbusapi.Server
+
+	mu       sync.Mutex
+	manual   map[identity.Fingerprint]discovery.Peer // peers added by hand
+	changed  map[identity.Fingerprint]bool           // pinned key mismatch seen
+	outgoing map[string]*outgoing
+	apps     appCache
+}
+
+type outgoing struct {
+	id, peer, peerName, app string
+	since                   time.Time
+	state                   string
+	cancel                  context.CancelFunc
+}
+
+type appCache struct {
+	at   time.Time
+	apps []catalog.App
+}
+
+// New loads (or creates) the user's identity and settings and opens the
+// control listener. Nothing runs until Run.
+func New(opts Options) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Display == "" {
+		opts.Display = os.Getenv("DISPLAY")
+	}
+	if opts.XAuthority == "" {
+		opts.XAuthority = os.Getenv("XAUTHORITY")
+	}
+	if opts.AppDirs == nil {
+		opts.AppDirs = catalog.DataDirs(opts.Dirs.Home)
+	}
+	d := &Daemon{opts: opts, log: opts.Logger, manual: map[identity.Fingerprint]discovery.Peer{},
+		changed: map[identity.Fingerprint]bool{}, outgoing: map[string]*outgoing{}}
+	var err error
+	if err := os.MkdirAll(opts.Dirs.Config, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", opts.Dirs.Config, err)
+	}
+	hostname, _ := os.Hostname()
+	uname := "someone"
+	if u, err := user.Current(); err == nil {
+		uname = u.Username
+	}
+	d.settings, err = config.Load(opts.Dirs.SettingsFile(), config.Defaults(uname, hostname))
+	if err != nil {
+		return nil, err
+	}
+	d.id, err = identity.LoadOrCreate(opts.Dirs.IdentityKey(), uname+"@"+hostname)
+	if err != nil {
+		return nil, fmt.Errorf("loading your identity: %w", err)
+	}
+	d.pins, err = identity.OpenPinStore(opts.Dirs.State)
+	if err != nil {
+		return nil, err
+	}
+	d.consent, err = consent.New(consent.Config{Timeout: time.Duration(d.settings.ConsentTimeout), Store: consent.FileStore{Path: opts.Dirs.ConsentFile()}})
+	if err != nil {
+		return nil, err
+	}
+	sbCfg := opts.Sandbox
+	if d.settings.MemoryMB > 0 || d.settings.CPUs > 0 || d.settings.Pids > 0 {
+		lim := sandbox.DefaultLimits()
+		if d.settings.MemoryMB > 0 {
+			lim.MemoryBytes = int64(d.settings.MemoryMB) << 20
+		}
+		if d.settings.CPUs > 0 {
+			lim.CPUs = d.settings.CPUs
+		}
+		if d.settings.Pids > 0 {
+			lim.Pids = d.settings.Pids
+		}
+		sbCfg.Limits = lim
+	}
+	if sbCfg.Logger == nil {
+		sbCfg.Logger = d.log
+	}
+	d.sandbox, d.sbErr = sandbox.NewManager(sbCfg)
+	if d.sbErr != nil {
+		d.log.Warn("sharing apps needs the one-time setup; running as requester only", "err", d.sbErr)
+	}
+	var sbx session.Sandboxes = noSandbox{d.sbErr}
+	if d.sandbox != nil {
+		sbx = d.sandbox
+	}
+	idle := time.Duration(d.settings.IdleStop)
+	if idle == 0 {
+		idle = -1
+	}
+	d.host = session.NewHost(session.HostConfig{
+		Sandboxes: sbx, Consent: d.consent, Apps: d.sharedApps, Icon: d.icon,
+		Sharing:   func() bool { return d.Settings().Sharing && d.sandbox != nil },
+		KnownPeer: func(fp string) bool { _, ok := d.pins.Lookup(identity.Fingerprint(fp)); return ok },
+		IdleStop:  idle, Logger: d.log,
+	})
+	listen := opts.Listen
+	if listen == "" {
+		listen = ":" + strconv.Itoa(d.settings.ControlPort)
+	}
+	d.ln, err = net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("listening for peers on %s: %w", listen, err)
+	}
+	return d, nil
+}
+
+// noSandbox refuses to start sandboxes when setup is missing.
+type noSandbox struct{ err error }
+
+func (n noSandbox) Start(context.Context, string) error { return n.err }
+func (n noSandbox) ServeConn(context.Context, string, *net.TCPConn, sandbox.ExecSpec, time.Duration) (int, error) {
+	return -1, n.err
+}
+func (n noSandbox) RootfsPath(string) string { return "/nonexistent" }
+func (n noSandbox) StopWhenIdle(context.Context, string, time.Duration, time.Duration) error {
+	return nil
+}
+
+// Identity is this instance's identity.
+func (d *Daemon) Identity() *identity.Identity { return d.id }
+
+// ControlAddr is the address peers reach the control server on.
+func (d *Daemon) ControlAddr() *net.TCPAddr { return d.ln.Addr().(*net.TCPAddr) }
+
+// Settings returns the current settings.
+func (d *Daemon) Settings() config.Settings {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.settings
+}
+
+// SandboxError says why apps cannot be shared (setup missing), or nil.
+func (d *Daemon) SandboxError() error { return d.sbErr }
+
+// Run serves until ctx ends.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer d.host.Close()
+	defer d.consent.Close()
+	if !d.opts.NoAPI {
+		conn := d.opts.SessionBus
+		if conn == nil {
+			var err error
+			conn, err = dbus.ConnectSessionBus()
+			if err != nil {
+				return fmt.Errorf("connecting to the session bus (run inside a desktop session, or start one with dbus-run-session): %w", err)
+			}
+			defer conn.Close()
+		}
+		api, err := dbusapi.Export(conn, d)
+		if err != nil {
+			return err
+		}
+		d.api = api
+		wg.Add(1)
+		go func() { defer wg.Done(); d.forwardConsentEvents(ctx) }()
+	}
+	srv := &control.Server{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Handler: observer{d}, Logger: d.log}
+	wg.Add(1)
+	go func() { defer wg.Done(); srv.Serve(ctx, d.ln) }()
+	if !d.opts.NoDiscovery {
+		dial := d.opts.SystemBus
+		if dial == nil {
+			dial = func(ctx context.Context) (*dbus.Conn, error) { return dbus.ConnectSystemBus(dbus.WithContext(ctx)) }
+		}
+		port := d.ControlAddr().Port
+		disc, err := discovery.New(discovery.Options{
+			Dial: dial, Port: uint16(port), Logger: d.log,
+			Self:    discovery.Announcement{Fingerprint: d.id.Fingerprint(), Name: d.Settings().DisplayName},
+			OnEvent: d.onDiscovery,
+		})
+		if err != nil {
+			return err
+		}
+		d.mu.Lock()
+		d.disc = disc
+		d.mu.Unlock()
+		wg.Add(1)
+		go func() { defer wg.Done(); disc.Run(ctx) }()
+	}
+	d.log.Info("eBrainPool running", "name", d.Settings().DisplayName, "fingerprint", d.id.Fingerprint(), "control", d.ControlAddr())
+	<-ctx.Done()
+	d.mu.Lock()
+	for _, o := range d.outgoing {
+		o.cancel()
+	}
+	d.mu.Unlock()
+	return nil
+}
+
+// observer pins every peer that talks to us (first contact) before the
+// request is handled.
+type observer struct{ d *Daemon }
+
+func (o observer) observe(p control.Peer) {
+	if _, _, err := o.d.pins.Observe(p.Name, p.Key); err != nil {
+		o.d.log.Warn("pinning peer", "peer", p.Fingerprint, "err", err)
+	}
+}
+func (o observer) Catalog(ctx context.Context, p control.Peer) ([]control.AppInfo, error) {
+	defer o.observe(p)
+	return o.d.host.Catalog(ctx, p)
+}
+func (o observer) Launch(ctx context.Context, p control.Peer, app string, progress func(string)) (*control.Grant, error) {
+	defer o.observe(p)
+	return o.d.host.Launch(ctx, p, app, progress)
+}
+func (o observer) End(ctx context.Context, p control.Peer, s string) error {
+	return o.d.host.End(ctx, p, s)
+}
+
+func (d *Daemon) onDiscovery(ev discovery.Event) {
+	if d.api == nil {
+		return
+	}
+	switch ev.Kind {
+	case discovery.PeerRemoved:
+		d.api.PeerRemoved(string(ev.Peer.Fingerprint))
+	default:
+		d.api.PeerAdded(d.describe(ev.Peer))
+	}
+}
+
+func (d *Daemon) forwardConsentEvents(ctx context.Context) {
+	for ev := range d.consent.Watch(ctx) {
+		switch ev.Kind {
+		case "prompt":
+			d.api.RequestPending(apiRequest(ev.Request))
+		case "resolved":
+			d.api.RequestResolved(ev.Request.ID, ev.Outcome.Allowed, string(ev.Outcome.Reason))
+		}
+	}
+}
+
+func apiRequest(r consent.Request) dbusapi.Request {
+	return dbusapi.Request{ID: r.ID, Peer: r.Peer, PeerName: r.PeerName, From: r.From, App: r.App, FirstTime: r.FirstTime, Deadline: r.Deadline.Unix()}
+}
+
+// sharedApps are the installed apps the user shares (rescanned every 10s
+// at most).
+func (d *Daemon) sharedApps() []catalog.App {
+	sharing, err := catalog.LoadSharing(d.opts.Dirs.SharingFile())
+	if err != nil {
+		d.log.Warn("reading the shared apps", "err", err)
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if time.Since(d.apps.at) > 10*time.Second {
+		apps, errs := catalog.Scan(d.opts.AppDirs)
+		for _, e := range errs {
+			d.log.Debug("skipping desktop file", "err", e)
+		}
+		d.apps = appCache{at: time.Now(), apps: apps}
+	}
+	return sharing.Filter(d.apps.apps)
+}
+
+func (d *Daemon) icon(a catalog.App) []byte {
+	b, err := catalog.IconPNG(a, d.opts.AppDirs, 48)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// AddPeer adds a peer by hand (when discovery is off or cannot see it).
+func (d *Daemon) AddPeer(p discovery.Peer) {
+	d.mu.Lock()
+	d.manual[p.Fingerprint] = p
+	d.mu.Unlock()
+	if d.api != nil {
+		d.api.PeerAdded(d.describe(p))
+	}
+}
+
+// peers is every known peer: discovered and added by hand.
+func (d *Daemon) peers() []discovery.Peer {
+	d.mu.Lock()
+	disc := d.disc
+	out := make([]discovery.Peer, 0, len(d.manual))
+	manual := map[identity.Fingerprint]bool{}
+	for fp, p := range d.manual {
+		out = append(out, p)
+		manual[fp] = true
+	}
+	d.mu.Unlock()
+	if disc != nil {
+		for _, p := range disc.Peers() {
+			if !manual[p.Fingerprint] {
+				out = append(out, p)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Fingerprint < out[j].Fingerprint
+	})
+	return out
+}
+
+// trust says how a peer relates to the pins.
+func (d *Daemon) trust(p discovery.Peer) string {
+	d.mu.Lock()
+	changed := d.changed[p.Fingerprint]
+	d.mu.Unlock()
+	if changed {
+		return "changed"
+	}
+	if pin, ok := d.pins.Lookup(p.Fingerprint); ok {
+		if pin.NameClash {
+			return "name-clash"
+		}
+		return "verified"
+	}
+	for _, pin := range d.pins.Pins() {
+		if pin.Name == p.Name {
+			return "name-clash" // a new key under a known peer's name
+		}
+	}
+	return "new"
+}
+
+func pickAddr(p discovery.Peer) (netip.Addr, bool) {
+	var best netip.Addr
+	for _, a := range p.Addresses {
+		switch {
+		case a.Is4():
+			return a, true
+		case !best.IsValid() && !a.IsLinkLocalUnicast():
+			best = a
+		}
+	}
+	return best, best.IsValid()
+}
+
+func (d *Daemon) describe(p discovery.Peer) dbusapi.Peer {
+	addr, _ := pickAddr(p)
+	a := ""
+	if addr.IsValid() {
+		a = addr.String()
+	}
+	return dbusapi.Peer{Fingerprint: string(p.Fingerprint), Short: p.Fingerprint.Short(), Name: p.Name, Host: p.Host, Address: a, Port: p.Port, Trust: d.trust(p)}
+}
+
+// Resolve finds a peer by fingerprint (or a prefix of it, with or without
+// "SHA256:", or its short form), display name or host name.
+func (d *Daemon) Resolve(q string) (discovery.Peer, error) {
+	q = strings.TrimSpace(q)
+	if q == "" {
+		return discovery.Peer{}, errors.New("no peer given")
+	}
+	var matches []discovery.Peer
+	all := d.peers()
+	for _, pass := range []func(discovery.Peer) bool{
+		func(p discovery.Peer) bool { return string(p.Fingerprint) == q || p.Fingerprint.Short() == strings.ToUpper(q) },
+		func(p discovery.Peer) bool { return strings.EqualFold(p.Name, q) },
+		func(p discovery.Peer) bool {
+			h := strings.TrimSuffix(strings.ToLower(p.Host), ".")
+			return h == strings.ToLower(q) || strings.TrimSuffix(h, ".local") == strings.ToLower(q)
+		},
+		func(p discovery.Peer) bool {
+			return len(q) >= 4 && (strings.HasPrefix(string(p.Fingerprint), q) || strings.HasPrefix(strings.TrimPrefix(string(p.Fingerprint), "SHA256:"), q) ||
+				strings.HasPrefix(p.Fingerprint.Short(), strings.ToUpper(q)))
+		},
+	} {
+		for _, p := range all {
+			if pass(p) {
+				matches = append(matches, p)
+			}
+		}
+		if len(matches) > 0 {
+			break
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return discovery.Peer{}, fmt.Errorf("no peer matches %q (see `ebrainpool peers`)", q)
+	case 1:
+		return matches[0], nil
+	}
+	var names []string
+	for _, p := range matches {
+		names = append(names, fmt.Sprintf("%q %s", p.Name, p.Fingerprint.Short()))
+	}
+	return discovery.Peer{}, fmt.Errorf("%q matches %d peers (%s): give a fingerprint prefix", q, len(matches), strings.Join(names, ", "))
+}
+
+// target is where to reach a peer's control server.
+func (d *Daemon) target(p discovery.Peer) (session.Target, error) {
+	addr, ok := pickAddr(p)
+	if !ok {
+		return session.Target{}, fmt.Errorf("peer %q has no usable address", p.Name)
+	}
+	return session.Target{Addr: net.JoinHostPort(addr.String(), strconv.Itoa(int(p.Port))), Fingerprint: p.Fingerprint}, nil
+}
+
+// verify is the pin check for a peer we connect to: a pinned peer must show
+// its pinned key (a mismatch is refused loudly and remembered for the peer
+// list); a new one is pinned.
+func (d *Daemon) verify(p discovery.Peer) func(key ssh.PublicKey) error {
+	return func(key ssh.PublicKey) error {
+		if _, _, err := d.pins.Contact(p.Fingerprint, p.Name, key); err != nil {
+			if errors.Is(err, identity.ErrKeyChanged) {
+				d.mu.Lock()
+				d.changed[p.Fingerprint] = true
+				d.mu.Unlock()
+				d.log.Error("REFUSED: a pinned peer presented a different key; someone may be impersonating it", "peer", p.Name, "fingerprint", p.Fingerprint, "err", err)
+			}
+			return err
+		}
+		return nil
+	}
+}

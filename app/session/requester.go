@@ -1,0 +1,85 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/app/control"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+	"github.com/ebrainpool/ebrainpool/tunnel"
+	"golang.org/x/crypto/ssh"
+)
+
+// Stages on the requester's side, after the host's.
+const (
+	StageAsking     = "asking"
+	StageConnecting = "connecting"
+	StageRunning    = "running"
+)
+
+// Target is the peer to run an app on: where its control port is and the
+// fingerprint it announced.
+type Target struct {
+	Addr        string // host:port of the control port
+	Fingerprint identity.Fingerprint
+}
+
+// RunConfig configures one run of a remote app.
+type RunConfig struct {
+	Identity ssh.Signer
+	Name     string                       // our display name
+	Verify   func(key ssh.PublicKey) error // pin check of the peer's key
+	// Display and XAuthority default to $DISPLAY and $XAUTHORITY.
+	Display, XAuthority string
+	Stdout, Stderr      io.Writer
+	Progress            func(stage string)
+	// Granted, if set, is called with the grant before connecting.
+	Granted func(*control.Grant)
+	Logger  *slog.Logger
+}
+
+// Run asks the peer to launch app, waits for its consent, runs the app with
+// its windows on our display and returns its exit status. A refusal is a
+// *control.RefusedError. Cancelling ctx withdraws the request or ends the
+// running session.
+func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) {
+	progress := cfg.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	progress(StageAsking)
+	c, err := control.Dial(ctx, t.Addr, control.ClientConfig{Identity: cfg.Identity, Name: cfg.Name, Expect: t.Fingerprint, Verify: cfg.Verify})
+	if err != nil {
+		return -1, err
+	}
+	defer c.Close()
+	g, err := c.Launch(ctx, app, progress)
+	if err != nil {
+		return -1, err
+	}
+	if cfg.Granted != nil {
+		cfg.Granted(g)
+	}
+	hostKey, err := tunnel.ParseAuthorizedKey(g.HostKey)
+	if err != nil {
+		return -1, fmt.Errorf("the grant's host key: %w", err)
+	}
+	progress(StageConnecting)
+	code, err := tunnel.RunApp(ctx, tunnel.ClientConfig{
+		Addr: net.JoinHostPort(g.Host, strconv.Itoa(g.Port)), HostKey: hostKey, Identity: cfg.Identity,
+		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority,
+		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Logger: cfg.Logger,
+	})
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if eerr := c.End(endCtx, g.Session); eerr != nil && !control.IsRefused(eerr, control.CodeBadRequest) && !errors.Is(eerr, io.EOF) {
+		slog.Debug("ending session", "session", g.Session, "err", eerr)
+	}
+	return code, err
+}

@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() == 0 {
+			bin, cleanup, err := testenv.BuildBinary()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			defer cleanup()
+			binary = bin
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+// node is one simulated machine on loopback: a user, its session bus and
+// its daemon.
+type node struct {
+	u    *testenv.User
+	fp   string
+	port string
+	x    *testenv.Xvfb
+}
+
+var daemonLine = regexp.MustCompile(`eBrainPool daemon: ".*" (SHA256:\S+), peers reach it on port (\d+)`)
+
+// startDaemon runs `ebrainpool daemon` as the user until the test ends.
+func startDaemon(t *testing.T, n *node, args ...string) {
+	t.Helper()
+	cmd := n.u.Command(t.Context(), append([]string{"daemon", "--no-discovery", "--listen", "127.0.0.1:0", "--log-level", "debug"}, args...)...)
+	out, _ := cmd.StdoutPipe()
+	logf, _ := os.Create(filepath.Join(t.TempDir(), "daemon.log"))
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("daemon of %s did not stop on SIGTERM", n.u.Name)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("daemon log of %s:\n%s", n.u.Name, b)
+		}
+	})
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		t.Fatalf("daemon of %s printed nothing", n.u.Name)
+	}
+	m := daemonLine.FindStringSubmatch(sc.Text())
+	if m == nil {
+		t.Fatalf("daemon banner: %q", sc.Text())
+	}
+	n.fp, n.port = m[1], m[2]
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+}
+
+func newNode(t *testing.T, setup bool) *node {
+	u := testenv.NewUser(t, binary, setup)
+	bus := testenv.SessionBus(t, u.UID, u.GID)
+	return &node{u: u.With("DBUS_SESSION_BUS_ADDRESS=" + bus)}
+}
+
+// shareApp installs a desktop entry for an X client in the user's own
+// applications and shares it.
+func shareApp(t *testing.T, n *node, id, name, command string) {
+	dir := filepath.Join(n.u.Home, ".local/share/applications")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entry := fmt.Sprintf("[Desktop Entry]\nType=Application\nName=%s\nExec=%s\n", name, command)
+	if err := os.WriteFile(filepath.Join(dir, id+".desktop"), []byte(entry), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("chown", "-R", n.u.Name+":", filepath.Join(n.u.Home, ".local")).Run()
+	n.u.MustRun(t, "share", id)
+}
+
+func waitPending(t *testing.T, n *node) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		r := n.u.MustRun(t, "pending", "--json")
+		var reqs []struct{ ID, App, PeerName string }
+		if err := json.Unmarshal([]byte(r.Stdout), &reqs); err != nil {
+			t.Fatalf("pending --json: %v\n%s", err, r.Stdout)
+		}
+		if len(reqs) > 0 {
+			return reqs[0].ID
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("no pending request appeared on the host")
+	return ""
+}
+
+func TestRunAppFromPeerOnLoopback(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "xlogo", "xwininfo")
+	host := newNode(t, true)
+	req := newNode(t, false)
+	req.x = testenv.StartXvfb(t, req.u.UID, req.u.GID)
+	req.u = req.u.With("DISPLAY="+req.x.Display, "XAUTHORITY="+req.x.XAuthority)
+	shareApp(t, host, "xlogo", "X Logo", "xlogo")
+	startDaemon(t, host)
+	startDaemon(t, req, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=bob", host.fp, host.port))
+
+	if r := req.u.MustRun(t, "peers", "--json"); !strings.Contains(r.Stdout, host.fp) {
+		t.Fatalf("peers: %s", r.Stdout)
+	}
+	if r := req.u.MustRun(t, "apps", "bob"); !strings.Contains(r.Stdout, "X Logo") {
+		t.Fatalf("apps: %s", r)
+	}
+
+	t.Run("allowed: the window appears here, the app runs in the host's sandbox", func(t *testing.T) {
+		run := req.u.Command(t.Context(), "run", "bob", "xlogo")
+		var runOut strings.Builder
+		run.Stdout, run.Stderr = &runOut, &runOut
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		id := waitPending(t, host)
+		host.u.MustRun(t, "allow", id)
+		took := req.x.WaitWindow(t, "xlogo", true, 30*time.Second)
+		t.Logf("window mapped %s after the answer", took)
+		// The X client runs as the sandbox's guest: a subordinate uid of the host user.
+		start, count := host.u.SubIDs(t)
+		var inSandbox bool
+		for _, pid := range testenv.PidsOfUIDs(start, start+count-1) {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(b)) == "xlogo" {
+				inSandbox = true
+				st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+				if !strings.Contains(string(st), fmt.Sprintf("Uid:\t%d", start+1000)) {
+					t.Errorf("xlogo does not run as the guest (uid %d): %s", start+1000, st)
+				}
+				ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid))
+				self, _ := os.Readlink("/proc/self/ns/net")
+				if ns == self {
+					t.Error("xlogo shares the host's network namespace")
+				}
+			}
+		}
+		if !inSandbox {
+			t.Fatal("no xlogo process runs in the host's sandbox")
+		}
+		// End it from the requester's side.
+		var sessions []struct{ ID, Direction string }
+		json.Unmarshal([]byte(req.u.MustRun(t, "sessions", "--json").Stdout), &sessions)
+		if len(sessions) != 1 || sessions[0].Direction != "outgoing" {
+			t.Fatalf("requester sessions: %+v", sessions)
+		}
+		req.u.MustRun(t, "end", sessions[0].ID)
+		req.x.WaitWindow(t, "xlogo", false, 15*time.Second)
+		run.Wait()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			left := 0
+			for _, pid := range testenv.PidsOfUIDs(start+1000, start+1000) {
+				if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(b)) == "xlogo" {
+					left++
+				}
+			}
+			if left == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d xlogo processes left in the sandbox after end", left)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if r := host.u.MustRun(t, "sessions", "--json"); strings.Contains(r.Stdout, "incoming") {
+			t.Fatalf("host still lists the session: %s", r.Stdout)
+		}
+	})
+
+	t.Run("denied: a clear refusal", func(t *testing.T) {
+		run := req.u.Command(t.Context(), "run", "bob", "xlogo")
+		var out strings.Builder
+		run.Stdout, run.Stderr = &out, &out
+		run.Start()
+		host.u.MustRun(t, "deny", waitPending(t, host))
+		err := run.Wait()
+		if err == nil || !strings.Contains(out.String(), "denied") {
+			t.Fatalf("run after deny: %v\n%s", err, out.String())
+		}
+	})
+
+	t.Run("unknown app and unknown peer", func(t *testing.T) {
+		if r := req.u.Run(t, "run", "bob", "gimp"); r.Code == 0 || !strings.Contains(r.Stderr, "does not share") {
+			t.Fatalf("unknown app: %s", r)
+		}
+		if r := req.u.Run(t, "apps", "nobody-here"); r.Code == 0 || !strings.Contains(r.Stderr, "no peer matches") {
+			t.Fatalf("unknown peer: %s", r)
+		}
+	})
+}

@@ -1,0 +1,220 @@
+package testbed
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// DefaultPrefix starts the name of everything a test bed creates.
+const DefaultPrefix = "ebp-tb"
+
+// Options describe a test bed.
+type Options struct {
+	// Hosts is the number of hosts, at least 1.
+	Hosts int
+	// Prefix starts every namespace and directory name; DefaultPrefix if empty.
+	Prefix string
+	// Subnet is the hosts' IPv4 network; host i gets address .10+i. Empty
+	// means 10.203.N.0/24 with a random N. It only exists inside the bed.
+	Subnet netip.Prefix
+	// IPv6 gives hosts link-local IPv6 and lets avahi use it.
+	IPv6 bool
+	// NoAvahi leaves avahi-daemon stopped; start it with Host.StartAvahi.
+	NoAvahi bool
+	// Logf, when set, receives progress messages.
+	Logf func(format string, args ...any)
+}
+
+// Bed is a running test bed. Close it (New does it through t.Cleanup).
+type Bed struct {
+	ID    string
+	Dir   string
+	LAN   string // name of the network namespace holding the bridge
+	Hosts []*Host
+	// Ready is how long Start took.
+	Ready time.Duration
+
+	opts      Options
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a test bed of n hosts with IPv6 enabled, or skips t (fails it
+// under CI=true) when the machine cannot run one. It is closed when the test
+// ends; on failure the daemons' logs are printed first.
+func New(t testing.TB, n int) *Bed {
+	t.Helper()
+	return NewWithOptions(t, Options{Hosts: n, IPv6: true})
+}
+
+// NewWithOptions is New with explicit options.
+func NewWithOptions(t testing.TB, opts Options) *Bed {
+	t.Helper()
+	Require(t)
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("starting test bed: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, h := range b.Hosts {
+				t.Logf("%s avahi-daemon log:\n%s", h.Name, tail(h.path("avahi.log"), 4000))
+			}
+		}
+		if err := b.Close(); err != nil {
+			t.Errorf("closing test bed: %v", err)
+		}
+	})
+	return b
+}
+
+// Start creates and starts a test bed. On error everything made so far is
+// removed again.
+func Start(ctx context.Context, opts Options) (b *Bed, err error) {
+	start := time.Now()
+	if opts.Hosts < 1 {
+		return nil, fmt.Errorf("test bed needs at least one host, got %d", opts.Hosts)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	rnd := make([]byte, 3)
+	if _, err := rand.Read(rnd); err != nil {
+		return nil, fmt.Errorf("test bed id: %w", err)
+	}
+	if !opts.Subnet.IsValid() {
+		opts.Subnet = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 203, rnd[0], 0}), 24)
+	}
+	if !opts.Subnet.Addr().Is4() || opts.Subnet.Bits() > 24 {
+		return nil, fmt.Errorf("test bed subnet %s: want IPv4, /24 or larger", opts.Subnet)
+	}
+	if opts.Hosts > 200 {
+		return nil, fmt.Errorf("test bed: %d hosts is too many", opts.Hosts)
+	}
+	if err := CleanupStale(ctx, opts.Prefix, opts.Logf); err != nil {
+		opts.Logf("cleaning up stale test beds: %v", err)
+	}
+
+	id := hex.EncodeToString(rnd)
+	name := opts.Prefix + "-" + id
+	b = &Bed{ID: name, Dir: filepath.Join(os.TempDir(), name), LAN: name + "-lan", opts: opts}
+	if err := os.Mkdir(b.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("test bed directory: %w", err)
+	}
+	if err := writeOwner(b.Dir); err != nil {
+		os.RemoveAll(b.Dir)
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			if cerr := b.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+			b = nil
+		}
+	}()
+
+	if err := b.setupLAN(ctx); err != nil {
+		return nil, err
+	}
+	for i := 1; i <= opts.Hosts; i++ {
+		h, err := b.addHost(ctx, i)
+		if h != nil {
+			b.Hosts = append(b.Hosts, h)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	errs := make([]error, len(b.Hosts))
+	var wg sync.WaitGroup
+	for i, h := range b.Hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = h.boot(ctx, !opts.NoAvahi)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	b.Ready = time.Since(start)
+	opts.Logf("test bed %s: %d hosts on %s up in %v", b.ID, len(b.Hosts), opts.Subnet, b.Ready.Round(time.Millisecond))
+	return b, nil
+}
+
+func (b *Bed) setupLAN(ctx context.Context) error {
+	if err := run(ctx, "ip", "netns", "add", b.LAN); err != nil {
+		return err
+	}
+	steps := [][]string{
+		{"ip", "-n", b.LAN, "link", "set", "lo", "up"},
+		{"ip", "netns", "exec", b.LAN, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"},
+		{"ip", "-n", b.LAN, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
+		{"ip", "-n", b.LAN, "link", "set", "br0", "up"},
+	}
+	for _, s := range steps {
+		if err := run(ctx, s...); err != nil {
+			return fmt.Errorf("setting up lan namespace: %w", err)
+		}
+	}
+	return nil
+}
+
+// Host returns host i, counting from 1.
+func (b *Bed) Host(i int) *Host { return b.Hosts[i-1] }
+
+// Close stops every process the bed started and removes its namespaces and
+// directory. It is safe to call more than once.
+func (b *Bed) Close() error {
+	b.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var errs []error
+		for _, h := range b.Hosts {
+			errs = append(errs, h.shutdown(ctx))
+		}
+		errs = append(errs, removeNetns(ctx, b.LAN))
+		if err := os.RemoveAll(b.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("removing %s: %w", b.Dir, err))
+		}
+		b.closeErr = errors.Join(errs...)
+	})
+	return b.closeErr
+}
+
+// run runs a command in the root namespace, returning its output in errors.
+func run(ctx context.Context, argv ...string) error {
+	_, err := output(ctx, argv...)
+	return err
+}
+
+func output(ctx context.Context, argv ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
+	}
+	return out, nil
+}

@@ -1,0 +1,295 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// ClientConfig configures RunApp.
+type ClientConfig struct {
+	// Addr is the forward's host:port.
+	Addr string
+	// HostKey is the endpoint's host key, from the grant; it is pinned.
+	HostKey ssh.PublicKey
+	// Identity authenticates the requester.
+	Identity ssh.Signer
+	// User defaults to GuestUser.
+	User string
+	// Command is the granted command line (see ShellJoin).
+	Command string
+	// NoX11 disables X11 forwarding.
+	NoX11 bool
+	// Display and XAuthority default to $DISPLAY and $XAUTHORITY
+	// (or ~/.Xauthority).
+	Display    string
+	XAuthority string
+	// Stdin (nil: none), Stdout and Stderr (nil: discarded) of the app.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// HandshakeTimeout bounds dial, key exchange and auth (default 10s).
+	HandshakeTimeout time.Duration
+	// MaxX11Conns caps concurrent X11 connections (default 64).
+	MaxX11Conns int
+	Logger      *slog.Logger
+}
+
+// x11Target is where a client relays X11 channels: the real display and
+// its real authorization, and the fake cookie the endpoint was given.
+type x11Target struct {
+	display  Display
+	realName string
+	realData []byte
+	fake     []byte
+}
+
+// RunApp connects to an endpoint, runs the granted command with X11
+// forwarding to the local display and returns its exit status. A signal
+// death gives 128+signal. Cancelling ctx ends the session.
+func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
+	if cfg.HostKey == nil || cfg.Identity == nil {
+		return -1, errors.New("run app: HostKey and Identity are required")
+	}
+	if cfg.User == "" {
+		cfg.User = GuestUser
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxX11Conns <= 0 {
+		cfg.MaxX11Conns = DefaultMaxX11Conns
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	var x11 *x11Target
+	if !cfg.NoX11 {
+		t, err := localX11Target(cfg.Display, cfg.XAuthority)
+		if err != nil {
+			return -1, err
+		}
+		x11 = t
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	dl := net.Dialer{Timeout: cfg.HandshakeTimeout}
+	conn, err := dl.DialContext(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return -1, fmt.Errorf("connecting to %s: %w", cfg.Addr, err)
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	stopDL := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	conn.SetDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	cc, chans, reqs, err := ssh.NewClientConn(conn, cfg.Addr, &ssh.ClientConfig{
+		User:              cfg.User,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(cfg.Identity)},
+		HostKeyCallback:   ssh.FixedHostKey(cfg.HostKey),
+		HostKeyAlgorithms: hostKeyAlgorithms(cfg.HostKey),
+		ClientVersion:     "SSH-2.0-ebrainpool",
+		Timeout:           cfg.HandshakeTimeout,
+	})
+	stopDL()
+	if err != nil {
+		conn.Close()
+		if ctx.Err() != nil {
+			return -1, fmt.Errorf("ssh handshake with %s: %w", cfg.Addr, ctx.Err())
+		}
+		return -1, fmt.Errorf("ssh handshake with %s: %w", cfg.Addr, err)
+	}
+	conn.SetDeadline(time.Time{})
+	client := ssh.NewClient(cc, chans, reqs)
+	defer client.Close()
+	context.AfterFunc(ctx, func() { client.Close() })
+
+	var x11wg sync.WaitGroup
+	defer x11wg.Wait()
+	defer client.Close()
+	if x11 != nil {
+		x11chans := client.HandleChannelOpen("x11")
+		x11wg.Add(1)
+		go func() {
+			defer x11wg.Done()
+			serveClientX11(ctx, x11chans, x11, cfg.MaxX11Conns, log)
+		}()
+	}
+
+	sess, err := client.NewSession()
+	if err != nil {
+		return -1, fmt.Errorf("opening session on %s: %w", cfg.Addr, err)
+	}
+	defer sess.Close()
+	if x11 != nil {
+		ok, err := sess.SendRequest("x11-req", true, ssh.Marshal(x11Request{
+			AuthProtocol: mitMagicCookie,
+			AuthCookie:   hex.EncodeToString(x11.fake),
+			ScreenNumber: uint32(x11.display.Screen),
+		}))
+		if err != nil {
+			return -1, fmt.Errorf("requesting X11 forwarding: %w", err)
+		}
+		if !ok {
+			return -1, errors.New("endpoint refused X11 forwarding")
+		}
+	}
+	sess.Stdout, sess.Stderr = cfg.Stdout, cfg.Stderr
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		return -1, fmt.Errorf("session stdin: %w", err)
+	}
+	if err := sess.Start(cfg.Command); err != nil {
+		return -1, fmt.Errorf("running %q on %s: %w", cfg.Command, cfg.Addr, err)
+	}
+	if cfg.Stdin != nil {
+		go func() {
+			io.Copy(stdin, cfg.Stdin)
+			stdin.Close()
+		}()
+	} else {
+		stdin.Close()
+	}
+	err = sess.Wait()
+	if ctx.Err() != nil {
+		return -1, fmt.Errorf("running %q: %w", cfg.Command, ctx.Err())
+	}
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &ee):
+		if ee.Signal() != "" {
+			log.Info("remote app killed by signal", "signal", ee.Signal())
+		}
+		return ee.ExitStatus(), nil
+	default:
+		return -1, fmt.Errorf("running %q: %w", cfg.Command, err)
+	}
+}
+
+// localX11Target reads the local display and its cookie and makes a fake one.
+func localX11Target(display, xauthority string) (*x11Target, error) {
+	if display == "" {
+		display = os.Getenv("DISPLAY")
+	}
+	if display == "" {
+		return nil, errors.New("X11 forwarding: DISPLAY is not set")
+	}
+	d, err := ParseDisplay(display)
+	if err != nil {
+		return nil, fmt.Errorf("X11 forwarding: %w", err)
+	}
+	if xauthority == "" {
+		xauthority = os.Getenv("XAUTHORITY")
+	}
+	if xauthority == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			xauthority = filepath.Join(home, ".Xauthority")
+		}
+	}
+	t := &x11Target{display: d, fake: make([]byte, 16)}
+	if _, err := rand.Read(t.fake); err != nil {
+		return nil, fmt.Errorf("making fake X11 cookie: %w", err)
+	}
+	if xauthority != "" {
+		f, err := os.Open(xauthority)
+		if err == nil {
+			entries, perr := ParseXauthority(f)
+			f.Close()
+			if perr != nil && len(entries) == 0 {
+				return nil, fmt.Errorf("reading %s: %w", xauthority, perr)
+			}
+			host, _ := os.Hostname()
+			if data, ok := findCookie(entries, d, host); ok {
+				t.realName, t.realData = mitMagicCookie, data
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("reading Xauthority: %w", err)
+		}
+	}
+	return t, nil
+}
+
+// xSetupTimeout bounds how long an X11 channel may take to send its setup.
+const xSetupTimeout = 10 * time.Second
+
+func serveClientX11(ctx context.Context, chans <-chan ssh.NewChannel, t *x11Target, max int, log *slog.Logger) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, max)
+	for nc := range chans {
+		select {
+		case sem <- struct{}{}:
+		default:
+			log.Warn("refused x11 channel: too many")
+			nc.Reject(ssh.ResourceShortage, "too many X11 connections")
+			continue
+		}
+		ch, reqs, err := nc.Accept()
+		if err != nil {
+			<-sem
+			continue
+		}
+		go ssh.DiscardRequests(reqs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := relayClientX11(ctx, ch, t); err != nil {
+				log.Warn("x11 channel closed", "err", err)
+			}
+		}()
+	}
+}
+
+// relayClientX11 checks the fake cookie on an x11 channel, substitutes
+// the real one and relays the channel to the local display.
+func relayClientX11(ctx context.Context, ch ssh.Channel, t *x11Target) error {
+	timer := time.AfterFunc(xSetupTimeout, func() { ch.Close() })
+	setup, err := readXSetup(ch)
+	timer.Stop()
+	if err != nil {
+		ch.Close()
+		return fmt.Errorf("x11 channel for display %d: %w", t.display.Number, err)
+	}
+	if err := setup.checkAndReplace(t.fake, t.realName, t.realData); err != nil {
+		ch.Close()
+		return fmt.Errorf("x11 channel for display %d: %w", t.display.Number, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, xSetupTimeout)
+	xc, err := t.display.Dial(dctx)
+	cancel()
+	if err != nil {
+		ch.Close()
+		return err
+	}
+	if _, err := xc.Write(setup.marshal()); err != nil {
+		xc.Close()
+		ch.Close()
+		return fmt.Errorf("x11 channel for display %d: writing setup: %w", t.display.Number, err)
+	}
+	relay(xc.(halfCloser), ch)
+	return nil
+}
+
+// hostKeyAlgorithms are the signature algorithms usable with key, so the
+// server presents the pinned key and no other.
+func hostKeyAlgorithms(key ssh.PublicKey) []string {
+	if key.Type() == ssh.KeyAlgoRSA {
+		return []string{ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSA}
+	}
+	return []string{key.Type()}
+}

@@ -1,0 +1,477 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// waitDone waits for the forward to finish.
+func waitDone(tb testing.TB, f *Forward, timeout time.Duration) {
+	tb.Helper()
+	select {
+	case <-f.Done():
+	case <-time.After(timeout):
+		tb.Fatalf("forward %s not done after %v", f.Addr(), timeout)
+	}
+}
+
+// dialSSH connects a Go SSH client to the rig from localIP.
+func dialSSH(tb testing.TB, r *rig, localIP string, key ssh.Signer) (*ssh.Client, error) {
+	tb.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(localIP)}}
+	c, err := d.Dial("tcp", r.fwd.Addr().String())
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	cc, chans, reqs, err := ssh.NewClientConn(c, r.fwd.Addr().String(), &ssh.ClientConfig{
+		User: GuestUser, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)},
+		HostKeyCallback: ssh.FixedHostKey(r.hostKey.signer.PublicKey()),
+	})
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return ssh.NewClient(cc, chans, reqs), nil
+}
+
+// refusedQuickly dials addr from localIP and reports whether the
+// connection is refused: reset during connect, or closed by the server
+// without a byte within timeout.
+func refusedQuickly(tb testing.TB, addr, localIP string, timeout time.Duration) bool {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(localIP)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		return true
+	}
+	defer c.Close()
+	closed, b := closedWithin(c, timeout)
+	return closed && len(b) == 0
+}
+
+// closedWithin reports whether the server closes conn within timeout,
+// and what it sent before.
+func closedWithin(conn net.Conn, timeout time.Duration) (bool, []byte) {
+	conn.SetReadDeadline(time.Now().Add(timeout))
+	b, err := io.ReadAll(io.LimitReader(conn, 1<<16))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false, b
+	}
+	return true, b
+}
+
+func TestOpenSSHClientToEndpoint(t *testing.T) {
+	x := startXvfb(t)
+	r := newRig(t, rigOptions{command: []string{"xlogo"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := r.sshCommand(t, ctx, GuestUser, []string{"-X"}, "xlogo")
+	cmd.Env = x.env()
+	cmd.Stdout = &logWriter{tb: t, prefix: "ssh stdout: "}
+	cmd.Stderr = &logWriter{tb: t, prefix: "ssh: "}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	x.waitWindow(t, "xlogo", true, 15*time.Second)
+	// End the session from the requester's side.
+	cmd.Process.Kill()
+	cmd.Wait()
+	x.waitWindow(t, "xlogo", false, 10*time.Second)
+	waitDone(t, r.fwd, 10*time.Second)
+}
+
+func TestGoClientToStockSSHD(t *testing.T) {
+	x := startXvfb(t)
+	t.Run("window", func(t *testing.T) {
+		r := newRig(t, rigOptions{sshd: true})
+		cfg := r.clientConfig(x, "xlogo")
+		cfg.User = "root"
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		res := make(chan error, 1)
+		go func() {
+			_, err := RunApp(ctx, cfg)
+			res <- err
+		}()
+		x.waitWindow(t, "xlogo", true, 15*time.Second)
+		cancel()
+		if err := <-res; !errors.Is(err, context.Canceled) {
+			t.Errorf("RunApp after cancel: %v, want context.Canceled", err)
+		}
+		x.waitWindow(t, "xlogo", false, 10*time.Second)
+		waitDone(t, r.fwd, 10*time.Second)
+	})
+	t.Run("exit status", func(t *testing.T) {
+		r := newRig(t, rigOptions{sshd: true})
+		cfg := r.clientConfig(x, "xdpyinfo >/dev/null && exit 7")
+		cfg.User = "root"
+		var stderr bytes.Buffer
+		cfg.Stderr = &stderr
+		st, err := RunApp(context.Background(), cfg)
+		if err != nil || st != 7 {
+			t.Fatalf("RunApp = %d, %v (stderr %q), want 7", st, err, stderr.String())
+		}
+		waitDone(t, r.fwd, 10*time.Second)
+	})
+}
+
+func TestGoClientToEndpoint(t *testing.T) {
+	x := startXvfb(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("window", func(t *testing.T) {
+		r := newRig(t, rigOptions{command: []string{"xlogo"}})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		res := make(chan error, 1)
+		go func() {
+			_, err := RunApp(ctx, r.clientConfig(x, "xlogo"))
+			res <- err
+		}()
+		x.waitWindow(t, "xlogo", true, 15*time.Second)
+		cancel()
+		if err := <-res; !errors.Is(err, context.Canceled) {
+			t.Errorf("RunApp after cancel: %v, want context.Canceled", err)
+		}
+		x.waitWindow(t, "xlogo", false, 10*time.Second)
+		waitDone(t, r.fwd, 10*time.Second)
+	})
+	tests := []struct {
+		name       string
+		argv       []string
+		env        []string
+		wantStatus int
+		wantOut    string
+		wantErr    string
+	}{
+		{name: "exit status and output", argv: []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, wantStatus: 3, wantOut: "out\n", wantErr: "err\n"},
+		{name: "x11 round trip", argv: []string{"sh", "-c", "xdpyinfo | grep -c 'number of screens'"}, wantStatus: 0, wantOut: "1\n"},
+		{name: "killed by signal", argv: []string{"sh", "-c", "kill -TERM $$"}, wantStatus: 128 + 15},
+		{name: "right X cookie", argv: []string{self, "right"}, env: []string{xclientModeEnv + "=1"}, wantStatus: 0},
+		// The app presents a cookie other than the fake one: the client
+		// closes the x11 channel before it reaches the X server.
+		{name: "wrong X cookie", argv: []string{self, "wrong"}, env: []string{xclientModeEnv + "=1"}, wantStatus: 10},
+		{name: "no X cookie", argv: []string{"sh", "-c", "XAUTHORITY=/dev/null xdpyinfo >/dev/null 2>&1"}, wantStatus: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, rigOptions{command: tc.argv, appEnv: tc.env})
+			var stdout, stderr bytes.Buffer
+			cfg := r.clientConfig(x, ShellJoin(tc.argv))
+			cfg.Stdout, cfg.Stderr = &stdout, &stderr
+			st, err := RunApp(context.Background(), cfg)
+			if err != nil {
+				t.Fatalf("RunApp: %v", err)
+			}
+			if st != tc.wantStatus {
+				t.Errorf("status %d, want %d (stderr %q)", st, tc.wantStatus, stderr.String())
+			}
+			if tc.wantOut != "" && stdout.String() != tc.wantOut {
+				t.Errorf("stdout %q, want %q", stdout.String(), tc.wantOut)
+			}
+			if tc.wantErr != "" && stderr.String() != tc.wantErr {
+				t.Errorf("stderr %q, want %q", stderr.String(), tc.wantErr)
+			}
+			waitDone(t, r.fwd, 10*time.Second)
+		})
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	tests := []struct {
+		name string
+		opts rigOptions
+		run  func(t *testing.T, r *rig)
+	}{
+		{"wrong key", rigOptions{}, func(t *testing.T, r *rig) {
+			other := newKeyPair(t, t.TempDir(), "other")
+			cfg := r.clientConfig(nil, "true")
+			cfg.Identity = other.signer
+			if _, err := RunApp(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+				t.Errorf("RunApp with another key: %v, want an authentication error", err)
+			}
+		}},
+		{"wrong host key pinned", rigOptions{}, func(t *testing.T, r *rig) {
+			other := newKeyPair(t, t.TempDir(), "other")
+			cfg := r.clientConfig(nil, "true")
+			cfg.HostKey = other.signer.PublicKey()
+			if _, err := RunApp(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "host key") {
+				t.Errorf("RunApp with another pinned host key: %v, want a host key error", err)
+			}
+		}},
+		{"another command", rigOptions{}, func(t *testing.T, r *rig) {
+			marker := filepath.Join(t.TempDir(), "ran")
+			st, err := RunApp(context.Background(), r.clientConfig(nil, "touch "+marker))
+			if err == nil {
+				t.Errorf("RunApp of another command: status %d, want an error", st)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Error("the unapproved command ran")
+			}
+		}},
+		{"another command with stock ssh", rigOptions{}, func(t *testing.T, r *rig) {
+			marker := filepath.Join(t.TempDir(), "ran")
+			cmd := r.sshCommand(t, context.Background(), GuestUser, nil, "touch "+marker)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "exec request failed") {
+				t.Errorf("ssh another command: %v: %s", err, out)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Error("the unapproved command ran")
+			}
+		}},
+		{"direct-tcpip port forward", rigOptions{}, func(t *testing.T, r *rig) {
+			target, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer target.Close()
+			c := mustDial(t, r)
+			defer c.Close()
+			if conn, err := c.Dial("tcp", target.Addr().String()); err == nil {
+				conn.Close()
+				t.Error("direct-tcpip was accepted")
+			} else if oe := (*ssh.OpenChannelError)(nil); !errors.As(err, &oe) || oe.Reason != ssh.Prohibited {
+				t.Errorf("direct-tcpip: %v, want Prohibited", err)
+			}
+		}},
+		{"tcpip-forward", rigOptions{}, func(t *testing.T, r *rig) {
+			c := mustDial(t, r)
+			defer c.Close()
+			if ln, err := c.Listen("tcp", "127.0.0.1:0"); err == nil {
+				ln.Close()
+				t.Error("tcpip-forward was accepted")
+			}
+		}},
+		{"agent forwarding", rigOptions{}, func(t *testing.T, r *rig) {
+			c := mustDial(t, r)
+			defer c.Close()
+			s, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if ok, err := s.SendRequest("auth-agent-req@openssh.com", true, nil); ok || err != nil {
+				t.Errorf("auth-agent-req: ok=%v err=%v, want refused", ok, err)
+			}
+		}},
+		{"subsystem", rigOptions{}, func(t *testing.T, r *rig) {
+			c := mustDial(t, r)
+			defer c.Close()
+			s, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.RequestSubsystem("sftp"); err == nil {
+				t.Error("subsystem sftp was accepted")
+			}
+		}},
+		{"unknown channel type", rigOptions{}, func(t *testing.T, r *rig) {
+			c := mustDial(t, r)
+			defer c.Close()
+			if ch, _, err := c.OpenChannel("direct-streamlocal@openssh.com", nil); err == nil {
+				ch.Close()
+				t.Error("direct-streamlocal was accepted")
+			}
+			if ch, _, err := c.OpenChannel("x11", nil); err == nil {
+				ch.Close()
+				t.Error("an x11 channel from the client was accepted")
+			}
+		}},
+		{"second app run", rigOptions{command: []string{"true"}}, func(t *testing.T, r *rig) {
+			c := mustDial(t, r)
+			defer c.Close()
+			s1, _ := c.NewSession()
+			if err := s1.Run("true"); err != nil {
+				t.Fatalf("first run: %v", err)
+			}
+			s2, err := c.NewSession()
+			if err != nil {
+				return // the endpoint may already have closed the connection
+			}
+			if err := s2.Run("true"); err == nil {
+				t.Error("second run of the app was accepted")
+			}
+		}},
+		{"other source address", rigOptions{allowFrom: "127.0.0.2"}, func(t *testing.T, r *rig) {
+			if !refusedQuickly(t, r.fwd.Addr().String(), "127.0.0.1", 2*time.Second) {
+				t.Error("connection from 127.0.0.1 not refused")
+			}
+			cl, err := dialSSH(t, r, "127.0.0.2", r.client.signer)
+			if err != nil {
+				t.Fatalf("the allowed address was not served: %v", err)
+			}
+			cl.Close()
+		}},
+		{"second connection", rigOptions{}, func(t *testing.T, r *rig) {
+			first := mustDial(t, r)
+			defer first.Close()
+			if !refusedQuickly(t, r.fwd.Addr().String(), "127.0.0.1", 2*time.Second) {
+				t.Error("second connection not refused")
+			}
+			s, err := first.NewSession()
+			if err != nil {
+				t.Fatalf("first session broken by the second connection: %v", err)
+			}
+			s.Close()
+		}},
+		{"after expiry", rigOptions{idle: 200 * time.Millisecond}, func(t *testing.T, r *rig) {
+			waitDone(t, r.fwd, 5*time.Second)
+			if !errors.Is(r.fwd.Err(), ErrForwardExpired) {
+				t.Errorf("Err = %v, want ErrForwardExpired", r.fwd.Err())
+			}
+			if c, err := net.Dial("tcp", r.fwd.Addr().String()); err == nil {
+				c.Close()
+				t.Error("connection accepted after expiry")
+			}
+		}},
+		{"garbage lines", rigOptions{handshake: time.Second}, func(t *testing.T, r *rig) {
+			c, err := net.Dial("tcp", r.fwd.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("GET / HTTP/1.0\r\n\r\n\x00\xff\x13garbage\r\n"))
+			if closed, _ := closedWithin(c, 5*time.Second); !closed {
+				t.Error("garbage connection not closed")
+			}
+			waitDone(t, r.fwd, 5*time.Second)
+			if r.fwd.Err() == nil {
+				t.Error("forward result nil after garbage, want the endpoint's error")
+			}
+		}},
+		{"garbage bytes", rigOptions{}, func(t *testing.T, r *rig) {
+			c, err := net.Dial("tcp", r.fwd.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			junk := make([]byte, 4096)
+			rand.Read(junk)
+			for i := range junk {
+				if junk[i] == '\n' {
+					junk[i] = 0
+				}
+			}
+			c.Write(junk)
+			start := time.Now()
+			if closed, _ := closedWithin(c, 5*time.Second); !closed {
+				t.Error("garbage connection not closed")
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("garbage connection closed after %v, want at once", d)
+			}
+			waitDone(t, r.fwd, 5*time.Second)
+			if r.fwd.Err() == nil {
+				t.Error("forward result nil after garbage, want the endpoint's error")
+			}
+		}},
+		{"handshake never finishes", rigOptions{handshake: 300 * time.Millisecond}, func(t *testing.T, r *rig) {
+			c, err := net.Dial("tcp", r.fwd.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("SSH-2.0-slowpoke\r\n")) // and then nothing
+			start := time.Now()
+			if closed, _ := closedWithin(c, 5*time.Second); !closed {
+				t.Fatal("stalled handshake not dropped")
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("stalled handshake dropped after %v", d)
+			}
+			waitDone(t, r.fwd, 5*time.Second)
+		}},
+		{"no channel opened", rigOptions{sessIdle: 300 * time.Millisecond}, func(t *testing.T, r *rig) {
+			c := mustDial(t, r)
+			defer c.Close()
+			done := make(chan error, 1)
+			go func() { done <- c.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Error("idle authenticated connection not dropped")
+			}
+		}},
+		{"session channel without exec", rigOptions{sessIdle: 300 * time.Millisecond}, func(t *testing.T, r *rig) {
+			c := mustDial(t, r)
+			defer c.Close()
+			s, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			done := make(chan error, 1)
+			go func() { done <- c.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Error("connection with an idle session channel not dropped")
+			}
+		}},
+		{"200 idle connections", rigOptions{}, func(t *testing.T, r *rig) {
+			before := runtime.NumGoroutine()
+			// 200 connections from an address that is not allowed, all
+			// opened before any is checked, that never send anything.
+			var idle []net.Conn
+			defer func() {
+				for _, c := range idle {
+					c.Close()
+				}
+			}()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+			for i := 0; i < 200; i++ {
+				if c, err := d.Dial("tcp", r.fwd.Addr().String()); err == nil {
+					idle = append(idle, c) // else reset at once: refused
+				}
+			}
+			for i, c := range idle {
+				if closed, b := closedWithin(c, 2*time.Second); !closed || len(b) > 0 {
+					t.Fatalf("idle connection %d from a refused address kept open", i)
+				}
+			}
+			if g := runtime.NumGoroutine(); g > before+20 {
+				t.Errorf("goroutines grew from %d to %d with 200 refused connections", before, g)
+			}
+			st, err := RunApp(context.Background(), r.clientConfig(nil, "true"))
+			if err != nil || st != 0 {
+				t.Errorf("right client after 200 idle connections: %d, %v", st, err)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.opts.command == nil {
+				tc.opts.command = []string{"true"}
+			}
+			r := newRig(t, tc.opts)
+			tc.run(t, r)
+		})
+	}
+}
+
+func mustDial(t *testing.T, r *rig) *ssh.Client {
+	t.Helper()
+	c, err := dialSSH(t, r, "127.0.0.1", r.client.signer)
+	if err != nil {
+		t.Fatalf("ssh to the forward: %v", err)
+	}
+	return c
+}
