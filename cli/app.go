@@ -392,4 +392,3 @@ func localAppsCommand() *Command {
 		},
 	}
 }
-

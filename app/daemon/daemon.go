@@ -432,7 +432,9 @@ func (d *Daemon) Resolve(q string) (discovery.Peer, error) {
 	var matches []discovery.Peer
 	all := d.peers()
 	for _, pass := range []func(discovery.Peer) bool{
-		func(p discovery.Peer) bool { return string(p.Fingerprint) == q || p.Fingerprint.Short() == strings.ToUpper(q) },
+		func(p discovery.Peer) bool {
+			return string(p.Fingerprint) == q || p.Fingerprint.Short() == strings.ToUpper(q)
+		},
 		func(p discovery.Peer) bool { return strings.EqualFold(p.Name, q) },
 		func(p discovery.Peer) bool {
 			h := strings.TrimSuffix(strings.ToLower(p.Host), ".")

@@ -33,7 +33,7 @@ type Target struct {
 // RunConfig configures one run of a remote app.
 type RunConfig struct {
 	Identity ssh.Signer
-	Name     string                       // our display name
+	Name     string                        // our display name
 	Verify   func(key ssh.PublicKey) error // pin check of the peer's key
 	// Display and XAuthority default to $DISPLAY and $XAUTHORITY.
 	Display, XAuthority string
