@@ -49,12 +49,19 @@ func commands() []*Command {
 	all = append(all, sandboxCommands()...)
 	all = append(all, tunnelCommands()...)
 	all = append(all, appCommands()...)
+	all = append(all, guiCommands()...)
 	return all
 }
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := commands()
+	if len(args) == 0 {
+		// No subcommand: the desktop app, when this build has it.
+		if gui, _ := find(cmds, []string{"gui"}); gui != nil {
+			args = []string{"gui"}
+		}
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printTopUsage(stdout, cmds)
 		return 0

@@ -89,9 +89,7 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 		d.mu.Lock()
 		o.state = stage
 		d.mu.Unlock()
-		if d.api != nil {
-			d.api.LaunchProgress(o.id, stage)
-		}
+		d.publish(Event{Kind: EventLaunchProgress, Launch: o.id, Stage: stage})
 	}
 	go func() {
 		defer cancel()
@@ -109,9 +107,7 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 			code = -1
 		}
 		d.log.Info("launch finished", "id", o.id, "peer", p.Name, "app", app, "status", code, "err", msg)
-		if d.api != nil {
-			d.api.LaunchFinished(o.id, int32(code), msg)
-		}
+		d.publish(Event{Kind: EventLaunchFinished, Launch: o.id, Exit: code, Err: msg})
 	}()
 	return o.id, nil
 }

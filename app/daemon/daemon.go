@@ -76,6 +76,7 @@ type Daemon struct {
 	changed  map[identity.Fingerprint]bool           // pinned key mismatch seen
 	outgoing map[string]*outgoing
 	apps     appCache
+	subs     map[chan Event]struct{}
 }
 
 type outgoing struct {
@@ -106,7 +107,7 @@ func New(opts Options) (*Daemon, error) {
 		opts.AppDirs = catalog.DataDirs(opts.Dirs.Home)
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, manual: map[identity.Fingerprint]discovery.Peer{},
-		changed: map[identity.Fingerprint]bool{}, outgoing: map[string]*outgoing{}}
+		changed: map[identity.Fingerprint]bool{}, outgoing: map[string]*outgoing{}, subs: map[chan Event]struct{}{}}
 	var err error
 	if err := os.MkdirAll(opts.Dirs.Config, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", opts.Dirs.Config, err)
@@ -228,10 +229,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		d.mu.Lock()
 		d.api = api
-		wg.Add(1)
-		go func() { defer wg.Done(); d.forwardConsentEvents(ctx) }()
+		d.mu.Unlock()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.forwardConsentEvents(ctx) }()
 	srv := &control.Server{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Handler: observer{d}, Logger: d.log}
 	wg.Add(1)
 	go func() { defer wg.Done(); srv.Serve(ctx, d.ln) }()
@@ -287,14 +290,11 @@ func (o observer) End(ctx context.Context, p control.Peer, s string) error {
 }
 
 func (d *Daemon) onDiscovery(ev discovery.Event) {
-	if d.api == nil {
-		return
-	}
 	switch ev.Kind {
 	case discovery.PeerRemoved:
-		d.api.PeerRemoved(string(ev.Peer.Fingerprint))
+		d.publish(Event{Kind: EventPeerRemoved, Peer: dbusapi.Peer{Fingerprint: string(ev.Peer.Fingerprint)}})
 	default:
-		d.api.PeerAdded(d.describe(ev.Peer))
+		d.publish(Event{Kind: EventPeerAdded, Peer: d.describe(ev.Peer)})
 	}
 }
 
@@ -302,9 +302,9 @@ func (d *Daemon) forwardConsentEvents(ctx context.Context) {
 	for ev := range d.consent.Watch(ctx) {
 		switch ev.Kind {
 		case "prompt":
-			d.api.RequestPending(apiRequest(ev.Request))
+			d.publish(Event{Kind: EventRequestPending, Request: apiRequest(ev.Request)})
 		case "resolved":
-			d.api.RequestResolved(ev.Request.ID, ev.Outcome.Allowed, string(ev.Outcome.Reason))
+			d.publish(Event{Kind: EventRequestResolved, Request: apiRequest(ev.Request), Allowed: ev.Outcome.Allowed, Reason: string(ev.Outcome.Reason)})
 		}
 	}
 }
@@ -346,9 +346,7 @@ func (d *Daemon) AddPeer(p discovery.Peer) {
 	d.mu.Lock()
 	d.manual[p.Fingerprint] = p
 	d.mu.Unlock()
-	if d.api != nil {
-		d.api.PeerAdded(d.describe(p))
-	}
+	d.publish(Event{Kind: EventPeerAdded, Peer: d.describe(p)})
 }
 
 // peers is every known peer: discovered and added by hand.

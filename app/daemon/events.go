@@ -1,0 +1,79 @@
+package daemon
+
+import (
+	"context"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// Event is something the GUI (or the D-Bus API) shows: a peer came or went,
+// a consent prompt appeared or ended, one of our launches progressed or
+// finished.
+type Event struct {
+	Kind    string          // one of the Event* constants
+	Peer    dbusapi.Peer    // EventPeerAdded; EventPeerRemoved has only Fingerprint
+	Request dbusapi.Request // EventRequestPending; EventRequestResolved has ID
+	Allowed bool            // EventRequestResolved
+	Reason  string          // EventRequestResolved
+	Launch  string          // launch id for EventLaunch*
+	Stage   string          // EventLaunchProgress
+	Exit    int             // EventLaunchFinished
+	Err     string          // EventLaunchFinished
+}
+
+// Event kinds.
+const (
+	EventPeerAdded       = "peer-added"
+	EventPeerRemoved     = "peer-removed"
+	EventRequestPending  = "request-pending"
+	EventRequestResolved = "request-resolved"
+	EventLaunchProgress  = "launch-progress"
+	EventLaunchFinished  = "launch-finished"
+)
+
+// Events returns a channel of events until ctx ends. A subscriber that
+// does not keep up misses events rather than slowing the daemon.
+func (d *Daemon) Events(ctx context.Context) <-chan Event {
+	ch := make(chan Event, 256)
+	d.mu.Lock()
+	d.subs[ch] = struct{}{}
+	d.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		d.mu.Lock()
+		delete(d.subs, ch)
+		d.mu.Unlock()
+		close(ch)
+	}()
+	return ch
+}
+
+// publish sends an event to subscribers and as a D-Bus signal.
+func (d *Daemon) publish(ev Event) {
+	d.mu.Lock()
+	for ch := range d.subs {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+	api := d.api
+	d.mu.Unlock()
+	if api == nil {
+		return
+	}
+	switch ev.Kind {
+	case EventPeerAdded:
+		api.PeerAdded(ev.Peer)
+	case EventPeerRemoved:
+		api.PeerRemoved(ev.Peer.Fingerprint)
+	case EventRequestPending:
+		api.RequestPending(ev.Request)
+	case EventRequestResolved:
+		api.RequestResolved(ev.Request.ID, ev.Allowed, ev.Reason)
+	case EventLaunchProgress:
+		api.LaunchProgress(ev.Launch, ev.Stage)
+	case EventLaunchFinished:
+		api.LaunchFinished(ev.Launch, int32(ev.Exit), ev.Err)
+	}
+}

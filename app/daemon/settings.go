@@ -1,0 +1,87 @@
+package daemon
+
+import (
+	"fmt"
+
+	"github.com/ebrainpool/ebrainpool/app/catalog"
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+	"github.com/ebrainpool/ebrainpool/sandbox"
+)
+
+// SaveSettings validates, stores and applies new settings. Sharing on/off
+// and the consent timeout apply at once; a new display name is announced
+// from the next start; sandbox limits apply to sandboxes started later.
+func (d *Daemon) SaveSettings(s config.Settings) error {
+	if err := config.Save(d.opts.Dirs.SettingsFile(), s); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.settings = s
+	d.mu.Unlock()
+	return nil
+}
+
+// LocalApps lists the graphical apps installed here and the sharing choice.
+func (d *Daemon) LocalApps() ([]catalog.App, catalog.Sharing, error) {
+	apps, _ := catalog.Scan(d.opts.AppDirs)
+	s, err := catalog.LoadSharing(d.opts.Dirs.SharingFile())
+	return apps, s, err
+}
+
+// SetShared shares or stops sharing one app.
+func (d *Daemon) SetShared(id string, shared bool) error {
+	s, err := catalog.LoadSharing(d.opts.Dirs.SharingFile())
+	if err != nil {
+		return err
+	}
+	s.Set(id, shared)
+	if err := catalog.SaveSharing(d.opts.Dirs.SharingFile(), s); err != nil {
+		return fmt.Errorf("saving the shared apps: %w", err)
+	}
+	return nil
+}
+
+// LocalIcon is an installed app's icon as PNG, or nil.
+func (d *Daemon) LocalIcon(a catalog.App) []byte { return d.icon(a) }
+
+// KnownPeers are the pinned peers.
+func (d *Daemon) KnownPeers() []identity.Pin { return d.pins.Pins() }
+
+// ForgetPeer drops a peer's pin and remembered decisions (a peer that
+// really got a new key can then be met again).
+func (d *Daemon) ForgetPeer(fp identity.Fingerprint) error {
+	if err := d.pins.Forget(fp); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	delete(d.changed, fp)
+	d.mu.Unlock()
+	return d.consent.Forget(string(fp), "")
+}
+
+// Blocked lists blocked peers (fingerprint to name).
+func (d *Daemon) Blocked() map[string]string { return d.consent.Rules().Blocked }
+
+// Unblock removes a peer from the block list.
+func (d *Daemon) Unblock(fp string) error { return d.consent.Unblock(fp) }
+
+// AnswerFull answers a prompt with every option of the popup.
+func (d *Daemon) AnswerFull(id string, allow, remember, block bool) error {
+	a := consentAnswer(allow, remember)
+	a.Block = block
+	return d.consent.Answer(id, a)
+}
+
+// SandboxUsage lists the sandboxes with their state, processes and memory
+// (nil when this user cannot run sandboxes).
+func (d *Daemon) SandboxUsage() []sandbox.Info {
+	if d.sandbox == nil {
+		return nil
+	}
+	l, err := d.sandbox.List()
+	if err != nil {
+		d.log.Warn("listing sandboxes", "err", err)
+	}
+	return l
+}
