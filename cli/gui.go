@@ -1,5 +1,80 @@
 package cli
 
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	fyneapp "fyne.io/fyne/v2/app"
+
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/daemon"
+	"github.com/ebrainpool/ebrainpool/ui"
+)
+
 // guiCommands are the desktop app's commands; "gui" runs when ebrainpool is
 // started without a subcommand.
-func guiCommands() []*Command { return nil }
+func guiCommands() []*Command {
+	return []*Command{guiCommand()}
+}
+
+func guiCommand() *Command {
+	var listen string
+	var noDiscovery, verbose bool
+	return &Command{
+		Name: "gui", Usage: "[flags]",
+		Summary: "Run the desktop app: the tray icon, peer browser and request popups, with the daemon in the same process (the default).",
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&listen, "listen", "", "control address peers connect to (default: the port from the settings)")
+			fs.BoolVar(&noDiscovery, "no-discovery", false, "do not announce or browse peers through avahi")
+			fs.BoolVar(&verbose, "v", false, "log debug messages")
+		},
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			if fs.NArg() != 0 {
+				return usageError("gui takes no arguments")
+			}
+			if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+				return errors.New("no display: run it inside a desktop session (or run `ebrainpool daemon` for the headless service)")
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+			dirs, err := config.UserDirs()
+			if err != nil {
+				return err
+			}
+			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log})
+			if err != nil {
+				return fmt.Errorf("starting eBrainPool: %w", err)
+			}
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx) }()
+
+			a := fyneapp.NewWithID(ui.AppID)
+			u := ui.New(ui.Options{App: a, Backend: d, Logger: log})
+			go func() {
+				// The daemon stopping on its own (e.g. no session bus) ends
+				// the app too.
+				select {
+				case err := <-done:
+					if err != nil {
+						log.Error("eBrainPool stopped", "err", err)
+					}
+					done <- err
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			u.Run(ctx)
+			cancel()
+			return <-done
+		},
+	}
+}

@@ -105,6 +105,9 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, fmt.Errorf("reading mountinfo: %w", err)
 	}
 	hs := cgroupHierarchies(mi)
+	if len(hs) == 0 {
+		return nil, errors.New("no cgroup hierarchy is mounted in this mount namespace (is /sys/fs/cgroup hidden, e.g. by `ip netns exec`?): sandboxes need cgroups for their limits")
+	}
 	m.v2 = pureV2(hs)
 	m.cgroupDirs = cfg.Layout.userCgroupDirs(hs, m.user)
 	if m.uid != 0 && !(m.v2 && isSystemdHost()) {

@@ -402,6 +402,9 @@ func (r *rig) sshdHandoff(tb testing.TB) ExecHandoff {
 		tb.Fatal(err)
 	}
 	conf := filepath.Join(r.dir, "sshd_config")
+	// HOME points into the test dir so the login shell sshd runs every
+	// command through does not read root's ~/.bashrc (seconds of pyenv on
+	// the development machines), which would skew the comparison.
 	cfg := fmt.Sprintf(`HostKey %s
 AuthorizedKeysFile %s
 X11Forwarding yes
@@ -416,9 +419,9 @@ KbdInteractiveAuthentication no
 PermitUserRC no
 PrintMotd no
 PrintLastLog no
-SetEnv XAUTHORITY=%s %s=%s
+SetEnv XAUTHORITY=%s %s=%s HOME=%s
 LogLevel ERROR
-`, r.hostKey.path, auth, filepath.Join(r.dir, "sshd_xauthority"), markerEnv, r.marker)
+`, r.hostKey.path, auth, filepath.Join(r.dir, "sshd_xauthority"), markerEnv, r.marker, r.dir)
 	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
 		tb.Fatal(err)
 	}

@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -271,6 +273,21 @@ func TestRefusals(t *testing.T) {
 				t.Errorf("auth-agent-req: ok=%v err=%v, want refused", ok, err)
 			}
 		}},
+		{"pty refused, session goes on", rigOptions{command: []string{"echo", "ok"}}, func(t *testing.T, r *rig) {
+			c := mustDial(t, r)
+			defer c.Close()
+			s, err := c.NewSession()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err == nil {
+				t.Error("pty-req was accepted")
+			}
+			if out, err := s.Output("echo ok"); err != nil || string(out) != "ok\n" {
+				t.Errorf("approved command after a refused pty: %q, %v", out, err)
+			}
+		}},
 		{"subsystem", rigOptions{}, func(t *testing.T, r *rig) {
 			c := mustDial(t, r)
 			defer c.Close()
@@ -474,4 +491,106 @@ func mustDial(t *testing.T, r *rig) *ssh.Client {
 		t.Fatalf("ssh to the forward: %v", err)
 	}
 	return c
+}
+
+// TestOpenSSHSessionRequests checks how the endpoint treats what a stock
+// client asks for besides exec: a shell runs the approved command, env
+// requests are ignored. (A pty is refused: see TestRefusals; `ssh -tt`
+// treats that as fatal by design.)
+func TestOpenSSHSessionRequests(t *testing.T) {
+	tests := []struct {
+		name  string
+		extra []string
+	}{
+		{"shell", []string{"-T"}},
+		{"env ignored", []string{"-T", "-o", "SetEnv=FOO=bar"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, rigOptions{command: []string{"sh", "-c", "echo approved ${FOO:-unset}"}})
+			cmd := r.sshCommand(t, context.Background(), GuestUser, tc.extra, "")
+			cmd.Args = cmd.Args[:len(cmd.Args)-1] // no remote command: a shell request
+			cmd.Stdin = strings.NewReader("")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil || strings.TrimSpace(string(out)) != "approved unset" {
+				t.Errorf("ssh %v: %v, stdout %q, stderr %q", tc.extra, err, out, stderr.String())
+			}
+			waitDone(t, r.fwd, 10*time.Second)
+		})
+	}
+}
+
+// TestGoClientTCPDisplay relays to a TCP display ("127.0.0.1:N") whose
+// cookie is an Internet-family Xauthority entry: a minimal X server
+// accepts only the real cookie, which the client substitutes for the fake.
+func TestGoClientTCPDisplay(t *testing.T) {
+	var ln net.Listener
+	var num int
+	for n := 50; n < 150; n++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 6000+n))
+		if err == nil {
+			ln, num = l, n
+			break
+		}
+	}
+	if ln == nil {
+		t.Fatal("no free TCP display port on 127.0.0.1")
+	}
+	defer ln.Close()
+	real := []byte("real-cookie-1234")
+	got := make(chan []byte, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				s, err := readXSetup(c)
+				if err != nil {
+					return
+				}
+				got <- s.authData
+				if s.authName == mitMagicCookie && bytes.Equal(s.authData, real) {
+					c.Write([]byte{1}) // success (the rest of the reply does not matter here)
+				} else {
+					c.Write([]byte{0})
+				}
+			}()
+		}
+	}()
+	xa := filepath.Join(t.TempDir(), "Xauthority")
+	if err := WriteXauthority(xa, []XauthEntry{
+		{Family: FamilyInternet, Address: []byte{127, 0, 0, 1}, Number: strconv.Itoa(num + 1), Name: mitMagicCookie, Data: []byte("other display!!!")},
+		{Family: FamilyInternet, Address: []byte{127, 0, 0, 1}, Number: strconv.Itoa(num), Name: mitMagicCookie, Data: real},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := []string{self, "right"}
+	r := newRig(t, rigOptions{command: argv, appEnv: []string{xclientModeEnv + "=1"}})
+	cfg := r.clientConfig(nil, ShellJoin(argv))
+	cfg.NoX11, cfg.Display, cfg.XAuthority = false, fmt.Sprintf("127.0.0.1:%d", num), xa
+	var stderr bytes.Buffer
+	cfg.Stderr = &stderr
+	st, err := RunApp(context.Background(), cfg)
+	if err != nil || st != 0 {
+		t.Fatalf("RunApp = %d, %v (stderr %q)", st, err, stderr.String())
+	}
+	select {
+	case a := <-got:
+		if !bytes.Equal(a, real) {
+			t.Errorf("X server got cookie %q, want the real one", a)
+		}
+	default:
+		t.Error("the X server saw no connection")
+	}
+	waitDone(t, r.fwd, 10*time.Second)
 }

@@ -50,13 +50,15 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 		User: "ebrainpool",
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(cfg.Identity)},
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			if got := identity.FingerprintOf(key); got != cfg.Expect {
-				return fmt.Errorf("peer at %s presented key %s, not the announced %s", addr, got, cfg.Expect)
-			}
+			// The pin check first: for a pinned peer a different key is a
+			// key change (loud), not just a mismatch.
 			if cfg.Verify != nil {
 				if err := cfg.Verify(key); err != nil {
 					return err
 				}
+			}
+			if got := identity.FingerprintOf(key); got != cfg.Expect {
+				return fmt.Errorf("peer at %s presented key %s, not the announced %s: %w", addr, got, cfg.Expect, identity.ErrFingerprintMismatch)
 			}
 			hostKey = key
 			return nil

@@ -6,8 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ebrainpool/ebrainpool/app/control"
@@ -96,7 +97,7 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 		code, err := session.Run(ctx, t, app, session.RunConfig{
 			Identity: d.id.Signer(), Name: d.Settings().DisplayName, Verify: d.verify(p),
 			Display: d.opts.Display, XAuthority: d.opts.XAuthority, Progress: progress,
-			Stdout: io.Discard, Stderr: io.Discard, Logger: d.log,
+			Stdout: logWriter{d.log, o.id, "stdout"}, Stderr: logWriter{d.log, o.id, "stderr"}, Logger: d.log,
 		})
 		d.mu.Lock()
 		delete(d.outgoing, o.id)
@@ -170,6 +171,25 @@ func (d *Daemon) EndSession(id string) error {
 		return nil
 	}
 	return d.host.EndSession(id)
+}
+
+// logWriter puts a remote app's output in the daemon's log, line by line
+// (bounded: one write is at most one log record of 4 KiB).
+type logWriter struct {
+	log    *slog.Logger
+	launch string
+	stream string
+}
+
+func (w logWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	if len(b) > 4096 {
+		b = b[:4096]
+	}
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		w.log.Info("app output", "launch", w.launch, "stream", w.stream, "line", line)
+	}
+	return n, nil
 }
 
 func newID() string {

@@ -96,7 +96,9 @@ if [ -d /etc/avahi/services ]; then mount --bind "$1/empty" /etc/avahi/services;
 hostname "$2"
 echo testbed-holder-ready
 exec sleep infinity`
-	cmd := exec.Command("ip", "netns", "exec", h.Netns,
+	// nsenter, not `ip netns exec`: the latter remounts /sys, which hides
+	// the cgroup hierarchies the sandboxes of programs on the host need.
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+h.Netns, "--",
 		"unshare", "--mount", "--uts", "--propagation", "private", "--",
 		"sh", "-c", script, "holder", h.Dir, h.Name)
 	holder, err := startProc(h.Name+" holder", cmd, h.path("holder.log"), "testbed-holder-ready", 10*time.Second)

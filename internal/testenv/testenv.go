@@ -157,7 +157,12 @@ func (r Result) String() string {
 
 // Command returns ebrainpool ARGS as the user, with a minimal environment.
 func (u *User) Command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, u.Bin, args...)
+	return u.Exec(ctx, u.Bin, args...)
+}
+
+// Exec returns any program as the user, with the same environment.
+func (u *User) Exec(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = "/"
 	cmd.Env = append([]string{"HOME=" + u.Home, "USER=" + u.Name, "LOGNAME=" + u.Name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}, u.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID)}}

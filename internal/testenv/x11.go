@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,8 +46,13 @@ func StartXvfb(t testing.TB, uid, gid int) *Xvfb {
 		}
 		disp := fmt.Sprintf(":%d", n)
 		os.Remove(auth)
-		if out, err := exec.Command("xauth", "-f", auth, "add", disp, "MIT-MAGIC-COOKIE-1", hex.EncodeToString(cookie[:])).CombinedOutput(); err != nil {
-			t.Fatalf("xauth: %v\n%s", err, out)
+		// A FamilyWild entry (any host name), as display managers write: the
+		// clients may run in another UTS namespace (test-bed hosts).
+		entry := fmt.Sprintf("ffff 0000 %04x %x 0012 4d49542d4d414749432d434f4f4b49452d31 0010 %s\n", len(strconv.Itoa(n)), strconv.Itoa(n), hex.EncodeToString(cookie[:]))
+		merge := exec.Command("xauth", "-f", auth, "nmerge", "-")
+		merge.Stdin = strings.NewReader(entry)
+		if out, err := merge.CombinedOutput(); err != nil {
+			t.Fatalf("xauth nmerge: %v\n%s", err, out)
 		}
 		os.Chown(auth, uid, gid)
 		cmd := exec.Command("Xvfb", disp, "-nolisten", "tcp", "-auth", auth, "-screen", "0", "1024x768x24", "-noreset")

@@ -1,0 +1,41 @@
+package ui
+
+import (
+	"context"
+
+	"github.com/ebrainpool/ebrainpool/app/catalog"
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/daemon"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+	"github.com/ebrainpool/ebrainpool/sandbox"
+)
+
+// Backend is what the interface needs from the daemon: exactly the methods
+// it calls. *daemon.Daemon implements it.
+type Backend interface {
+	Peers() []dbusapi.Peer
+	Apps(ctx context.Context, peer string) ([]dbusapi.App, error)
+	Launch(peer, app string) (string, error)
+
+	Pending() []dbusapi.Request
+	AnswerFull(id string, allow, remember, block bool) error
+
+	Sessions() []dbusapi.Session
+	EndSession(id string) error
+	SandboxUsage() []sandbox.Info
+
+	Settings() config.Settings
+	SaveSettings(config.Settings) error
+	LocalApps() ([]catalog.App, catalog.Sharing, error)
+	SetShared(id string, shared bool) error
+	LocalIcon(catalog.App) []byte
+	KnownPeers() []identity.Pin
+	ForgetPeer(identity.Fingerprint) error
+	Blocked() map[string]string
+	Unblock(fp string) error
+
+	Events(ctx context.Context) <-chan daemon.Event
+}
+
+var _ Backend = (*daemon.Daemon)(nil)

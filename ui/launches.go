@@ -1,0 +1,162 @@
+package ui
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// stages are a launch's steps in order, as the daemon reports them.
+var stages = [...]string{"asking", "waiting for consent", "starting sandbox", "opening connection", "connecting", "running"}
+
+// stageStep is a stage's position (1-based) in stages, 0 if unknown.
+func stageStep(stage string) int {
+	for i, s := range stages {
+		if s == stage {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// launchState is one launch the user started from this interface.
+type launchState struct {
+	id       string
+	seq      int
+	peer     string // fingerprint
+	peerName string
+	app      string // display name
+	stage    string
+	done     bool
+	exit     int
+	err      string
+}
+
+// text is the launch's state in plain language.
+func (l *launchState) text() string {
+	switch {
+	case l.done && l.err != "":
+		return fmt.Sprintf("%s on %s did not start: %s", l.app, l.peerName, fullStop(l.err))
+	case l.done && l.exit != 0:
+		return fmt.Sprintf("%s on %s ended with status %d.", l.app, l.peerName, l.exit)
+	case l.done:
+		return fmt.Sprintf("%s on %s has closed.", l.app, l.peerName)
+	case l.stage == "running":
+		return fmt.Sprintf("%s on %s is running.", l.app, l.peerName)
+	case l.stage == "":
+		return fmt.Sprintf("%s on %s: starting…", l.app, l.peerName)
+	}
+	return fmt.Sprintf("%s on %s: %s…", l.app, l.peerName, l.stage)
+}
+
+// fraction is how far the launch got, for a progress bar.
+func (l *launchState) fraction() float64 {
+	if l.done {
+		return 1
+	}
+	return float64(stageStep(l.stage)) / float64(len(stages))
+}
+
+func (l *launchState) failed() bool { return l.done && l.err != "" }
+
+// fullStop ends a message with a full stop.
+func fullStop(s string) string {
+	s = strings.TrimSpace(s)
+	if s != "" && !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
+}
+
+// sentence capitalises an error message and ends it with a full stop.
+func sentence(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return s
+	}
+	s = strings.ToUpper(s[:1]) + s[1:]
+	if !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
+}
+
+// launches tracks the launches started here (keyed by launch id). It is
+// used on the Fyne thread only.
+type launches struct {
+	byID map[string]*launchState
+	seq  int
+}
+
+func newLaunches() *launches { return &launches{byID: map[string]*launchState{}} }
+
+// started records a launch; err is Launch's own error (the launch then has
+// no id and is finished at once).
+func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, err error) {
+	ls.seq++
+	name := p.Name
+	if name == "" {
+		name = p.Short
+	}
+	l := &launchState{id: id, seq: ls.seq, peer: p.Fingerprint, peerName: name, app: app.Name, stage: "asking"}
+	if l.app == "" {
+		l.app = app.ID
+	}
+	if err != nil {
+		l.id = fmt.Sprintf("failed-%d", ls.seq)
+		l.done, l.err = true, err.Error()
+	}
+	if prev, ok := ls.byID[l.id]; ok {
+		// progress arrived before Launch returned
+		l.stage, l.done, l.exit, l.err = prev.stage, prev.done, prev.exit, prev.err
+	}
+	ls.byID[l.id] = l
+}
+
+func (ls *launches) get(id string) *launchState {
+	l, ok := ls.byID[id]
+	if !ok {
+		ls.seq++
+		l = &launchState{id: id, seq: ls.seq, app: "app", peerName: "peer"}
+		ls.byID[id] = l
+	}
+	return l
+}
+
+func (ls *launches) progress(id, stage string) {
+	l := ls.get(id)
+	if !l.done {
+		l.stage = stage
+	}
+}
+
+func (ls *launches) finished(id string, exit int, err string) {
+	l := ls.get(id)
+	l.done, l.exit, l.err = true, exit, err
+}
+
+// dismiss forgets a finished launch.
+func (ls *launches) dismiss(id string) { delete(ls.byID, id) }
+
+// list is the launches, newest first.
+func (ls *launches) list() []*launchState {
+	out := make([]*launchState, 0, len(ls.byID))
+	for _, l := range ls.byID {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].seq > out[j].seq })
+	return out
+}
+
+// active counts launches not finished yet.
+func (ls *launches) active() int {
+	n := 0
+	for _, l := range ls.byID {
+		if !l.done {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,402 @@
+package ui
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// trustText describes a peer's trust state in plain language and says
+// whether it is a warning.
+func trustText(trust string) (string, bool) {
+	switch trust {
+	case "verified":
+		return "known, key verified", false
+	case "new":
+		return "new: not met before", false
+	case "changed":
+		return "KEY CHANGED: may be an impostor", true
+	case "name-clash":
+		return "same name as another peer you know", true
+	}
+	return trust, false
+}
+
+// peerBrowser is the window listing peers and their apps.
+type peerBrowser struct {
+	u      *UI
+	win    fyne.Window
+	all    []dbusapi.Peer // sorted by name
+	shown  []dbusapi.Peer // all, filtered by the search
+	filter string
+	sel    string // selected fingerprint
+
+	search    *widget.Entry
+	list      *widget.List
+	empty     *widget.Label
+	header    *widget.Label
+	detail    *widget.Label
+	warning   *fyne.Container
+	apps      *fyne.Container
+	appsNote  *widget.Label
+	launchBox *fyne.Container
+	appsFor   map[string][]dbusapi.App
+}
+
+func newPeerBrowser(u *UI) *peerBrowser {
+	pb := &peerBrowser{u: u, appsFor: map[string][]dbusapi.App{}}
+	pb.win = u.app.NewWindow("eBrainPool: peers")
+	hideOnClose(pb.win, nil)
+
+	pb.search = widget.NewEntry()
+	pb.search.SetPlaceHolder("Search by name or host")
+	pb.search.OnChanged = pb.setFilter
+
+	pb.list = widget.NewList(
+		func() int { return len(pb.shown) },
+		func() fyne.CanvasObject {
+			name := widget.NewLabelWithStyle("name", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+			sub := widget.NewLabel("host")
+			sub.SizeName = theme.SizeNameCaptionText
+			icon := widget.NewIcon(theme.ComputerIcon())
+			return container.NewBorder(nil, nil, icon, nil, container.NewVBox(name, sub))
+		},
+		func(i widget.ListItemID, o fyne.CanvasObject) {
+			if i >= len(pb.shown) {
+				return
+			}
+			p := pb.shown[i]
+			c := o.(*fyne.Container)
+			box := c.Objects[0].(*fyne.Container)
+			icon := c.Objects[1].(*widget.Icon)
+			name, sub := box.Objects[0].(*widget.Label), box.Objects[1].(*widget.Label)
+			name.SetText(p.Name)
+			t, warn := trustText(p.Trust)
+			sub.SetText(p.Host + " · " + t)
+			if warn {
+				sub.Importance = widget.DangerImportance
+				icon.SetResource(theme.WarningIcon())
+			} else {
+				sub.Importance = widget.MediumImportance
+				icon.SetResource(theme.ComputerIcon())
+			}
+			sub.Refresh()
+		})
+	pb.list.OnSelected = func(i widget.ListItemID) {
+		if i < len(pb.shown) {
+			pb.selectPeer(pb.shown[i].Fingerprint)
+		}
+	}
+	pb.empty = widget.NewLabel("No peers found yet. Peers on your network appear here when they run eBrainPool.")
+	pb.empty.Wrapping = fyne.TextWrapWord
+
+	pb.header = widget.NewLabelWithStyle("Choose a peer", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	pb.header.SizeName = theme.SizeNameSubHeadingText
+	pb.detail = widget.NewLabel("")
+	pb.detail.Wrapping = fyne.TextWrapWord
+	pb.warning = container.NewVBox()
+	pb.apps = container.NewVBox()
+	pb.appsNote = widget.NewLabel("")
+	pb.appsNote.Wrapping = fyne.TextWrapWord
+	pb.launchBox = container.NewVBox()
+
+	left := container.NewBorder(pb.search, nil, nil, nil, container.NewStack(pb.list, container.NewVBox(pb.empty)))
+	right := container.NewBorder(
+		container.NewVBox(pb.header, pb.detail, pb.warning),
+		container.NewVBox(widget.NewSeparator(), pb.launchBox),
+		nil, nil,
+		container.NewVScroll(container.NewVBox(pb.appsNote, pb.apps)))
+	split := container.NewHSplit(left, right)
+	split.Offset = 0.38
+	pb.win.SetContent(split)
+	pb.win.Resize(fyne.NewSize(760, 480))
+
+	pb.all = nil
+	for _, p := range u.b.Peers() {
+		pb.all = append(pb.all, p)
+	}
+	pb.sortAndFilter()
+	pb.showLaunches()
+	return pb
+}
+
+// upsert adds or updates a peer (peer-added event).
+func (pb *peerBrowser) upsert(p dbusapi.Peer) {
+	for i := range pb.all {
+		if pb.all[i].Fingerprint == p.Fingerprint {
+			pb.all[i] = p
+			pb.sortAndFilter()
+			if pb.sel == p.Fingerprint {
+				pb.showDetail()
+			}
+			return
+		}
+	}
+	pb.all = append(pb.all, p)
+	pb.sortAndFilter()
+}
+
+// remove drops a peer (peer-removed event).
+func (pb *peerBrowser) remove(fp string) {
+	for i := range pb.all {
+		if pb.all[i].Fingerprint == fp {
+			gone := pb.all[i]
+			pb.all = append(pb.all[:i], pb.all[i+1:]...)
+			pb.sortAndFilter()
+			if pb.sel == fp {
+				pb.sel = ""
+				pb.header.SetText("Choose a peer")
+				pb.detail.SetText(gone.Name + " has left the network.")
+				pb.warning.RemoveAll()
+				pb.apps.RemoveAll()
+				pb.appsNote.SetText("")
+			}
+			return
+		}
+	}
+}
+
+func (pb *peerBrowser) setFilter(q string) {
+	pb.filter = strings.ToLower(strings.TrimSpace(q))
+	pb.sortAndFilter()
+}
+
+func (pb *peerBrowser) sortAndFilter() {
+	sort.SliceStable(pb.all, func(i, j int) bool {
+		a, b := strings.ToLower(pb.all[i].Name), strings.ToLower(pb.all[j].Name)
+		if a != b {
+			return a < b
+		}
+		return pb.all[i].Fingerprint < pb.all[j].Fingerprint
+	})
+	pb.shown = pb.shown[:0]
+	for _, p := range pb.all {
+		if pb.filter == "" || strings.Contains(strings.ToLower(p.Name), pb.filter) || strings.Contains(strings.ToLower(p.Host), pb.filter) {
+			pb.shown = append(pb.shown, p)
+		}
+	}
+	switch {
+	case len(pb.all) == 0:
+		pb.empty.SetText("No peers found yet. Peers on your network appear here when they run eBrainPool.")
+		pb.empty.Show()
+	case len(pb.shown) == 0:
+		pb.empty.SetText(fmt.Sprintf("No peer matches %q.", pb.search.Text))
+		pb.empty.Show()
+	default:
+		pb.empty.Hide()
+	}
+	pb.list.UnselectAll()
+	for i, p := range pb.shown {
+		if p.Fingerprint == pb.sel {
+			pb.list.OnSelected = nil
+			pb.list.Select(i)
+			pb.list.OnSelected = func(i widget.ListItemID) {
+				if i < len(pb.shown) {
+					pb.selectPeer(pb.shown[i].Fingerprint)
+				}
+			}
+		}
+	}
+	pb.list.Refresh()
+}
+
+// names is the shown peers' names (for tests).
+func (pb *peerBrowser) names() []string {
+	out := make([]string, len(pb.shown))
+	for i, p := range pb.shown {
+		out[i] = p.Name
+	}
+	return out
+}
+
+func (pb *peerBrowser) selected() (dbusapi.Peer, bool) {
+	for _, p := range pb.all {
+		if p.Fingerprint == pb.sel {
+			return p, true
+		}
+	}
+	return dbusapi.Peer{}, false
+}
+
+// selectPeer shows a peer's details and loads its apps.
+func (pb *peerBrowser) selectPeer(fp string) {
+	pb.sel = fp
+	pb.showDetail()
+	p, ok := pb.selected()
+	if !ok {
+		return
+	}
+	pb.apps.RemoveAll()
+	if apps, ok := pb.appsFor[fp]; ok {
+		pb.showApps(p, apps, nil)
+	} else {
+		pb.appsNote.SetText("Asking " + p.Name + " which apps it shares…")
+	}
+	pb.u.spawn(func() {
+		apps, err := pb.u.b.Apps(pb.u.ctx, fp)
+		pb.u.do(func() {
+			if err == nil {
+				pb.appsFor[fp] = apps
+				pb.u.tray.setApps(fp, apps, nil)
+			}
+			if pb.sel == fp {
+				pb.showApps(p, apps, err)
+			}
+		})
+	})
+}
+
+func (pb *peerBrowser) showDetail() {
+	p, ok := pb.selected()
+	if !ok {
+		return
+	}
+	pb.header.SetText(p.Name)
+	t, _ := trustText(p.Trust)
+	pb.detail.SetText(fmt.Sprintf("Host: %s (%s)\nFingerprint: %s\nStatus: %s", p.Host, p.Address, p.Short, t))
+	pb.warning.RemoveAll()
+	switch p.Trust {
+	case "changed":
+		pb.warning.Add(warningBanner("WARNING: the key of " + p.Name + " has changed since you first met it. " +
+			"Someone may be impersonating it. Do not use it unless its owner tells you they reinstalled; " +
+			"then forget the peer in Settings and meet it again."))
+	case "name-clash":
+		pb.warning.Add(warningBanner("Another peer you know already uses the name " + p.Name +
+			". Check the fingerprint with its owner before you use it."))
+	}
+}
+
+// warningBanner is a loud, red, wrapped message.
+func warningBanner(msg string) fyne.CanvasObject {
+	bg := canvas.NewRectangle(theme.Color(theme.ColorNameError))
+	bg.CornerRadius = theme.InputRadiusSize()
+	txt := widget.NewRichText(&widget.TextSegment{Text: msg, Style: widget.RichTextStyle{
+		ColorName: theme.ColorNameForegroundOnError, TextStyle: fyne.TextStyle{Bold: true}}})
+	txt.Wrapping = fyne.TextWrapWord
+	return container.NewStack(bg, container.NewBorder(nil, nil, widget.NewIcon(theme.WarningIcon()), nil, txt))
+}
+
+// showApps lists a peer's apps with Launch buttons, or why there are none.
+func (pb *peerBrowser) showApps(p dbusapi.Peer, apps []dbusapi.App, err error) {
+	pb.apps.RemoveAll()
+	switch {
+	case err != nil:
+		pb.appsNote.SetText(sentence(fmt.Sprintf("could not get the apps of %s: %v", p.Name, err)))
+		pb.appsNote.Importance = widget.DangerImportance
+	case len(apps) == 0:
+		pb.appsNote.SetText(p.Name + " does not share any apps right now.")
+		pb.appsNote.Importance = widget.MediumImportance
+	default:
+		pb.appsNote.SetText("Apps " + p.Name + " shares:")
+		pb.appsNote.Importance = widget.MediumImportance
+	}
+	pb.appsNote.Refresh()
+	for _, a := range apps {
+		pb.apps.Add(pb.appRow(p, a))
+	}
+}
+
+func (pb *peerBrowser) appRow(p dbusapi.Peer, a dbusapi.App) fyne.CanvasObject {
+	var icon fyne.CanvasObject
+	if len(a.Icon) > 0 {
+		img := canvas.NewImageFromResource(fyne.NewStaticResource(a.ID+".png", a.Icon))
+		img.FillMode = canvas.ImageFillContain
+		img.SetMinSize(fyne.NewSize(32, 32))
+		icon = img
+	} else {
+		icon = widget.NewIcon(theme.FileApplicationIcon())
+	}
+	name := widget.NewLabelWithStyle(a.Name, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	text := fyne.CanvasObject(name)
+	if a.Comment != "" {
+		c := widget.NewLabel(a.Comment)
+		c.SizeName = theme.SizeNameCaptionText
+		c.Truncation = fyne.TextTruncateEllipsis
+		text = container.NewVBox(name, c)
+	}
+	btn := widget.NewButtonWithIcon("Launch", theme.MediaPlayIcon(), func() { pb.u.launch(p, a) })
+	btn.Importance = widget.HighImportance
+	if p.Trust == "changed" {
+		btn.Disable()
+	}
+	return container.NewBorder(nil, nil, container.NewCenter(icon), container.NewCenter(btn), text)
+}
+
+// launchButton finds an app's Launch button (for tests and the tray).
+func (pb *peerBrowser) launchButton(app string) *widget.Button {
+	for _, row := range pb.apps.Objects {
+		var name string
+		var btn *widget.Button
+		var walk func(o fyne.CanvasObject)
+		walk = func(o fyne.CanvasObject) {
+			switch o := o.(type) {
+			case *fyne.Container:
+				for _, c := range o.Objects {
+					walk(c)
+				}
+			case *widget.Button:
+				btn = o
+			case *widget.Label:
+				if name == "" {
+					name = o.Text
+				}
+			}
+		}
+		walk(row)
+		if name == app {
+			return btn
+		}
+	}
+	return nil
+}
+
+// showLaunches redraws the launches area.
+func (pb *peerBrowser) showLaunches() {
+	pb.launchBox.RemoveAll()
+	list := pb.u.launches.list()
+	if len(list) == 0 {
+		pb.launchBox.Add(widget.NewLabel("Apps you launch show their progress here."))
+		return
+	}
+	for i, l := range list {
+		if i == 4 {
+			break
+		}
+		pb.launchBox.Add(launchRow(pb.u, l, pb.showLaunches))
+	}
+}
+
+// launchRow shows one launch: progress while starting, the outcome after.
+func launchRow(u *UI, l *launchState, changed func()) fyne.CanvasObject {
+	label := widget.NewLabel(l.text())
+	label.Wrapping = fyne.TextWrapWord
+	if l.failed() {
+		label.Importance = widget.DangerImportance
+	}
+	if l.done {
+		id := l.id
+		x := widget.NewButtonWithIcon("", theme.CancelIcon(), func() {
+			u.launches.dismiss(id)
+			changed()
+		})
+		x.Importance = widget.LowImportance
+		return container.NewBorder(nil, nil, nil, x, label)
+	}
+	if l.stage == "running" {
+		return label
+	}
+	bar := widget.NewProgressBar()
+	bar.TextFormatter = func() string {
+		return fmt.Sprintf("step %d of %d", stageStep(l.stage), len(stages))
+	}
+	bar.SetValue(l.fraction())
+	return container.NewVBox(label, bar)
+}

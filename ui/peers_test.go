@@ -1,0 +1,207 @@
+package ui
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/ebrainpool/ebrainpool/app/daemon"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+func TestPeerBrowserFollowsPeersComingAndGoing(t *testing.T) {
+	f := newFake()
+	f.peers = []dbusapi.Peer{peer("carol", "carol-pc", "verified")}
+	u := newTestUI(t, f, nil)
+	u.ShowPeers()
+	if got := u.peers.names(); !reflect.DeepEqual(got, []string{"carol"}) {
+		t.Fatalf("initial peers = %v", got)
+	}
+
+	f.addPeer(peer("bob", "bob-laptop", "new"))
+	f.addPeer(peer("alice", "alice-desk", "verified"))
+	f.drain(u)
+	if got, want := u.peers.names(), []string{"alice", "bob", "carol"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after two peers came: %v, want %v", got, want)
+	}
+	if u.peers.list.Length() != 3 {
+		t.Errorf("list length = %d, want 3", u.peers.list.Length())
+	}
+
+	u.peers.selectPeer("SHA256:bob")
+	f.removePeer("SHA256:bob")
+	f.drain(u)
+	if got, want := u.peers.names(), []string{"alice", "carol"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after bob left: %v, want %v", got, want)
+	}
+	if !strings.Contains(u.peers.detail.Text, "bob has left") {
+		t.Errorf("detail after the selected peer left = %q", u.peers.detail.Text)
+	}
+
+	f.removePeer("SHA256:alice")
+	f.removePeer("SHA256:carol")
+	f.drain(u)
+	if len(u.peers.names()) != 0 || !u.peers.empty.Visible() {
+		t.Errorf("no peers: names %v, empty note visible %v", u.peers.names(), u.peers.empty.Visible())
+	}
+}
+
+func TestPeerBrowserSearch(t *testing.T) {
+	f := newFake()
+	f.peers = []dbusapi.Peer{
+		peer("alice", "alice-desk", "verified"),
+		peer("bob", "lab-2", "new"),
+		peer("Carol", "LAB-1", "verified"),
+	}
+	u := newTestUI(t, f, nil)
+	u.ShowPeers()
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{"alice", "bob", "Carol"}},
+		{"ali", []string{"alice"}},
+		{"CAROL", []string{"Carol"}},
+		{"lab", []string{"bob", "Carol"}},
+		{"  desk ", []string{"alice"}},
+		{"nobody", []string{}},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			u.peers.search.SetText("")
+			test.Type(u.peers.search, tc.query)
+			got := u.peers.names()
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("search %q shows %v, want %v", tc.query, got, tc.want)
+			}
+			if len(tc.want) == 0 && !strings.Contains(u.peers.empty.Text, "No peer matches") {
+				t.Errorf("no match note = %q", u.peers.empty.Text)
+			}
+		})
+	}
+}
+
+func TestPeerBrowserTrust(t *testing.T) {
+	for _, tc := range []struct {
+		trust      string
+		warning    string // in the banner; "" means no banner
+		launchable bool
+	}{
+		{"verified", "", true},
+		{"new", "", true},
+		{"changed", "WARNING: the key of mallory has changed", false},
+		{"name-clash", "already uses the name mallory", true},
+	} {
+		t.Run(tc.trust, func(t *testing.T) {
+			f := newFake()
+			p := peer("mallory", "m-pc", tc.trust)
+			f.peers = []dbusapi.Peer{p}
+			f.apps[p.Fingerprint] = []dbusapi.App{{ID: "gimp", Name: "GIMP"}}
+			u := newTestUI(t, f, nil)
+			u.ShowPeers()
+			u.peers.selectPeer(p.Fingerprint)
+			banner := joined(u.peers.warning)
+			if tc.warning == "" && banner != "" || !strings.Contains(banner, tc.warning) {
+				t.Errorf("banner = %q, want %q", banner, tc.warning)
+			}
+			btn := u.peers.launchButton("GIMP")
+			if btn == nil {
+				t.Fatal("no Launch button for GIMP")
+			}
+			if btn.Disabled() == tc.launchable {
+				t.Errorf("Launch disabled = %v, want %v", btn.Disabled(), !tc.launchable)
+			}
+			if text, warn := trustText(tc.trust); warn != (tc.trust == "changed" || tc.trust == "name-clash") || text == "" {
+				t.Errorf("trustText(%q) = %q, %v", tc.trust, text, warn)
+			}
+		})
+	}
+}
+
+func TestPeerBrowserAppsError(t *testing.T) {
+	f := newFake()
+	p := peer("dave", "dave-pc", "verified")
+	f.peers = []dbusapi.Peer{p}
+	f.appsErr[p.Fingerprint] = errors.New("connection refused")
+	u := newTestUI(t, f, nil)
+	u.ShowPeers()
+	u.peers.selectPeer(p.Fingerprint)
+	if got := u.peers.appsNote.Text; !strings.Contains(got, "Could not get the apps of dave: connection refused.") {
+		t.Errorf("note = %q", got)
+	}
+	if u.peers.appsNote.Importance != widget.DangerImportance {
+		t.Errorf("error note not shown as danger")
+	}
+}
+
+func TestLaunchProgressAndErrors(t *testing.T) {
+	f := newFake()
+	p := peer("alice", "alice-desk", "verified")
+	f.peers = []dbusapi.Peer{p}
+	f.apps[p.Fingerprint] = []dbusapi.App{{ID: "org.gimp.GIMP", Name: "GIMP", Comment: "Image editor"}}
+	u := newTestUI(t, f, nil)
+	u.ShowPeers()
+	u.peers.selectPeer(p.Fingerprint)
+	test.Tap(u.peers.launchButton("GIMP"))
+	if !reflect.DeepEqual(f.launched, []string{"SHA256:alice/org.gimp.GIMP"}) {
+		t.Fatalf("launched = %v", f.launched)
+	}
+	for _, stage := range stages[1:] {
+		t.Run(stage, func(t *testing.T) {
+			f.events <- daemon.Event{Kind: daemon.EventLaunchProgress, Launch: "launch-1", Stage: stage}
+			f.drain(u)
+			got := joined(u.peers.launchBox)
+			if !strings.Contains(got, "GIMP on alice") || !strings.Contains(got, stage) {
+				t.Errorf("launch area = %q, want the stage %q", got, stage)
+			}
+			if u.tray.iconState() != trayActive {
+				t.Errorf("tray icon %s while launching, want active", u.tray.iconState())
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name   string
+		exit   int
+		err    string
+		want   string
+		danger bool
+	}{
+		{"denied", -1, "alice: denied", "GIMP on alice did not start: alice: denied.", true},
+		{"timeout", -1, "alice did not answer in time", "did not start: alice did not answer in time.", true},
+		{"no sandbox", -1, "alice: sandbox could not start — setup missing", "did not start: alice: sandbox could not start — setup missing.", true},
+		{"closed", 0, "", "GIMP on alice has closed.", false},
+		{"status", 3, "", "ended with status 3", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := f.Launch(p.Fingerprint, "org.gimp.GIMP")
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.launches.started(id, p, dbusapi.App{ID: "org.gimp.GIMP", Name: "GIMP"}, nil)
+			f.events <- daemon.Event{Kind: daemon.EventLaunchFinished, Launch: id, Exit: tc.exit, Err: tc.err}
+			f.drain(u)
+			l := u.launches.byID[id]
+			if !strings.Contains(l.text(), tc.want) {
+				t.Errorf("text = %q, want %q", l.text(), tc.want)
+			}
+			if l.failed() != tc.danger {
+				t.Errorf("failed = %v", l.failed())
+			}
+			if got := joined(u.peers.launchBox); !strings.Contains(got, tc.want) {
+				t.Errorf("launch area = %q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	t.Run("Launch refused at once", func(t *testing.T) {
+		f.launchErr = errors.New(`alice does not share "org.gimp.GIMP"`)
+		test.Tap(u.peers.launchButton("GIMP"))
+		if got := joined(u.peers.launchBox); !strings.Contains(got, `GIMP on alice did not start: alice does not share "org.gimp.GIMP".`) {
+			t.Errorf("launch area = %q", got)
+		}
+	})
+}

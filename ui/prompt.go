@@ -1,0 +1,156 @@
+package ui
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+)
+
+// prompt is the accept-request popup for one consent request.
+type prompt struct {
+	u        *UI
+	req      dbusapi.Request
+	win      fyne.Window
+	deadline time.Time
+	total    time.Duration
+	answered bool
+
+	countdown *widget.Label
+	bar       *widget.ProgressBar
+	remember  *widget.Check
+	allow     *widget.Button
+	deny      *widget.Button
+	block     *widget.Button
+}
+
+// showPrompt opens the popup for a request (once per request id).
+func (u *UI) showPrompt(r dbusapi.Request) {
+	if _, ok := u.prompts[r.ID]; ok {
+		return
+	}
+	p := newPrompt(u, r)
+	u.prompts[r.ID] = p
+	p.win.Show()
+	p.win.RequestFocus()
+}
+
+func newPrompt(u *UI, r dbusapi.Request) *prompt {
+	p := &prompt{u: u, req: r, deadline: time.Unix(r.Deadline, 0)}
+	p.total = p.deadline.Sub(u.now())
+	if p.total <= 0 {
+		p.total = time.Second
+	}
+	name := r.PeerName
+	if name == "" {
+		name = "Someone"
+	}
+	host := r.From
+	short := identity.Fingerprint(r.Peer).Short()
+	if peer, ok := u.peer(r.Peer); ok {
+		if peer.Host != "" {
+			host = peer.Host + " (" + r.From + ")"
+		}
+		if peer.Short != "" {
+			short = peer.Short
+		}
+	}
+	if short == "" {
+		short = r.Peer
+	}
+	p.win = u.app.NewWindow("eBrainPool: " + name + " asks to run " + r.App)
+	p.win.SetCloseIntercept(func() { p.answer(false, false, false) })
+
+	title := widget.NewLabelWithStyle(fmt.Sprintf("%s wants to run %s on your computer", name, r.App),
+		fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	title.SizeName = theme.SizeNameSubHeadingText
+	title.Wrapping = fyne.TextWrapWord
+
+	who := widget.NewForm(
+		widget.NewFormItem("From", widget.NewLabel(host)),
+		widget.NewFormItem("Fingerprint", widget.NewLabel(short)),
+		widget.NewFormItem("App", widget.NewLabel(r.App)),
+	)
+	var met fyne.CanvasObject
+	if r.FirstTime {
+		l := widget.NewLabel("First time: you have not met " + name + " before. Compare the fingerprint with them if unsure.")
+		l.Wrapping = fyne.TextWrapWord
+		l.Importance = widget.WarningImportance
+		met = container.NewBorder(nil, nil, widget.NewIcon(theme.WarningIcon()), nil, l)
+	} else {
+		l := widget.NewLabel("Known peer: you have met " + name + " before.")
+		l.Wrapping = fyne.TextWrapWord
+		met = container.NewBorder(nil, nil, widget.NewIcon(theme.ConfirmIcon()), nil, l)
+	}
+	note := widget.NewLabel("The app runs in a sandbox on this computer and shows its window on " + name + "'s screen. It cannot see your files.")
+	note.Wrapping = fyne.TextWrapWord
+	note.SizeName = theme.SizeNameCaptionText
+
+	p.countdown = widget.NewLabel("")
+	p.bar = widget.NewProgressBar()
+	p.bar.TextFormatter = func() string { return "" }
+	p.remember = widget.NewCheck("Remember for this app", nil)
+
+	p.allow = widget.NewButtonWithIcon("Allow", theme.ConfirmIcon(), func() { p.answer(true, p.remember.Checked, false) })
+	p.allow.Importance = widget.HighImportance
+	p.deny = widget.NewButtonWithIcon("Deny", theme.CancelIcon(), func() { p.answer(false, p.remember.Checked, false) })
+	p.block = widget.NewButtonWithIcon("Block "+name, theme.ErrorIcon(), func() { p.answer(false, false, true) })
+	p.block.Importance = widget.DangerImportance
+
+	buttons := container.NewBorder(nil, nil, p.block, container.NewHBox(p.deny, p.allow))
+	p.win.SetContent(container.NewPadded(container.NewVBox(
+		title, who, met, note, widget.NewSeparator(),
+		p.countdown, p.bar, p.remember, buttons)))
+	p.win.Resize(fyne.NewSize(460, 10))
+	p.win.SetFixedSize(true)
+	p.tick()
+	return p
+}
+
+// remaining is the time left before the automatic deny.
+func (p *prompt) remaining() time.Duration { return p.deadline.Sub(p.u.now()) }
+
+// tick updates the countdown and denies when it reaches zero.
+func (p *prompt) tick() {
+	if p.answered {
+		return
+	}
+	left := p.remaining()
+	if left <= 0 {
+		p.countdown.SetText("No answer in time: denied.")
+		p.bar.SetValue(0)
+		p.answer(false, false, false)
+		return
+	}
+	secs := int(math.Ceil(left.Seconds()))
+	p.countdown.SetText(fmt.Sprintf("Denying automatically in %d s", secs))
+	p.bar.SetValue(left.Seconds() / p.total.Seconds())
+}
+
+// answer sends the decision and closes the popup.
+func (p *prompt) answer(allow, remember, block bool) {
+	if p.answered {
+		return
+	}
+	p.answered = true
+	if err := p.u.b.AnswerFull(p.req.ID, allow, remember, block); err != nil {
+		// Usually: already resolved (timed out in the daemon, or answered
+		// elsewhere). Nothing left to do but close.
+		p.u.log.Info("answering request", "id", p.req.ID, "err", err)
+	}
+	p.close()
+}
+
+// close removes the popup (answered here or resolved elsewhere).
+func (p *prompt) close() {
+	p.answered = true
+	delete(p.u.prompts, p.req.ID)
+	p.win.Close()
+}

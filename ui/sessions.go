@@ -1,0 +1,119 @@
+package ui
+
+import (
+	"fmt"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/sandbox"
+)
+
+// sessionsView is the window listing apps peers run here and apps we run
+// on peers.
+type sessionsView struct {
+	u        *UI
+	win      fyne.Window
+	visible  bool
+	incoming *fyne.Container
+	outgoing *fyne.Container
+	status   *widget.Label
+}
+
+func newSessionsView(u *UI) *sessionsView {
+	s := &sessionsView{u: u}
+	s.win = u.app.NewWindow("eBrainPool: sessions")
+	hideOnClose(s.win, func() { s.visible = false })
+	s.incoming = container.NewVBox()
+	s.outgoing = container.NewVBox()
+	s.status = widget.NewLabel("")
+	s.status.Wrapping = fyne.TextWrapWord
+	in := widget.NewLabelWithStyle("Running here, for others", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	out := widget.NewLabelWithStyle("Yours, running on other computers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	s.win.SetContent(container.NewBorder(nil, s.status, nil, nil, container.NewVScroll(container.NewVBox(
+		in, s.incoming, widget.NewSeparator(), out, s.outgoing))))
+	s.win.Resize(fyne.NewSize(620, 380))
+	s.refresh()
+	return s
+}
+
+// usageText is a sandbox's memory and process count, e.g. "120 MB, 7
+// processes".
+func usageText(info sandbox.Info, ok bool) string {
+	if !ok {
+		return "sandbox not running"
+	}
+	return fmt.Sprintf("%s, %d processes", megabytes(info.Memory), info.Pids)
+}
+
+func megabytes(b int64) string {
+	if b <= 0 {
+		return "memory unknown"
+	}
+	return fmt.Sprintf("%.0f MB", float64(b)/(1<<20))
+}
+
+// sinceText is when a session started and how long ago.
+func sinceText(since, now time.Time) string {
+	d := now.Sub(since).Round(time.Minute)
+	switch {
+	case d < time.Minute:
+		return "since " + since.Format("15:04") + " (just now)"
+	case d < time.Hour:
+		return fmt.Sprintf("since %s (%d min)", since.Format("15:04"), int(d.Minutes()))
+	}
+	return fmt.Sprintf("since %s (%dh%02d)", since.Format("15:04"), int(d.Hours()), int(d.Minutes())%60)
+}
+
+// refresh redraws both lists from the backend.
+func (s *sessionsView) refresh() {
+	usage := map[string]sandbox.Info{}
+	for _, i := range s.u.b.SandboxUsage() {
+		usage[i.Peer] = i
+	}
+	s.incoming.RemoveAll()
+	s.outgoing.RemoveAll()
+	now := s.u.now()
+	for _, x := range s.u.b.Sessions() {
+		info, ok := usage[x.Peer]
+		if x.Direction == "incoming" {
+			s.incoming.Add(s.row(x, fmt.Sprintf("%s runs %s · %s · %s", x.PeerName, x.App,
+				sinceText(time.Unix(x.Since, 0), now), usageText(info, ok))))
+		} else {
+			state := ""
+			if x.State != "" {
+				state = " · " + x.State
+			}
+			s.outgoing.Add(s.row(x, fmt.Sprintf("%s on %s · %s%s", x.App, x.PeerName,
+				sinceText(time.Unix(x.Since, 0), now), state)))
+		}
+	}
+	if len(s.incoming.Objects) == 0 {
+		s.incoming.Add(widget.NewLabel("Nobody is running an app here."))
+	}
+	if len(s.outgoing.Objects) == 0 {
+		s.outgoing.Add(widget.NewLabel("You are not running apps on other computers."))
+	}
+}
+
+func (s *sessionsView) row(x dbusapi.Session, text string) fyne.CanvasObject {
+	id, app := x.ID, x.App
+	end := widget.NewButtonWithIcon("End", theme.MediaStopIcon(), func() {
+		if err := s.u.b.EndSession(id); err != nil {
+			s.status.SetText(sentence(fmt.Sprintf("could not end %s: %v", app, err)))
+			s.status.Importance = widget.DangerImportance
+		} else {
+			s.status.SetText("Ended " + app + ".")
+			s.status.Importance = widget.MediumImportance
+		}
+		s.status.Refresh()
+		s.refresh()
+	})
+	l := widget.NewLabel(text)
+	l.Wrapping = fyne.TextWrapWord
+	return container.NewBorder(nil, nil, nil, end, l)
+}

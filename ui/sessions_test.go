@@ -1,0 +1,74 @@
+package ui
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"fyne.io/fyne/v2/test"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/sandbox"
+)
+
+func TestSessionsWindow(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 30, 0, 0, time.Local)
+	f := newFake()
+	f.sessions = []dbusapi.Session{
+		{ID: "s1", Direction: "incoming", Peer: "SHA256:bob", PeerName: "bob", App: "GIMP", Since: now.Add(-12 * time.Minute).Unix(), State: "running"},
+		{ID: "s2", Direction: "outgoing", Peer: "SHA256:alice", PeerName: "alice", App: "Inkscape", Since: now.Add(-90 * time.Minute).Unix(), State: "running"},
+	}
+	f.usage = []sandbox.Info{{Peer: "SHA256:bob", State: "RUNNING", Pids: 7, Memory: 120 << 20}}
+	u := newTestUI(t, f, &fakeClock{now})
+	u.ShowSessions()
+	in, out := joined(u.sessions.incoming), joined(u.sessions.outgoing)
+	for _, tc := range []struct{ where, got, want string }{
+		{"incoming", in, "bob runs GIMP"},
+		{"incoming", in, "since 10:18 (12 min)"},
+		{"incoming", in, "120 MB, 7 processes"},
+		{"outgoing", out, "Inkscape on alice"},
+		{"outgoing", out, "(1h30)"},
+	} {
+		if !strings.Contains(tc.got, tc.want) {
+			t.Errorf("%s lacks %q:\n%s", tc.where, tc.want, tc.got)
+		}
+	}
+	if u.tray.iconState() != trayActive {
+		t.Errorf("tray icon %s with sessions running, want active", u.tray.iconState())
+	}
+
+	test.Tap(findButton(u.sessions.incoming, "End"))
+	if !reflect.DeepEqual(f.ended, []string{"s1"}) {
+		t.Errorf("ended = %v", f.ended)
+	}
+	if got := joined(u.sessions.incoming); !strings.Contains(got, "Nobody is running an app here.") {
+		t.Errorf("incoming after End = %q", got)
+	}
+	test.Tap(findButton(u.sessions.outgoing, "End"))
+	if !reflect.DeepEqual(f.ended, []string{"s1", "s2"}) {
+		t.Errorf("ended = %v", f.ended)
+	}
+	if u.tray.iconState() != traySharing {
+		t.Errorf("tray icon %s after all ended, want sharing", u.tray.iconState())
+	}
+}
+
+func TestUsageText(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		info sandbox.Info
+		ok   bool
+		want string
+	}{
+		{"running", sandbox.Info{Memory: 64 << 20, Pids: 3}, true, "64 MB, 3 processes"},
+		{"no memory figure", sandbox.Info{Pids: 1}, true, "memory unknown, 1 processes"},
+		{"stopped", sandbox.Info{}, false, "sandbox not running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := usageText(tc.info, tc.ok); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,277 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/canvas"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+)
+
+// settingsView is the settings window: general settings, shared apps,
+// known and blocked peers.
+type settingsView struct {
+	u   *UI
+	win fyne.Window
+
+	name      *widget.Entry
+	sharing   *widget.Check
+	memory    *widget.Entry
+	cpus      *widget.Entry
+	pids      *widget.Entry
+	idle      *widget.Entry
+	timeout   *widget.Entry
+	autostart *widget.Check
+	status    *widget.Label
+
+	apps    *fyne.Container
+	known   *fyne.Container
+	blocked *fyne.Container
+}
+
+func newSettingsView(u *UI) *settingsView {
+	s := &settingsView{u: u}
+	s.win = u.app.NewWindow("eBrainPool: settings")
+	hideOnClose(s.win, nil)
+
+	s.name = widget.NewEntry()
+	s.sharing = widget.NewCheck("Share my apps on the network", nil)
+	s.memory = widget.NewEntry()
+	s.memory.SetPlaceHolder("default")
+	s.cpus = widget.NewEntry()
+	s.cpus.SetPlaceHolder("default")
+	s.pids = widget.NewEntry()
+	s.pids.SetPlaceHolder("default")
+	s.idle = widget.NewEntry()
+	s.idle.SetPlaceHolder("e.g. 5m; empty: never")
+	s.timeout = widget.NewEntry()
+	s.timeout.SetPlaceHolder("e.g. 30s")
+	s.autostart = widget.NewCheck("Start eBrainPool when I log in", func(on bool) {
+		if err := setAutostart(u.opts.AutostartFile, u.opts.Executable, on); err != nil {
+			s.setStatus(err, "")
+		}
+	})
+	s.status = widget.NewLabel("")
+	s.status.Wrapping = fyne.TextWrapWord
+	save := widget.NewButtonWithIcon("Save", theme.DocumentSaveIcon(), func() { s.setStatus(s.save(), "Settings saved.") })
+	save.Importance = widget.HighImportance
+
+	general := widget.NewForm(
+		widget.NewFormItem("Your name", s.name),
+		widget.NewFormItem("Sharing", s.sharing),
+		widget.NewFormItem("Memory per peer (MB)", s.memory),
+		widget.NewFormItem("CPUs per peer", s.cpus),
+		widget.NewFormItem("Processes per peer", s.pids),
+		widget.NewFormItem("Stop idle sandbox after", s.idle),
+		widget.NewFormItem("Deny unanswered requests after", s.timeout),
+		widget.NewFormItem("Login", s.autostart),
+	)
+	s.apps = container.NewVBox()
+	s.known = container.NewVBox()
+	s.blocked = container.NewVBox()
+	tabs := container.NewAppTabs(
+		container.NewTabItem("General", container.NewVScroll(general)),
+		container.NewTabItem("Shared apps", container.NewVScroll(s.apps)),
+		container.NewTabItem("Peers", container.NewVScroll(container.NewVBox(
+			widget.NewLabelWithStyle("Known peers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.known,
+			widget.NewSeparator(),
+			widget.NewLabelWithStyle("Blocked peers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.blocked))),
+	)
+	s.win.SetContent(container.NewBorder(nil, container.NewBorder(nil, nil, nil, save, s.status), nil, nil, tabs))
+	s.win.Resize(fyne.NewSize(600, 480))
+	s.load()
+	return s
+}
+
+func (s *settingsView) setStatus(err error, ok string) {
+	if err != nil {
+		s.status.SetText(sentence(err.Error()))
+		s.status.Importance = widget.DangerImportance
+	} else {
+		s.status.SetText(ok)
+		s.status.Importance = widget.SuccessImportance
+	}
+	s.status.Refresh()
+}
+
+// load fills every field from the backend.
+func (s *settingsView) load() {
+	st := s.u.b.Settings()
+	s.name.SetText(st.DisplayName)
+	s.sharing.SetChecked(st.Sharing)
+	s.memory.SetText(intText(st.MemoryMB))
+	s.cpus.SetText("")
+	if st.CPUs > 0 {
+		s.cpus.SetText(strconv.FormatFloat(st.CPUs, 'f', -1, 64))
+	}
+	s.pids.SetText(intText(st.Pids))
+	s.idle.SetText("")
+	if st.IdleStop > 0 {
+		s.idle.SetText(time.Duration(st.IdleStop).String())
+	}
+	s.timeout.SetText(time.Duration(st.ConsentTimeout).String())
+	onChanged := s.autostart.OnChanged
+	s.autostart.OnChanged = nil
+	s.autostart.SetChecked(autostartEnabled(s.u.opts.AutostartFile))
+	s.autostart.OnChanged = onChanged
+	s.loadApps()
+	s.loadPeers()
+}
+
+func intText(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+// parse reads the form into settings (starting from the current ones).
+func (s *settingsView) parse() (config.Settings, error) {
+	st := s.u.b.Settings()
+	st.DisplayName = strings.TrimSpace(s.name.Text)
+	if st.DisplayName == "" {
+		return st, errors.New("your name cannot be empty")
+	}
+	st.Sharing = s.sharing.Checked
+	var err error
+	if st.MemoryMB, err = optInt(s.memory.Text, "memory"); err != nil {
+		return st, err
+	}
+	if st.Pids, err = optInt(s.pids.Text, "processes"); err != nil {
+		return st, err
+	}
+	st.CPUs = 0
+	if t := strings.TrimSpace(s.cpus.Text); t != "" {
+		if st.CPUs, err = strconv.ParseFloat(t, 64); err != nil || st.CPUs <= 0 {
+			return st, fmt.Errorf("CPUs must be a positive number, like 1 or 0.5, not %q", t)
+		}
+	}
+	st.IdleStop = 0
+	if t := strings.TrimSpace(s.idle.Text); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d < 0 {
+			return st, fmt.Errorf("idle stop must be a duration like 5m or 90s, not %q", t)
+		}
+		st.IdleStop = config.Duration(d)
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s.timeout.Text))
+	if err != nil || d < 5*time.Second {
+		return st, fmt.Errorf("the answer timeout must be a duration of at least 5s, like 30s, not %q", s.timeout.Text)
+	}
+	st.ConsentTimeout = config.Duration(d)
+	return st, nil
+}
+
+func optInt(t, what string) (int, error) {
+	t = strings.TrimSpace(t)
+	if t == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s must be a positive whole number, not %q", what, t)
+	}
+	return n, nil
+}
+
+// save validates and stores the general settings.
+func (s *settingsView) save() error {
+	st, err := s.parse()
+	if err != nil {
+		return err
+	}
+	if err := s.u.b.SaveSettings(st); err != nil {
+		return fmt.Errorf("saving settings: %w", err)
+	}
+	s.u.tray.update()
+	return nil
+}
+
+// loadApps lists the installed apps with a share checkbox each.
+func (s *settingsView) loadApps() {
+	s.apps.RemoveAll()
+	apps, sharing, err := s.u.b.LocalApps()
+	if err != nil {
+		s.apps.Add(widget.NewLabel(sentence(fmt.Sprintf("could not read the shared apps: %v", err))))
+		return
+	}
+	if len(apps) == 0 {
+		s.apps.Add(widget.NewLabel("No graphical apps found on this computer."))
+		return
+	}
+	sort.Slice(apps, func(i, j int) bool { return strings.ToLower(apps[i].Name) < strings.ToLower(apps[j].Name) })
+	s.apps.Add(widget.NewLabel("Apps others may ask to run (each runs in a sandbox):"))
+	for _, a := range apps {
+		id := a.ID
+		c := widget.NewCheck(a.Name, nil)
+		c.SetChecked(sharing.Shared(id))
+		c.OnChanged = func(on bool) {
+			if err := s.u.b.SetShared(id, on); err != nil {
+				s.setStatus(fmt.Errorf("sharing %s: %w", id, err), "")
+			}
+		}
+		var icon fyne.CanvasObject = widget.NewIcon(theme.FileApplicationIcon())
+		if b := s.u.b.LocalIcon(a); len(b) > 0 {
+			img := canvas.NewImageFromResource(fyne.NewStaticResource(id+".png", b))
+			img.FillMode = canvas.ImageFillContain
+			img.SetMinSize(fyne.NewSize(24, 24))
+			icon = img
+		}
+		s.apps.Add(container.NewBorder(nil, nil, icon, nil, c))
+	}
+}
+
+// loadPeers lists the known (pinned) and blocked peers.
+func (s *settingsView) loadPeers() {
+	s.known.RemoveAll()
+	for _, p := range s.u.b.KnownPeers() {
+		fp, name := p.Fingerprint, p.Name
+		l := widget.NewLabel(fmt.Sprintf("%s · %s · first met %s", name, fp.Short(), p.FirstSeen.Format("2006-01-02")))
+		l.Wrapping = fyne.TextWrapWord
+		b := widget.NewButton("Forget", func() {
+			if err := s.u.b.ForgetPeer(fp); err != nil {
+				s.setStatus(fmt.Errorf("forgetting %s: %w", name, err), "")
+				return
+			}
+			s.setStatus(nil, "Forgot "+name+".")
+			s.loadPeers()
+		})
+		s.known.Add(container.NewBorder(nil, nil, nil, b, l))
+	}
+	if len(s.known.Objects) == 0 {
+		s.known.Add(widget.NewLabel("You have not met any peer yet."))
+	}
+	s.blocked.RemoveAll()
+	blocked := s.u.b.Blocked()
+	fps := make([]string, 0, len(blocked))
+	for fp := range blocked {
+		fps = append(fps, fp)
+	}
+	sort.Strings(fps)
+	for _, fp := range fps {
+		fp, name := fp, blocked[fp]
+		l := widget.NewLabel(fmt.Sprintf("%s · %s", name, identity.Fingerprint(fp).Short()))
+		b := widget.NewButton("Unblock", func() {
+			if err := s.u.b.Unblock(fp); err != nil {
+				s.setStatus(fmt.Errorf("unblocking %s: %w", name, err), "")
+				return
+			}
+			s.setStatus(nil, "Unblocked "+name+".")
+			s.loadPeers()
+		})
+		s.blocked.Add(container.NewBorder(nil, nil, nil, b, l))
+	}
+	if len(fps) == 0 {
+		s.blocked.Add(widget.NewLabel("Nobody is blocked."))
+	}
+}

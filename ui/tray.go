@@ -1,0 +1,197 @@
+package ui
+
+import (
+	"embed"
+	"fmt"
+	"sort"
+	"strings"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/driver/desktop"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// trayIcons are copies of assets/tray/*.png (a test checks they match):
+// off (not sharing), sharing, active (sessions running).
+//
+//go:embed trayicons/*.png
+var trayIcons embed.FS
+
+// Tray icon states.
+const (
+	trayOff     = "off"
+	traySharing = "sharing"
+	trayActive  = "active"
+)
+
+func trayIcon(state string) fyne.Resource {
+	b, err := trayIcons.ReadFile("trayicons/" + state + ".png")
+	if err != nil {
+		panic(fmt.Sprintf("tray icon %s missing from the binary: %v", state, err)) // build error
+	}
+	return fyne.NewStaticResource("ebrainpool-"+state+".png", b)
+}
+
+// peerApps is a peer's app list as the tray last fetched it.
+type peerApps struct {
+	apps []dbusapi.App
+	err  error
+}
+
+// tray is the system tray icon and menu (a StatusNotifierItem).
+type tray struct {
+	u       *UI
+	desk    desktop.App // nil when the driver has no tray
+	apps    map[string]peerApps
+	loading map[string]bool
+	state   string
+}
+
+func newTray(u *UI) *tray {
+	t := &tray{u: u, apps: map[string]peerApps{}, loading: map[string]bool{}}
+	t.desk, _ = u.app.(desktop.App)
+	return t
+}
+
+// install shows the tray icon and fetches the peers' apps for the menu.
+func (t *tray) install() {
+	for _, p := range t.u.b.Peers() {
+		t.fetch(p.Fingerprint)
+	}
+	t.update()
+}
+
+// fetch loads a peer's apps for its submenu.
+func (t *tray) fetch(fp string) {
+	if t.loading[fp] {
+		return
+	}
+	t.loading[fp] = true
+	t.u.spawn(func() {
+		apps, err := t.u.b.Apps(t.u.ctx, fp)
+		t.u.do(func() {
+			delete(t.loading, fp)
+			t.setApps(fp, apps, err)
+		})
+	})
+}
+
+func (t *tray) setApps(fp string, apps []dbusapi.App, err error) {
+	t.apps[fp] = peerApps{apps: apps, err: err}
+	t.update()
+}
+
+// peerChanged follows a peer coming or going.
+func (t *tray) peerChanged(fp string) {
+	if _, ok := t.u.peer(fp); ok {
+		if _, cached := t.apps[fp]; !cached {
+			t.fetch(fp)
+		}
+	} else {
+		delete(t.apps, fp)
+	}
+	t.update()
+}
+
+// iconState picks the icon: active while sessions run, else sharing or off.
+func (t *tray) iconState() string {
+	if len(t.u.b.Sessions()) > 0 || t.u.launches.active() > 0 {
+		return trayActive
+	}
+	if t.u.b.Settings().Sharing {
+		return traySharing
+	}
+	return trayOff
+}
+
+// update redraws the icon and the menu.
+func (t *tray) update() {
+	state := t.iconState()
+	if t.desk == nil {
+		t.state = state
+		return
+	}
+	if state != t.state {
+		t.desk.SetSystemTrayIcon(trayIcon(state))
+	}
+	t.state = state
+	t.desk.SetSystemTrayMenu(t.menu())
+}
+
+// menu builds the tray menu: one submenu per peer with its apps, then the
+// windows, sharing on/off and Quit.
+func (t *tray) menu() *fyne.Menu {
+	var items []*fyne.MenuItem
+	peers := t.u.b.Peers()
+	sort.SliceStable(peers, func(i, j int) bool { return strings.ToLower(peers[i].Name) < strings.ToLower(peers[j].Name) })
+	if len(peers) == 0 {
+		none := fyne.NewMenuItem("No peers found yet", nil)
+		none.Disabled = true
+		items = append(items, none)
+	}
+	for _, p := range peers {
+		items = append(items, t.peerItem(p))
+	}
+	sessions := "Sessions"
+	if n := len(t.u.b.Sessions()); n > 0 {
+		sessions = fmt.Sprintf("Sessions (%d running)", n)
+	}
+	sharing := fyne.NewMenuItem("Share my apps", nil)
+	sharing.Checked = t.u.b.Settings().Sharing
+	sharing.Action = func() { t.u.setSharing(!sharing.Checked) }
+	quit := fyne.NewMenuItem("Quit", t.u.Quit)
+	quit.IsQuit = true
+	items = append(items,
+		fyne.NewMenuItemSeparator(),
+		fyne.NewMenuItem("Open peer browser", t.u.ShowPeers),
+		fyne.NewMenuItem(sessions, t.u.ShowSessions),
+		sharing,
+		fyne.NewMenuItem("Settings", t.u.ShowSettings),
+		fyne.NewMenuItemSeparator(),
+		quit,
+	)
+	return fyne.NewMenu("eBrainPool", items...)
+}
+
+func (t *tray) peerItem(p dbusapi.Peer) *fyne.MenuItem {
+	label := p.Name
+	if p.Host != "" {
+		label += " (" + p.Host + ")"
+	}
+	if p.Trust == "changed" {
+		label = "⚠ " + label + ": KEY CHANGED"
+	}
+	item := fyne.NewMenuItem(label, nil)
+	var sub []*fyne.MenuItem
+	pa, ok := t.apps[p.Fingerprint]
+	switch {
+	case p.Trust == "changed":
+		sub = append(sub, disabledItem("Its key changed: see the peer browser"))
+	case !ok:
+		sub = append(sub, disabledItem("Loading apps…"))
+	case pa.err != nil:
+		sub = append(sub, disabledItem("Could not reach it"))
+	case len(pa.apps) == 0:
+		sub = append(sub, disabledItem("Shares no apps"))
+	default:
+		for _, a := range pa.apps {
+			peer, app := p, a
+			sub = append(sub, fyne.NewMenuItem(a.Name, func() { t.u.launch(peer, app) }))
+		}
+	}
+	fp := p.Fingerprint
+	sub = append(sub, fyne.NewMenuItemSeparator(), fyne.NewMenuItem("Show in peer browser", func() {
+		t.u.ShowPeers()
+		t.u.peers.selectPeer(fp)
+		t.u.peers.sortAndFilter()
+	}))
+	item.ChildMenu = fyne.NewMenu(label, sub...)
+	return item
+}
+
+func disabledItem(label string) *fyne.MenuItem {
+	i := fyne.NewMenuItem(label, nil)
+	i.Disabled = true
+	return i
+}

@@ -1,0 +1,245 @@
+package ui
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"fyne.io/fyne/v2"
+
+	"github.com/ebrainpool/ebrainpool/app/daemon"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// Options configure the interface.
+type Options struct {
+	// App is the Fyne application (app.NewWithID in the binary,
+	// test.NewTempApp in tests).
+	App     fyne.App
+	Backend Backend
+	// AutostartFile is the desktop entry written for "start at login"
+	// (default $XDG_CONFIG_HOME/autostart/io.github.ebrainpool.EBrainPool.desktop).
+	AutostartFile string
+	// Executable is the Exec= of that entry (default: this executable).
+	Executable string
+	// Now is the clock of the request countdown (default time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Sync runs slow backend calls (a peer's app list) inline instead of
+	// in a goroutine; tests set it to be deterministic.
+	Sync bool
+}
+
+// UI is the running desktop interface.
+type UI struct {
+	app    fyne.App
+	b      Backend
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	launches *launches
+	peers    *peerBrowser
+	sessions *sessionsView
+	settings *settingsView
+	prompts  map[string]*prompt
+	tray     *tray
+}
+
+// AppID is the application (and desktop entry) id.
+const AppID = "io.github.ebrainpool.EBrainPool"
+
+// New builds the interface; nothing is shown until Run or one of the Show
+// methods.
+func New(opts Options) *UI {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.AutostartFile == "" {
+		opts.AutostartFile = defaultAutostartFile()
+	}
+	if opts.Executable == "" {
+		if exe, err := os.Executable(); err == nil {
+			opts.Executable = exe
+		} else {
+			opts.Executable = "ebrainpool"
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	u := &UI{app: opts.App, b: opts.Backend, opts: opts, log: opts.Logger, now: opts.Now,
+		ctx: ctx, cancel: cancel, prompts: map[string]*prompt{}}
+	u.launches = newLaunches()
+	u.tray = newTray(u)
+	return u
+}
+
+func defaultAutostartFile() string {
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" || !filepath.IsAbs(dir) {
+		home, _ := os.UserHomeDir()
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "autostart", AppID+".desktop")
+}
+
+// do runs f on the Fyne thread.
+func (u *UI) do(f func()) {
+	if u.opts.Sync {
+		f()
+		return
+	}
+	fyne.Do(f)
+}
+
+// spawn runs a slow call off the Fyne thread (inline when Options.Sync).
+func (u *UI) spawn(f func()) {
+	if u.opts.Sync {
+		f()
+		return
+	}
+	go f()
+}
+
+// Start subscribes to the backend's events and sets up the tray; it returns
+// at once. Run calls it.
+func (u *UI) Start(ctx context.Context) {
+	go func() {
+		<-ctx.Done()
+		u.cancel()
+	}()
+	u.tray.install()
+	for _, r := range u.b.Pending() {
+		u.showPrompt(r)
+	}
+	go u.pump(u.b.Events(u.ctx))
+	go u.tick()
+}
+
+// pump hands the backend's events to the Fyne thread until the channel
+// closes.
+func (u *UI) pump(events <-chan daemon.Event) {
+	for ev := range events {
+		u.do(func() { u.handle(ev) })
+	}
+}
+
+// Run shows the tray and runs the Fyne event loop until Quit or ctx ends.
+func (u *UI) Run(ctx context.Context) {
+	u.Start(ctx)
+	go func() {
+		<-u.ctx.Done()
+		fyne.Do(u.app.Quit)
+	}()
+	u.app.Run()
+	u.cancel()
+}
+
+// Quit ends the interface (and with it the embedded daemon).
+func (u *UI) Quit() {
+	u.cancel()
+	u.app.Quit()
+}
+
+// tick refreshes what changes with time: prompt countdowns and the
+// sessions window.
+func (u *UI) tick() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	n := 0
+	for {
+		select {
+		case <-u.ctx.Done():
+			return
+		case <-t.C:
+			n++
+			u.do(func() {
+				for _, p := range u.prompts {
+					p.tick()
+				}
+				if n%2 == 0 && u.sessions != nil && u.sessions.visible {
+					u.sessions.refresh()
+				}
+			})
+		}
+	}
+}
+
+// handle applies one backend event; it runs on the Fyne thread.
+func (u *UI) handle(ev daemon.Event) {
+	switch ev.Kind {
+	case daemon.EventPeerAdded:
+		if u.peers != nil {
+			u.peers.upsert(ev.Peer)
+		}
+		u.tray.peerChanged(ev.Peer.Fingerprint)
+	case daemon.EventPeerRemoved:
+		if u.peers != nil {
+			u.peers.remove(ev.Peer.Fingerprint)
+		}
+		u.tray.peerChanged(ev.Peer.Fingerprint)
+	case daemon.EventRequestPending:
+		u.showPrompt(ev.Request)
+	case daemon.EventRequestResolved:
+		if p := u.prompts[ev.Request.ID]; p != nil {
+			p.close()
+		}
+		u.refreshSessions()
+	case daemon.EventLaunchProgress:
+		u.launches.progress(ev.Launch, ev.Stage)
+		u.launchesChanged()
+	case daemon.EventLaunchFinished:
+		u.launches.finished(ev.Launch, ev.Exit, ev.Err)
+		u.launchesChanged()
+		u.refreshSessions()
+	}
+}
+
+func (u *UI) launchesChanged() {
+	if u.peers != nil {
+		u.peers.showLaunches()
+	}
+	u.tray.update()
+	u.refreshSessions()
+}
+
+func (u *UI) refreshSessions() {
+	if u.sessions != nil {
+		u.sessions.refresh()
+	}
+	u.tray.update()
+}
+
+// peerName is a peer's display name from the backend's list, or its short
+// fingerprint.
+func (u *UI) peer(fp string) (dbusapi.Peer, bool) {
+	for _, p := range u.b.Peers() {
+		if p.Fingerprint == fp {
+			return p, true
+		}
+	}
+	return dbusapi.Peer{}, false
+}
+
+// launch starts an app on a peer and tracks its progress.
+func (u *UI) launch(p dbusapi.Peer, app dbusapi.App) {
+	id, err := u.b.Launch(p.Fingerprint, app.ID)
+	u.launches.started(id, p, app, err)
+	u.launchesChanged()
+}
+
+// hideOnClose makes closing a window hide it: the app lives in the tray.
+func hideOnClose(w fyne.Window, onHide func()) {
+	w.SetCloseIntercept(func() {
+		if onHide != nil {
+			onHide()
+		}
+		w.Hide()
+	})
+}

@@ -1,0 +1,65 @@
+package ui
+
+import (
+	"fmt"
+
+	"fyne.io/fyne/v2"
+)
+
+// ShowPeers opens the peer browser.
+func (u *UI) ShowPeers() {
+	if u.peers == nil {
+		u.peers = newPeerBrowser(u)
+	}
+	u.peers.win.Show()
+	u.peers.win.RequestFocus()
+}
+
+// ShowSessions opens the sessions window.
+func (u *UI) ShowSessions() {
+	if u.sessions == nil {
+		u.sessions = newSessionsView(u)
+	} else {
+		u.sessions.refresh()
+	}
+	u.sessions.visible = true
+	u.sessions.win.Show()
+	u.sessions.win.RequestFocus()
+}
+
+// ShowSettings opens the settings window.
+func (u *UI) ShowSettings() {
+	if u.settings == nil {
+		u.settings = newSettingsView(u)
+	} else {
+		u.settings.load()
+	}
+	u.settings.win.Show()
+	u.settings.win.RequestFocus()
+}
+
+// setSharing turns sharing on or off (tray menu).
+func (u *UI) setSharing(on bool) {
+	s := u.b.Settings()
+	s.Sharing = on
+	if err := u.b.SaveSettings(s); err != nil {
+		u.notifyError(fmt.Errorf("turning sharing %s: %w", onOff(on), err))
+	}
+	if u.settings != nil {
+		u.settings.sharing.SetChecked(u.b.Settings().Sharing)
+	}
+	u.tray.update()
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
+}
+
+// notifyError tells the user about an error outside any window.
+func (u *UI) notifyError(err error) {
+	u.log.Warn("ui", "err", err)
+	u.app.SendNotification(fyne.NewNotification("eBrainPool", sentence(err.Error())))
+}
