@@ -23,6 +23,7 @@ func guiCommands() []*Command {
 
 func guiCommand() *Command {
 	var listen string
+	var show string
 	var noDiscovery, verbose bool
 	return &Command{
 		Name: "gui", Usage: "[flags]",
@@ -31,6 +32,7 @@ func guiCommand() *Command {
 			fs.StringVar(&listen, "listen", "", "control address peers connect to (default: the port from the settings)")
 			fs.BoolVar(&noDiscovery, "no-discovery", false, "do not announce or browse peers through avahi")
 			fs.BoolVar(&verbose, "v", false, "log debug messages")
+			fs.StringVar(&show, "show", "", "open a window at start: peers, sessions or settings (useful without a tray)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			if fs.NArg() != 0 {
@@ -38,6 +40,11 @@ func guiCommand() *Command {
 			}
 			if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
 				return errors.New("no display: run it inside a desktop session (or run `ebrainpool daemon` for the headless service)")
+			}
+			switch show {
+			case "", "peers", "sessions", "settings":
+			default:
+				return usageError("-show takes peers, sessions or settings, not %q", show)
 			}
 			level := slog.LevelInfo
 			if verbose {
@@ -59,6 +66,14 @@ func guiCommand() *Command {
 
 			a := fyneapp.NewWithID(ui.AppID)
 			u := ui.New(ui.Options{App: a, Backend: d, Logger: log})
+			switch show {
+			case "peers":
+				u.ShowPeers()
+			case "sessions":
+				u.ShowSessions()
+			case "settings":
+				u.ShowSettings()
+			}
 			go func() {
 				// The daemon stopping on its own (e.g. no session bus) ends
 				// the app too.

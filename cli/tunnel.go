@@ -11,6 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ebrainpool/ebrainpool/app/catalog"
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+	"github.com/ebrainpool/ebrainpool/app/session"
 	"github.com/ebrainpool/ebrainpool/tunnel"
 )
 
@@ -106,48 +110,68 @@ func hasEnv(env []string, key string) bool {
 	return false
 }
 
-// grantCommand opens a manual grant for a requester with stock OpenSSH.
+// grantCommand opens a manual grant: a one-session forward into the
+// requester's own sandbox, for someone with only OpenSSH.
 func grantCommand() *Command {
-	var listen, allow, hostKey, app, knownHosts string
+	var listen, from, keyFile, app, knownHosts string
 	var idle time.Duration
 	return &Command{
 		Name:  "grant",
-		Usage: "--listen IP --allow IP --host-key PATH --app CMD -- ENDPOINT-CMD [ARGS...]",
-		Summary: "Open a one-session port forward for a requester using plain `ssh -X`; " +
-			"each connection is handed to ENDPOINT-CMD on stdin/stdout.",
+		Usage: "--key FILE.pub --app APP [--listen IP] [--from IP]",
+		Summary: "Let someone with only OpenSSH run APP here, in their own sandbox: opens a one-session " +
+			"port forward and prints the `ssh -X` command (with the host key to pin).",
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&listen, "listen", "", "local `IP` to listen on (the LAN address the requester reaches)")
-			fs.StringVar(&allow, "allow", "", "the requester's `IP`, the only source accepted")
-			fs.StringVar(&hostKey, "host-key", "", "the endpoint's host key `PATH` (created if missing), to pin")
-			fs.StringVar(&app, "app", "", "the approved command, as the requester will type it")
+			fs.StringVar(&keyFile, "key", "", "the requester's public key `FILE` (ssh-ed25519 ...)")
+			fs.StringVar(&app, "app", "", "desktop ID of an installed app, or a command line")
+			fs.StringVar(&listen, "listen", "", "local `IP` to listen on (default: this machine's first LAN address)")
+			fs.StringVar(&from, "from", "", "the requester's `IP`, the only source accepted (default: 127.0.0.1 when listening on loopback)")
 			fs.StringVar(&knownHosts, "known-hosts", "ebrainpool_known_hosts", "known_hosts `FILE` name shown in the ssh command")
 			fs.DurationVar(&idle, "idle", tunnel.DefaultForwardIdleTimeout, "close the forward if unused this long")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
-			listenIP, allowIP := net.ParseIP(listen), net.ParseIP(allow)
-			if listenIP == nil || allowIP == nil || hostKey == "" || app == "" {
-				return usageError("--listen, --allow, --host-key and --app are required")
+			if keyFile == "" || app == "" || fs.NArg() > 0 {
+				return usageError("--key and --app are required")
 			}
-			// TODO(sandbox): replace ENDPOINT-CMD with the sandbox's attach
-			// Handoff (guest-sshd started in the requester's container
-			// with the socket as stdin/stdout) once sandbox exposes one.
-			if fs.NArg() == 0 {
-				return usageError("ENDPOINT-CMD is required, e.g. -- lxc-attach -n NAME -- ebrainpool guest-sshd ...")
+			key, err := tunnel.ReadAuthorizedKeyFile(keyFile)
+			if err != nil {
+				return err
 			}
-			signer, err := tunnel.LoadOrCreateHostKey(hostKey)
+			listenIP := net.ParseIP(listen)
+			if listen == "" {
+				listenIP = firstLANAddress()
+			}
+			if listenIP == nil {
+				return usageError("--listen %q is not an IP address", listen)
+			}
+			fromIP := net.ParseIP(from)
+			if from == "" && listenIP.IsLoopback() {
+				fromIP = net.IPv4(127, 0, 0, 1)
+			}
+			if fromIP == nil {
+				return usageError("give the requester's address with --from IP (only that address may connect)")
+			}
+			argv, err := grantArgv(app)
+			if err != nil {
+				return err
+			}
+			m, err := newManager(nil)
+			if err != nil {
+				return err
+			}
+			peer := string(identity.FingerprintOf(key))
+			fmt.Fprintf(env.Stderr, "starting the sandbox of %s...\n", peer)
+			if err := m.Start(ctx, peer); err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+			handoff, hostKey, err := session.EndpointHandoff(m, peer, key, argv, nil)
 			if err != nil {
 				return err
 			}
 			g, err := tunnel.OpenGrant(ctx, tunnel.GrantConfig{
-				Forward: tunnel.ForwardConfig{
-					ListenIP:    listenIP,
-					AllowFrom:   allowIP,
-					IdleTimeout: idle,
-					Handoff:     tunnel.ExecHandoff{Path: fs.Arg(0), Args: fs.Args()[1:], Stderr: env.Stderr},
-					Logger:      slog.New(slog.NewTextHandler(env.Stderr, nil)),
-				},
-				HostKey:        signer.PublicKey(),
-				Command:        strings.Fields(app),
+				Forward:        tunnel.ForwardConfig{ListenIP: listenIP, AllowFrom: fromIP, IdleTimeout: idle, Handoff: handoff, Logger: log},
+				HostKey:        hostKey,
+				Command:        argv,
 				KnownHostsFile: knownHosts,
 			})
 			if err != nil {
@@ -155,18 +179,59 @@ func grantCommand() *Command {
 			}
 			defer g.Close()
 			fmt.Fprintf(env.Stdout, "# for %s, within %s; save this line in %s:\n%s\n# then run:\n%s\n",
-				allowIP, idle, knownHosts, g.KnownHosts, g.SSHCommand)
+				fromIP, idle, knownHosts, g.KnownHosts, g.SSHCommand)
 			select {
 			case <-g.Done():
 			case <-ctx.Done():
 				g.Close()
+				<-g.Done()
 			}
+			// The sandbox stops once nothing but its init is left.
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			m.StopWhenIdle(stopCtx, peer, 0, 200*time.Millisecond)
 			err = g.Err()
 			if errors.Is(err, tunnel.ErrForwardExpired) || errors.Is(err, tunnel.ErrForwardClosed) {
 				fmt.Fprintln(env.Stdout, "# grant closed:", err)
 				return nil
 			}
-			return err
+			// A session took place; how the endpoint ended (the client
+			// hanging up, the app exiting) is reported, not a failure.
+			if err != nil {
+				fmt.Fprintf(env.Stdout, "# session ended (%v)\n", err)
+			} else {
+				fmt.Fprintln(env.Stdout, "# session ended")
+			}
+			return nil
 		},
 	}
+}
+
+// grantArgv is an installed app's command (by desktop ID) or the words of
+// a command line.
+func grantArgv(app string) ([]string, error) {
+	if dirs, err := config.UserDirs(); err == nil {
+		apps, _ := catalog.Scan(catalog.DataDirs(dirs.Home))
+		for _, a := range apps {
+			if a.ID == app {
+				return a.Exec, nil
+			}
+		}
+	}
+	argv, err := catalog.SplitExec(app)
+	if err != nil || len(argv) == 0 {
+		return nil, fmt.Errorf("--app %q is neither an installed app nor a command line", app)
+	}
+	return argv, nil
+}
+
+// firstLANAddress is the first non-loopback IPv4 address, or loopback.
+func firstLANAddress() net.IP {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP
+		}
+	}
+	return net.IPv4(127, 0, 0, 1)
 }

@@ -192,25 +192,16 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 		return nil, control.Refuse(control.CodeUnavailable, "the host could not start a sandbox for you (its log says why; has `ebrainpool setup` been run there?)")
 	}
 	progress(StageForward)
-	hostKey, err := h.endpointKey(peer)
+	s := &HostSession{ID: newID(), Peer: peer, PeerName: p.Name, From: from.String(), App: app.ID, AppName: app.Name, Since: time.Now()}
+	handoff, hostKey, err := EndpointHandoff(h.cfg.Sandboxes, peer, p.Key, app.Exec, func() {
+		h.mu.Lock()
+		s.Connected = true
+		h.mu.Unlock()
+	})
 	if err != nil {
 		return nil, err
 	}
 	command := tunnel.ShellJoin(app.Exec)
-	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(p.Key)))
-	s := &HostSession{ID: newID(), Peer: peer, PeerName: p.Name, From: from.String(), App: app.ID, AppName: app.Name, Since: time.Now()}
-	args := []string{sandbox.GuestBinaryPath, "guest-sshd", "--host-key", endpointKeyPath, "--authorized-key", authorized, "--"}
-	args = append(args, app.Exec...)
-	handoff := tunnel.HandoffFunc(func(ctx context.Context, conn *net.TCPConn) error {
-		h.mu.Lock()
-		s.Connected = true
-		h.mu.Unlock()
-		code, err := h.cfg.Sandboxes.ServeConn(ctx, peer, conn, sandbox.ExecSpec{Args: args}, 3*time.Second)
-		if err == nil && code != 0 {
-			err = fmt.Errorf("endpoint exited with status %d", code)
-		}
-		return err
-	})
 	fwd, err := tunnel.OpenForward(context.WithoutCancel(ctx), tunnel.ForwardConfig{
 		ListenIP: hostOf(p.LocalAddr), AllowFrom: from, IdleTimeout: h.cfg.ForwardIdle, Handoff: handoff, Logger: h.log,
 	})
@@ -235,22 +226,37 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 	}, nil
 }
 
-// endpointKey returns the peer's sandbox endpoint host key, creating it on
-// first use inside the sandbox's /etc (readable there: the only tenant of a
-// sandbox is the peer whose connection the key protects).
-func (h *Host) endpointKey(peer string) (ssh.PublicKey, error) {
-	p := filepath.Join(h.cfg.Sandboxes.RootfsPath(peer), endpointKeyPath)
+// EndpointHandoff prepares the requester's SSH endpoint inside its sandbox:
+// the endpoint's host key (created on first use inside the sandbox's /etc,
+// readable there: the only tenant of a sandbox is the peer whose connection
+// the key protects) and a Handoff that starts `ebrainpool guest-sshd`
+// through attach with the accepted socket as its stdin/stdout, authorizing
+// exactly key for exactly argv. It returns the host key to pin.
+func EndpointHandoff(sb Sandboxes, peer string, key ssh.PublicKey, argv []string, onConnect func()) (tunnel.Handoff, ssh.PublicKey, error) {
+	p := filepath.Join(sb.RootfsPath(peer), endpointKeyPath)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return nil, fmt.Errorf("preparing the endpoint key of %s: %w", peer, err)
+		return nil, nil, fmt.Errorf("preparing the endpoint key of %s: %w", peer, err)
 	}
 	signer, err := tunnel.LoadOrCreateHostKey(p)
 	if err != nil {
-		return nil, fmt.Errorf("endpoint key of %s: %w", peer, err)
+		return nil, nil, fmt.Errorf("endpoint key of %s: %w", peer, err)
 	}
 	if err := os.Chmod(p, 0o644); err != nil {
-		return nil, fmt.Errorf("endpoint key of %s: %w", peer, err)
+		return nil, nil, fmt.Errorf("endpoint key of %s: %w", peer, err)
 	}
-	return signer.PublicKey(), nil
+	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
+	args := append([]string{sandbox.GuestBinaryPath, "guest-sshd", "--host-key", endpointKeyPath, "--authorized-key", authorized, "--"}, argv...)
+	handoff := tunnel.HandoffFunc(func(ctx context.Context, conn *net.TCPConn) error {
+		if onConnect != nil {
+			onConnect()
+		}
+		code, err := sb.ServeConn(ctx, peer, conn, sandbox.ExecSpec{Args: args}, 3*time.Second)
+		if err == nil && code != 0 {
+			err = fmt.Errorf("endpoint exited with status %d", code)
+		}
+		return err
+	})
+	return handoff, signer.PublicKey(), nil
 }
 
 // watch removes a session when its forward closes and schedules the idle
