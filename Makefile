@@ -7,7 +7,7 @@ BIN := bin/ebrainpool
 PREFIX ?= /usr/local
 
 # Debian packages: to build, to run, and what the tests use as real peers.
-BUILD_PKGS := gcc pkg-config lxc-dev libc6-dev
+BUILD_PKGS := gcc pkg-config lxc-dev libc6-dev libgl1-mesa-dev xorg-dev
 RUN_PKGS   := lxc uidmap
 TEST_PKGS  := iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus dbus-daemon \
               xvfb xauth x11-apps x11-utils xdotool openssh-server openssh-client
