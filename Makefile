@@ -64,9 +64,10 @@ vet:
 	$(GO) vet ./...
 
 # Tests need root (user namespaces, cgroups, test users); under CI=true
-# nothing skips.
+# nothing skips. Packages run one at a time (-p 1): several start whole test
+# beds and assert latencies, which must not compete with each other.
 test: deps-test vet
-	$(SUDO) env PATH="$$PATH" CI="$(CI)" $(GO) test -count=1 -timeout 40m ./...
+	$(SUDO) env PATH="$$PATH" CI="$(CI)" $(GO) test -count=1 -p 1 -timeout 40m ./...
 
 bench: deps-test
 	$(SUDO) env PATH="$$PATH" scripts/bench-sandbox.sh

@@ -108,9 +108,18 @@ func countFDs() int {
 	return len(ents)
 }
 
+// countMounts counts the mounts that could be a sandbox's left behind in
+// this mount namespace (anything under an LXC or eBrainPool path); other
+// programs' mounts coming and going do not count.
 func countMounts() int {
 	b, _ := os.ReadFile("/proc/self/mountinfo")
-	return strings.Count(string(b), "\n")
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "lxc") || strings.Contains(line, "ebrainpool") || strings.Contains(line, "/ebp-") {
+			n++
+		}
+	}
+	return n
 }
 
 // countCgroups counts the cgroup directories below the user's directories

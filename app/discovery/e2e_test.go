@@ -303,7 +303,9 @@ func TestDiscoveryE2E(t *testing.T) {
 		defer a.stop()
 		defer b.stop()
 		obs := nodes[2]
-		waitFor(t, 10*time.Second, "host3 does not list both twins", func() bool {
+		// Avahi resolves the name collision (probe, rename to "Twin #2",
+		// re-probe): not a latency goal, so a generous bound.
+		waitFor(t, 30*time.Second, "host3 does not list both twins", func() bool {
 			_, okA := obs.svc.Peer(a.fp)
 			_, okB := obs.svc.Peer(b.fp)
 			return okA && okB && a.svc.PublishedName() != "" && b.svc.PublishedName() != ""

@@ -24,7 +24,7 @@ import (
 )
 
 // requesterKey writes an ed25519 key pair for a requester with only OpenSSH.
-func requesterKey(t *testing.T) (priv, pub string, signer ssh.Signer) {
+func requesterKey(t testing.TB) (priv, pub string, signer ssh.Signer) {
 	t.Helper()
 	dir, _ := os.MkdirTemp("", "ebp-key-")
 	t.Cleanup(func() { os.RemoveAll(dir) })
@@ -130,7 +130,7 @@ func containerState(t *testing.T, u *testenv.User, peer string) string {
 // keys in the guest's home) and returns a Handoff that starts `sshd -i`
 // through attach with the socket on stdin/stdout, as the endpoint is, and
 // the sshd host key.
-func stockSSHD(t *testing.T, u *testenv.User, peer string, client ssh.PublicKey) (tunnel.Handoff, ssh.PublicKey) {
+func stockSSHD(t testing.TB, u *testenv.User, peer string, client ssh.PublicKey) (tunnel.Handoff, ssh.PublicKey) {
 	t.Helper()
 	script := fmt.Sprintf(`set -e
 mkdir -p ~/.ssh ~/sshd

@@ -46,7 +46,7 @@ type node struct {
 var daemonLine = regexp.MustCompile(`eBrainPool daemon: ".*" (SHA256:\S+), peers reach it on port (\d+)`)
 
 // startDaemon runs `ebrainpool daemon` as the user until the test ends.
-func startDaemon(t *testing.T, n *node, args ...string) {
+func startDaemon(t testing.TB, n *node, args ...string) {
 	t.Helper()
 	cmd := n.u.Command(t.Context(), append([]string{"daemon", "--no-discovery", "--listen", "127.0.0.1:0", "--log-level", "debug"}, args...)...)
 	out, _ := cmd.StdoutPipe()
@@ -85,7 +85,7 @@ func startDaemon(t *testing.T, n *node, args ...string) {
 	}()
 }
 
-func newNode(t *testing.T, setup bool) *node {
+func newNode(t testing.TB, setup bool) *node {
 	u := testenv.NewUser(t, binary, setup)
 	bus := testenv.SessionBus(t, u.UID, u.GID)
 	return &node{u: u.With("DBUS_SESSION_BUS_ADDRESS=" + bus)}
@@ -93,7 +93,7 @@ func newNode(t *testing.T, setup bool) *node {
 
 // shareApp installs a desktop entry for an X client in the user's own
 // applications and shares it.
-func shareApp(t *testing.T, n *node, id, name, command string) {
+func shareApp(t testing.TB, n *node, id, name, command string) {
 	dir := filepath.Join(n.u.Home, ".local/share/applications")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -106,7 +106,7 @@ func shareApp(t *testing.T, n *node, id, name, command string) {
 	n.u.MustRun(t, "share", id)
 }
 
-func waitPending(t *testing.T, n *node) string {
+func waitPending(t testing.TB, n *node) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
