@@ -42,6 +42,9 @@ type ClientConfig struct {
 	HandshakeTimeout time.Duration
 	// MaxX11Conns caps concurrent X11 connections (default 64).
 	MaxX11Conns int
+	// Started, if set, is called once the endpoint accepted the command
+	// (the app is starting).
+	Started func()
 	Logger      *slog.Logger
 }
 
@@ -153,6 +156,9 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 	}
 	if err := sess.Start(cfg.Command); err != nil {
 		return -1, fmt.Errorf("running %q on %s: %w", cfg.Command, cfg.Addr, err)
+	}
+	if cfg.Started != nil {
+		cfg.Started()
 	}
 	if cfg.Stdin != nil {
 		go func() {

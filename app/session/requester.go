@@ -75,6 +75,7 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 		Addr: net.JoinHostPort(g.Host, strconv.Itoa(g.Port)), HostKey: hostKey, Identity: cfg.Identity,
 		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority,
 		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Logger: cfg.Logger,
+		Started: func() { progress(StageRunning) },
 	})
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

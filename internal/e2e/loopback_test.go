@@ -203,6 +203,32 @@ func TestRunAppFromPeerOnLoopback(t *testing.T) {
 		}
 	})
 
+	t.Run("run --detach returns once the app runs; the app stays until ended", func(t *testing.T) {
+		run := req.u.Command(t.Context(), "run", "--detach", "bob", "xlogo")
+		var out strings.Builder
+		run.Stdout, run.Stderr = &out, &out
+		run.Start()
+		host.u.MustRun(t, "allow", waitPending(t, host))
+		done := make(chan error, 1)
+		go func() { done <- run.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil || !strings.Contains(out.String(), "running") {
+				t.Fatalf("run --detach: %v\n%s", err, out.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("run --detach did not return:\n%s", out.String())
+		}
+		req.x.WaitWindow(t, "xlogo", true, 10*time.Second)
+		var sessions []struct{ ID, State string }
+		json.Unmarshal([]byte(req.u.MustRun(t, "sessions", "--json").Stdout), &sessions)
+		if len(sessions) != 1 || sessions[0].State != "running" {
+			t.Fatalf("sessions after detach: %+v", sessions)
+		}
+		req.u.MustRun(t, "end", sessions[0].ID)
+		req.x.WaitWindow(t, "xlogo", false, 15*time.Second)
+	})
+
 	t.Run("denied: a clear refusal", func(t *testing.T) {
 		run := req.u.Command(t.Context(), "run", "bob", "xlogo")
 		var out strings.Builder
