@@ -45,7 +45,7 @@ type ClientConfig struct {
 	// Started, if set, is called once the endpoint accepted the command
 	// (the app is starting).
 	Started func()
-	Logger      *slog.Logger
+	Logger  *slog.Logger
 }
 
 // x11Target is where a client relays X11 channels: the real display and
