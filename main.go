@@ -5,6 +5,8 @@ package main
 import (
 	"os"
 
+	_ "github.com/ebrainpool/ebrainpool/internal/localefix" // before Fyne initializes
+
 	"github.com/ebrainpool/ebrainpool/cli"
 )
 
