@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 
 # Debian packages: to build, to run, and what the tests use as real peers.
 BUILD_PKGS := gcc pkg-config lxc-dev libc6-dev libgl1-mesa-dev xorg-dev
-RUN_PKGS   := lxc uidmap
+RUN_PKGS   := lxc uidmap dbus avahi-daemon
 TEST_PKGS  := iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus dbus-daemon \
               xvfb xauth x11-apps x11-utils xdotool openssh-server openssh-client
 
@@ -53,11 +53,15 @@ install: build
 run: deps-run install
 	@id -u $(RUN_USER) >/dev/null 2>&1 || { echo ">> creating local user $(RUN_USER)"; $(SUDO) useradd -m -U -s /bin/bash $(RUN_USER); }
 	$(SUDO) $(PREFIX)/bin/ebrainpool setup --user $(RUN_USER)
-	@echo ">> starting a sandbox as $(RUN_USER) and running a program in it"
-	$(SUDO) -u $(RUN_USER) $(PREFIX)/bin/ebrainpool sandbox start demo 2>/dev/null || runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox start demo
-	cd / && runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox exec demo -- sh -c 'echo "inside the sandbox: $$(id)"; ls /sys/class/net'
-	cd / && runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox list
-	@$(PREFIX)/bin/ebrainpool --help
+	@echo ">> a sandbox as $(RUN_USER), and a program run in it"
+	cd / && $(SUDO) runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox exec demo -- sh -c 'echo "inside the sandbox: $$(id), network: $$(ls /sys/class/net)"'
+	@if [ -n "$$DISPLAY" ]; then \
+		echo ">> starting the desktop app as $(RUN_USER) (tray icon; quit from its menu)"; \
+		cd / && $(SUDO) runuser -u $(RUN_USER) -- env DISPLAY="$$DISPLAY" XAUTHORITY="$${XAUTHORITY:-$$HOME/.Xauthority}" dbus-run-session -- $(PREFIX)/bin/ebrainpool; \
+	else \
+		echo ">> no display: starting the headless daemon as $(RUN_USER) (Ctrl-C stops it)"; \
+		cd / && $(SUDO) runuser -u $(RUN_USER) -- dbus-run-session -- $(PREFIX)/bin/ebrainpool daemon; \
+	fi
 
 vet:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
