@@ -19,21 +19,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() == 0 {
-			bin, cleanup, err := testenv.BuildBinary()
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer cleanup()
-			binary = bin
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &binary)) }
 
 // newUser is a fresh unprivileged user with setup done.
 func newUser(t *testing.T) *testenv.User {

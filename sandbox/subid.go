@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ebrainpool/ebrainpool/internal/atomicfile"
 )
 
 // IDRange is a subordinate uid or gid range from /etc/subuid or /etc/subgid.
@@ -159,40 +161,8 @@ func writeFileIfChanged(path string, data []byte, mode os.FileMode) error {
 	return writeFileAtomic(path, data, mode)
 }
 
-// writeFileAtomic writes data to a temporary file beside path and renames it
-// over path, so a crash never leaves a half-written file.
+// writeFileAtomic writes data so that a crash never leaves a half-written
+// file.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(dirOf(path), ".tmp-"+baseOf(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, mode)
 }
-
-func dirOf(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i > 0 {
-		return p[:i]
-	}
-	return "."
-}
-
-func baseOf(p string) string { return p[strings.LastIndexByte(p, '/')+1:] }

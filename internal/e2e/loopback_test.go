@@ -18,21 +18,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() == 0 {
-			bin, cleanup, err := testenv.BuildBinary()
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer cleanup()
-			binary = bin
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &binary)) }
 
 // node is one simulated machine on loopback: a user, its session bus and
 // its daemon.

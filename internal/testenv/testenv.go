@@ -82,6 +82,22 @@ func BuildBinary() (string, func(), error) {
 	return bin, cleanup, nil
 }
 
+// Main runs a test package whose tests drive the ebrainpool binary: as
+// root it builds the binary first (into *bin) and removes it afterwards.
+// Use it as `func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &binary)) }`.
+func Main(m *testing.M, bin *string) int {
+	if os.Geteuid() == 0 {
+		b, cleanup, err := BuildBinary()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cleanup()
+		*bin = b
+	}
+	return m.Run()
+}
+
 // User is a throwaway unprivileged user.
 type User struct {
 	Name     string
