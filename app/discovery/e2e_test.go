@@ -286,6 +286,30 @@ func TestDiscoveryE2E(t *testing.T) {
 		t.Logf("host1 recovered %v after its killed avahi-daemon was restarted", took.Round(time.Millisecond))
 	})
 
+	t.Run("interface down and up", func(t *testing.T) {
+		n := nodes[0]
+		ctx := context.Background()
+		if err := bed.Host(1).Down(ctx); err != nil {
+			t.Fatal(err)
+		}
+		took := waitFor(t, 10*time.Second, "host1 still lists peers with its link down", func() bool {
+			return len(n.svc.Peers()) == 0
+		})
+		t.Logf("host1's list emptied %v after its link went down", took.Round(time.Millisecond))
+		if err := bed.Host(1).Up(ctx); err != nil {
+			t.Fatal(err)
+		}
+		took = waitFor(t, 15*time.Second, "host1 did not come back after its link came up", func() bool {
+			for _, m := range nodes {
+				if !m.sees(others(m)...) {
+					return false
+				}
+			}
+			return n.svc.PublishedName() != ""
+		})
+		t.Logf("all lists complete again %v after host1's link came up", took.Round(time.Millisecond))
+	})
+
 	t.Run("reconnect after D-Bus connection loss", func(t *testing.T) {
 		n := nodes[0]
 		dials := n.dials()
