@@ -9,6 +9,7 @@ import (
 	"os"
 
 	fyneapp "fyne.io/fyne/v2/app"
+	"github.com/godbus/dbus/v5"
 
 	"github.com/ebrainpool/ebrainpool/app/config"
 	"github.com/ebrainpool/ebrainpool/app/daemon"
@@ -65,7 +66,16 @@ func guiCommand() *Command {
 			go func() { done <- d.Run(ctx) }()
 
 			a := fyneapp.NewWithID(ui.AppID)
-			u := ui.New(ui.Options{App: a, Backend: d, Logger: log})
+			opts := ui.Options{App: a, Backend: d, Logger: log}
+			if conn, err := dbus.ConnectSessionBus(); err != nil {
+				log.Info("no desktop notifications for requests", "err", err)
+			} else {
+				defer conn.Close()
+				if opts.Notifier, err = ui.NewNotifier(conn); err != nil {
+					log.Info("no desktop notifications for requests", "err", err)
+				}
+			}
+			u := ui.New(opts)
 			switch show {
 			case "peers":
 				u.ShowPeers()

@@ -108,33 +108,22 @@ func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, err erro
 		l.id = fmt.Sprintf("failed-%d", ls.seq)
 		l.done, l.err = true, err.Error()
 	}
-	if prev, ok := ls.byID[l.id]; ok {
-		// progress arrived before Launch returned
-		l.stage, l.done, l.exit, l.err = prev.stage, prev.done, prev.exit, prev.err
-	}
 	ls.byID[l.id] = l
 }
 
-func (ls *launches) get(id string) *launchState {
-	l, ok := ls.byID[id]
-	if !ok {
-		ls.seq++
-		l = &launchState{id: id, seq: ls.seq, app: "app", peerName: "peer"}
-		ls.byID[id] = l
-	}
-	return l
-}
-
+// progress and finished ignore launches started elsewhere (the command
+// line, through D-Bus): events are handled on the Fyne thread after the
+// Launch call that made the id, so an unknown id is not ours.
 func (ls *launches) progress(id, stage string) {
-	l := ls.get(id)
-	if !l.done {
+	if l, ok := ls.byID[id]; ok && !l.done {
 		l.stage = stage
 	}
 }
 
 func (ls *launches) finished(id string, exit int, err string) {
-	l := ls.get(id)
-	l.done, l.exit, l.err = true, exit, err
+	if l, ok := ls.byID[id]; ok {
+		l.done, l.exit, l.err = true, exit, err
+	}
 }
 
 // dismiss forgets a finished launch.

@@ -205,3 +205,18 @@ func TestLaunchProgressAndErrors(t *testing.T) {
 		}
 	})
 }
+
+func TestLaunchesStartedElsewhereIgnored(t *testing.T) {
+	f := newFake()
+	u := newTestUI(t, f, nil)
+	u.ShowPeers()
+	f.events <- daemon.Event{Kind: daemon.EventLaunchProgress, Launch: "other", Stage: "asking"}
+	f.events <- daemon.Event{Kind: daemon.EventLaunchFinished, Launch: "other", Exit: 0}
+	f.drain(u)
+	if n := len(u.launches.list()); n != 0 {
+		t.Errorf("%d launches tracked, want none", n)
+	}
+	if got := joined(u.peers.launchBox); !strings.Contains(got, "Apps you launch show their progress here.") {
+		t.Errorf("launch area = %q", got)
+	}
+}

@@ -22,6 +22,7 @@ type prompt struct {
 	deadline time.Time
 	total    time.Duration
 	answered bool
+	unnotify func()
 
 	countdown *widget.Label
 	bar       *widget.ProgressBar
@@ -40,6 +41,16 @@ func (u *UI) showPrompt(r dbusapi.Request) {
 	u.prompts[r.ID] = p
 	p.win.Show()
 	p.win.RequestFocus()
+	if n := u.opts.Notifier; n != nil {
+		name := r.PeerName
+		unnotify, err := n.Ask(r, name, func(allow bool) {
+			u.do(func() { p.answer(allow, false, false) })
+		})
+		if err != nil {
+			u.log.Info("no desktop notification for the request", "err", err)
+		}
+		p.unnotify = unnotify
+	}
 }
 
 func newPrompt(u *UI, r dbusapi.Request) *prompt {
@@ -151,6 +162,10 @@ func (p *prompt) answer(allow, remember, block bool) {
 // close removes the popup (answered here or resolved elsewhere).
 func (p *prompt) close() {
 	p.answered = true
+	if p.unnotify != nil {
+		p.unnotify()
+		p.unnotify = nil
+	}
 	delete(p.u.prompts, p.req.ID)
 	p.win.Close()
 }

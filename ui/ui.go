@@ -27,6 +27,9 @@ type Options struct {
 	// Now is the clock of the request countdown (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Notifier, if set, also shows each request as a desktop notification
+	// whose Allow/Deny answer it like the popup.
+	Notifier *Notifier
 	// Sync runs slow backend calls (a peer's app list) inline instead of
 	// in a goroutine; tests set it to be deterministic.
 	Sync bool

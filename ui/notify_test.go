@@ -1,0 +1,137 @@
+package ui
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// fakeNotifications is a notification server on a private bus.
+type fakeNotifications struct {
+	mu     sync.Mutex
+	shown  []string // summaries
+	closed []uint32
+}
+
+func (f *fakeNotifications) Notify(app string, replaces uint32, icon, summary, body string, actions []string, hints map[string]dbus.Variant, timeout int32) (uint32, *dbus.Error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shown = append(f.shown, summary)
+	return uint32(len(f.shown)), nil
+}
+
+func (f *fakeNotifications) CloseNotification(id uint32) *dbus.Error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = append(f.closed, id)
+	return nil
+}
+
+// privateBus starts a dbus-daemon for the test and returns two
+// connections to it.
+func privateBus(t *testing.T) (server, client *dbus.Conn) {
+	t.Helper()
+	if _, err := exec.LookPath("dbus-daemon"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("dbus-daemon is needed under CI: %v", err)
+		}
+		t.Skipf("skipping: dbus-daemon not installed (apt-get install dbus): %v", err)
+	}
+	cmd := exec.Command("dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1",
+		"--address=unix:dir="+t.TempDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the bus address: %v", err)
+	}
+	dial := func() *dbus.Conn {
+		c, err := dbus.Connect(strings.TrimSpace(addr))
+		if err != nil {
+			t.Fatalf("connecting to the private bus: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	return dial(), dial()
+}
+
+func TestNotifierAnswersThePrompt(t *testing.T) {
+	srvConn, cliConn := privateBus(t)
+	srv := &fakeNotifications{}
+	if err := srvConn.Export(srv, notifyPath, notifyIface); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srvConn.RequestName(notifyName, dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNotifier(cliConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		action string
+		want   []answer
+	}{
+		{"allow", "allow", []answer{{"req-1", true, false, false}}},
+		{"deny", "deny", []answer{{"req-1", false, false, false}}},
+		{"popup answered first", "", []answer{{"req-1", true, false, false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Unix(1_800_000_000, 0)
+			f := newFake()
+			u := newTestUI(t, f, &fakeClock{start})
+			u.opts.Notifier = n
+			u.showPrompt(dbusapi.Request{ID: "req-1", Peer: "SHA256:bob", PeerName: "bob", From: "10.0.0.2", App: "GIMP", Deadline: start.Add(30 * time.Second).Unix()})
+			srv.mu.Lock()
+			id := uint32(len(srv.shown))
+			summary := srv.shown[id-1]
+			srv.mu.Unlock()
+			if summary != "bob wants to run GIMP" {
+				t.Errorf("notification summary %q", summary)
+			}
+			if tc.action == "" {
+				u.prompts["req-1"].answer(true, false, false)
+				srv.mu.Lock()
+				closed := append([]uint32(nil), srv.closed...)
+				srv.mu.Unlock()
+				if len(closed) == 0 || closed[len(closed)-1] != id {
+					t.Errorf("notification %d not withdrawn (closed %v)", id, closed)
+				}
+			} else if err := srvConn.Emit(notifyPath, notifyIface+".ActionInvoked", id, tc.action); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for time.Now().Before(deadline) {
+				f.mu.Lock()
+				n := len(f.answers)
+				f.mu.Unlock()
+				if n > 0 {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if !reflect.DeepEqual(f.answers, tc.want) {
+				t.Errorf("answers %+v, want %+v", f.answers, tc.want)
+			}
+		})
+	}
+}
