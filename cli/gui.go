@@ -26,6 +26,7 @@ func guiCommand() *Command {
 	var listen string
 	var show string
 	var noDiscovery, verbose bool
+	var peers peerFlag
 	return &Command{
 		Name: "gui", Usage: "[flags]",
 		Summary: "Run the desktop app: the tray icon, peer browser and request popups, with the daemon in the same process (the default).",
@@ -34,6 +35,7 @@ func guiCommand() *Command {
 			fs.BoolVar(&noDiscovery, "no-discovery", false, "do not announce or browse peers through avahi")
 			fs.BoolVar(&verbose, "v", false, "log debug messages")
 			fs.StringVar(&show, "show", "", "open a window at start: peers, sessions or settings (useful without a tray)")
+			fs.Var(&peers, "peer", "add a peer by hand: FINGERPRINT@IP:PORT[=NAME] (repeatable)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			if fs.NArg() != 0 {
@@ -59,6 +61,9 @@ func guiCommand() *Command {
 			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log})
 			if err != nil {
 				return fmt.Errorf("starting eBrainPool: %w", err)
+			}
+			for _, p := range peers {
+				d.AddPeer(p)
 			}
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
