@@ -1,0 +1,118 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
+)
+
+// The host runs the desktop app; the request popup on its display is
+// answered by a synthetic click on Allow, and the app's window appears on
+// the requester's display.
+func TestDesktopAppPopupAllowsByClick(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "xdotool", "xlogo", "xwininfo")
+	host := newNode(t, true)
+	host.x = testenv.StartXvfb(t, host.u.UID, host.u.GID)
+	host.u = host.u.With("DISPLAY="+host.x.Display, "XAUTHORITY="+host.x.XAuthority, "LIBGL_ALWAYS_SOFTWARE=1")
+	req := newNode(t, false)
+	req.x = testenv.StartXvfb(t, req.u.UID, req.u.GID)
+	req.u = req.u.With("DISPLAY="+req.x.Display, "XAUTHORITY="+req.x.XAuthority)
+	shareApp(t, host, "xlogo", "X Logo", "xlogo")
+
+	// The host's identity and a free control port, then its desktop app.
+	host.fp = strings.Fields(host.u.MustRun(t, "id").Stdout)[0]
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	host.port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	gui := host.u.Command(t.Context(), "gui", "--no-discovery", "--listen", "127.0.0.1:"+host.port)
+	logf, _ := os.CreateTemp("", "ebp-gui-*.log")
+	defer os.Remove(logf.Name())
+	gui.Stdout, gui.Stderr = logf, logf
+	if err := gui.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		gui.Process.Signal(syscall.SIGTERM)
+		gui.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("desktop app log:\n%s", b)
+		}
+	})
+	startDaemon(t, req, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=bob", host.fp, host.port))
+	// Wait until the host's control port answers.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+host.port); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the desktop app's control port never opened")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	run := req.u.Command(t.Context(), "run", "bob", "xlogo")
+	var out strings.Builder
+	run.Stdout, run.Stderr = &out, &out
+	run.Start()
+	defer run.Process.Kill()
+
+	// The popup on the host's display.
+	var win string
+	deadline = time.Now().Add(20 * time.Second)
+	for win == "" {
+		o, _ := host.x.Command("xdotool", "search", "--name", "asks to run X Logo").Output()
+		if f := strings.Fields(string(o)); len(f) > 0 {
+			win = f[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request popup on the host's display; windows: %q\nrun: %s", names(host.x), out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // drawn
+	geo, err := host.x.Command("xdotool", "getwindowgeometry", "--shell", win).Output()
+	if err != nil {
+		t.Fatalf("popup geometry: %v", err)
+	}
+	w, h := 0, 0
+	for _, line := range strings.Split(string(geo), "\n") {
+		if v, ok := strings.CutPrefix(line, "WIDTH="); ok {
+			w, _ = strconv.Atoi(v)
+		}
+		if v, ok := strings.CutPrefix(line, "HEIGHT="); ok {
+			h, _ = strconv.Atoi(v)
+		}
+	}
+	if os.Getenv("EBP_DEBUG_SHOTS") != "" {
+		host.x.Command("/usr/bin/import", "-window", "root", "/tmp/popup-before.png").Run()
+		t.Logf("popup %s: %dx%d", win, w, h)
+	}
+	// Allow is the bottom-right button.
+	click := host.x.Command("xdotool", "mousemove", "--window", win, strconv.Itoa(w-40), strconv.Itoa(h-45), "click", "1")
+	if o, err := click.CombinedOutput(); err != nil {
+		t.Fatalf("xdotool click: %v\n%s", err, o)
+	}
+	if os.Getenv("EBP_DEBUG_SHOTS") != "" {
+		time.Sleep(time.Second)
+		host.x.Command("/usr/bin/import", "-window", "root", "/tmp/popup-after.png").Run()
+	}
+	took := req.x.WaitWindow(t, "xlogo", true, 30*time.Second)
+	t.Logf("window on the requester %s after the click on Allow", took.Round(time.Millisecond))
+	host.x.WaitWindow(t, "eBrainPool: bob asks to run X Logo", false, 10*time.Second)
+}
+
+func names(x *testenv.Xvfb) []string {
+	n, _ := x.WindowNames()
+	return n
+}
