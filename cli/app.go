@@ -132,36 +132,60 @@ func idCommand() *Command {
 	}
 }
 
-func peersCommand() *Command {
+// listCommand is a command that lists what the daemon knows: a table, or
+// JSON (an empty list as [], never null) with --json.
+func listCommand[T any](name, summary, header string, fetch func(*dbusapi.Client, context.Context) ([]T, error), row func(T) string) *Command {
 	var asJSON bool
 	return &Command{
-		Name: "peers", Usage: "[--json]", Summary: "List the peers found on the network.",
+		Name: name, Usage: "[--json]", Summary: summary,
 		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			return withClient(ctx, func(c *dbusapi.Client) error {
-				peers, err := c.Peers(ctx)
+				items, err := fetch(c, ctx)
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					if peers == nil {
-						peers = []dbusapi.Peer{}
+					if items == nil {
+						items = []T{}
 					}
-					return printJSON(env.Stdout, peers)
+					return printJSON(env.Stdout, items)
 				}
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tHOST\tADDRESS\tFINGERPRINT\tTRUST")
-				for _, p := range peers {
-					trust := p.Trust
-					if trust == "changed" {
-						trust = "KEY CHANGED - refused"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.Host, net.JoinHostPort(p.Address, strconv.Itoa(int(p.Port))), p.Short, trust)
+				fmt.Fprintln(tw, header)
+				for _, it := range items {
+					fmt.Fprintln(tw, row(it))
 				}
 				return tw.Flush()
 			})
 		},
 	}
+}
+
+func peersCommand() *Command {
+	return listCommand("peers", "List the peers found on the network.", "NAME\tHOST\tADDRESS\tFINGERPRINT\tTRUST",
+		(*dbusapi.Client).Peers, func(p dbusapi.Peer) string {
+			trust := p.Trust
+			if trust == "changed" {
+				trust = "KEY CHANGED - refused"
+			}
+			return strings.Join([]string{p.Name, p.Host, net.JoinHostPort(p.Address, strconv.Itoa(int(p.Port))), p.Short, trust}, "\t")
+		})
+}
+
+func pendingCommand() *Command {
+	return listCommand("pending", "List requests from peers waiting for your answer.", "ID\tPEER\tFROM\tAPP\tFIRST TIME\tDENIED IN",
+		(*dbusapi.Client).Pending, func(r dbusapi.Request) string {
+			left := time.Until(time.Unix(r.Deadline, 0)).Round(time.Second)
+			return fmt.Sprintf("%s\t%s\t%s\t%s\t%v\t%s", r.ID, r.PeerName, r.From, r.App, r.FirstTime, left)
+		})
+}
+
+func sessionsCommand() *Command {
+	return listCommand("sessions", "List apps peers run here and apps you run on peers.", "ID\tDIRECTION\tPEER\tAPP\tSINCE\tSTATE",
+		(*dbusapi.Client).Sessions, func(s dbusapi.Session) string {
+			return strings.Join([]string{s.ID, s.Direction, s.PeerName, s.App, time.Unix(s.Since, 0).Format(time.TimeOnly), s.State}, "\t")
+		})
 }
 
 func appsCommand() *Command {
@@ -226,35 +250,6 @@ func runCommand() *Command {
 	}
 }
 
-func pendingCommand() *Command {
-	var asJSON bool
-	return &Command{
-		Name: "pending", Usage: "[--json]", Summary: "List requests from peers waiting for your answer.",
-		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
-		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
-			return withClient(ctx, func(c *dbusapi.Client) error {
-				reqs, err := c.Pending(ctx)
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					if reqs == nil {
-						reqs = []dbusapi.Request{}
-					}
-					return printJSON(env.Stdout, reqs)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tPEER\tFROM\tAPP\tFIRST TIME\tDENIED IN")
-				for _, r := range reqs {
-					left := time.Until(time.Unix(r.Deadline, 0)).Round(time.Second)
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\n", r.ID, r.PeerName, r.From, r.App, r.FirstTime, left)
-				}
-				return tw.Flush()
-			})
-		},
-	}
-}
-
 func answerCommand(name string, allow bool) *Command {
 	var remember bool
 	verb := "Deny"
@@ -285,34 +280,6 @@ func blockCommand() *Command {
 				return err
 			}
 			return withClient(ctx, func(c *dbusapi.Client) error { return c.Block(ctx, peer) })
-		},
-	}
-}
-
-func sessionsCommand() *Command {
-	var asJSON bool
-	return &Command{
-		Name: "sessions", Usage: "[--json]", Summary: "List apps peers run here and apps you run on peers.",
-		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
-		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
-			return withClient(ctx, func(c *dbusapi.Client) error {
-				ss, err := c.Sessions(ctx)
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					if ss == nil {
-						ss = []dbusapi.Session{}
-					}
-					return printJSON(env.Stdout, ss)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tDIRECTION\tPEER\tAPP\tSINCE\tSTATE")
-				for _, s := range ss {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Direction, s.PeerName, s.App, time.Unix(s.Since, 0).Format(time.TimeOnly), s.State)
-				}
-				return tw.Flush()
-			})
 		},
 	}
 }

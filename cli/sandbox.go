@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -297,13 +296,13 @@ func stdFile(s any, def *os.File) *os.File {
 	return def
 }
 
-// stringList is a repeatable string flag.
+// stringList is a repeatable KEY=VALUE flag (environment variables).
 type stringList []string
 
 func (s *stringList) String() string { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error {
 	if !strings.Contains(v, "=") {
-		return errors.New("expected K=V")
+		return fmt.Errorf("%q is not KEY=VALUE", v)
 	}
 	*s = append(*s, v)
 	return nil

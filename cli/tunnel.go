@@ -18,18 +18,6 @@ import (
 	"github.com/ebrainpool/ebrainpool/tunnel"
 )
 
-// tunnelEnvList is a repeatable KEY=VALUE flag.
-type tunnelEnvList []string
-
-func (l *tunnelEnvList) String() string { return strings.Join(*l, ",") }
-func (l *tunnelEnvList) Set(v string) error {
-	if !strings.Contains(v, "=") {
-		return fmt.Errorf("%q is not KEY=VALUE", v)
-	}
-	*l = append(*l, v)
-	return nil
-}
-
 // tunnelCommands are the tunnel subcommands (grant, guest endpoint).
 func tunnelCommands() []*Command {
 	return []*Command{guestSSHDCommand(), grantCommand()}
@@ -39,7 +27,7 @@ func tunnelCommands() []*Command {
 // forwarded socket on stdin/stdout.
 func guestSSHDCommand() *Command {
 	var hostKey, authKey, command, x11Dir, dir string
-	var envs tunnelEnvList
+	var envs stringList
 	var handshake, idle time.Duration
 	return &Command{
 		Name:    "guest-sshd",

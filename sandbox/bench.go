@@ -37,7 +37,7 @@ func (m *Manager) Bench(ctx context.Context, o BenchOptions) (*BenchResult, erro
 	if err := m.Stop(ctx, o.Peer); err != nil {
 		return nil, err
 	}
-	r.FDsBefore, r.MountsBefore, r.CgroupsBefore = countFDs(), countMounts(), m.countCgroups()
+	r.FDsBefore, r.MountsBefore, r.CgroupsBefore = countFDs(), SandboxMounts(), m.countCgroups()
 	run := func(args ...string) error {
 		code, err := m.Run(ctx, o.Peer, ExecSpec{Args: args})
 		if err == nil && code != 0 {
@@ -67,7 +67,7 @@ func (m *Manager) Bench(ctx context.Context, o BenchOptions) (*BenchResult, erro
 	}
 	// Release cached liblxc handles before counting.
 	m.forget(containerName(o.Peer))
-	r.FDsAfter, r.MountsAfter, r.CgroupsAfter = countFDs(), countMounts(), m.countCgroups()
+	r.FDsAfter, r.MountsAfter, r.CgroupsAfter = countFDs(), SandboxMounts(), m.countCgroups()
 	if o.CLI {
 		name := containerName(o.Peer)
 		for i := 0; i < o.Cycles; i++ {
@@ -108,10 +108,10 @@ func countFDs() int {
 	return len(ents)
 }
 
-// countMounts counts the mounts that could be a sandbox's left behind in
-// this mount namespace (anything under an LXC or eBrainPool path); other
-// programs' mounts coming and going do not count.
-func countMounts() int {
+// SandboxMounts counts the mounts that could be a sandbox's left behind in
+// this process's mount namespace (anything under an LXC or eBrainPool path);
+// other programs' mounts coming and going do not count.
+func SandboxMounts() int {
 	b, _ := os.ReadFile("/proc/self/mountinfo")
 	n := 0
 	for _, line := range strings.Split(string(b), "\n") {

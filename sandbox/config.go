@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 
@@ -75,6 +74,7 @@ type containerConfig struct {
 	HostEtc     []string // host /etc entries to share (existing ones only)
 	TopLevel    []string // host /bin, /lib*... that are real directories
 	CgroupV2    bool
+	MemSwap     bool   // the v1 memory controller accounts swap (memsw files)
 	Seccomp     string // path of a seccomp profile, or ""
 	AppArmor    bool   // the host has AppArmor enabled
 }
@@ -133,7 +133,7 @@ func (c containerConfig) lxcConfig() string {
 		w("lxc.cgroup2.cpu.max", fmt.Sprintf("%d 100000", int64(lim.CPUs*100000)))
 	} else {
 		w("lxc.cgroup.memory.limit_in_bytes", fmt.Sprint(lim.MemoryBytes))
-		if _, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"); err == nil {
+		if c.MemSwap {
 			w("lxc.cgroup.memory.memsw.limit_in_bytes", fmt.Sprint(lim.MemoryBytes))
 		}
 		w("lxc.cgroup.pids.max", fmt.Sprint(lim.Pids))

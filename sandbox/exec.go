@@ -108,6 +108,30 @@ func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Proces
 	return &Process{Pid: pid, proc: proc}, nil
 }
 
+// WaitContext waits for the process; when ctx ends first the process gets
+// SIGTERM, then SIGKILL after grace (0: SIGKILL at once).
+func (p *Process) WaitContext(ctx context.Context, grace time.Duration) (int, error) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		}
+		if grace > 0 {
+			p.Signal(syscall.SIGTERM)
+			select {
+			case <-done:
+				return
+			case <-time.After(grace):
+			}
+		}
+		p.Signal(syscall.SIGKILL)
+	}()
+	return p.Wait()
+}
+
 // Run runs a process in the peer's container and waits for it; ctx
 // cancellation kills it.
 func (m *Manager) Run(ctx context.Context, peer string, spec ExecSpec) (int, error) {
@@ -115,17 +139,7 @@ func (m *Manager) Run(ctx context.Context, peer string, spec ExecSpec) (int, err
 	if err != nil {
 		return -1, err
 	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			p.Signal(os.Kill)
-		case <-done:
-		}
-	}()
-	code, err := p.Wait()
-	close(done)
-	return code, err
+	return p.WaitContext(ctx, 0)
 }
 
 // Export writes the peer's home directory as a gzip-compressed tar archive
@@ -174,23 +188,7 @@ func (m *Manager) ServeConn(ctx context.Context, peer string, conn *net.TCPConn,
 	if err != nil {
 		return -1, err
 	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-done:
-			return
-		case <-ctx.Done():
-		}
-		p.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(grace):
-			p.Signal(syscall.SIGKILL)
-		}
-	}()
-	code, err := p.Wait()
-	close(done)
-	return code, err
+	return p.WaitContext(ctx, grace)
 }
 
 // RootfsPath is the host path of the peer's container root directory; files

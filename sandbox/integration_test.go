@@ -316,7 +316,7 @@ func TestSandboxStopWhenIdle(t *testing.T) {
 
 func TestSandboxCyclesLeakNothing(t *testing.T) {
 	u := newUser(t)
-	hostMounts := mountCount(t)
+	hostMounts := sandbox.SandboxMounts()
 	r := u.MustRun(t, "sandbox", "bench", "--cycles", "50", "--warm", "1", "--json", "soak")
 	var res sandbox.BenchResult
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
@@ -329,7 +329,7 @@ func TestSandboxCyclesLeakNothing(t *testing.T) {
 		t.Fatalf("leak after 50 cycles: fds %d->%d, mounts %d->%d, cgroups %d->%d",
 			res.FDsBefore, res.FDsAfter, res.MountsBefore, res.MountsAfter, res.CgroupsBefore, res.CgroupsAfter)
 	}
-	if got := mountCount(t); got != hostMounts {
+	if got := sandbox.SandboxMounts(); got != hostMounts {
 		t.Fatalf("host mount table changed: %d -> %d entries", hostMounts, got)
 	}
 	start, count := u.SubIDs(t)
@@ -337,21 +337,6 @@ func TestSandboxCyclesLeakNothing(t *testing.T) {
 		t.Fatalf("container processes left: %v", left)
 	}
 	t.Logf("50 cycles: cold start median %s, warm exec median %s", sandbox.Median(res.ColdStart), sandbox.Median(res.WarmExec))
-}
-
-// mountCount counts the host's mounts that could come from sandboxes.
-func mountCount(t *testing.T) int {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, "lxc") || strings.Contains(line, "ebrainpool") || strings.Contains(line, "/ebp-") {
-			n++
-		}
-	}
-	return n
 }
 
 func TestSandboxErrors(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ebrainpool/ebrainpool/internal/atomicfile"
 	lxc "github.com/lxc/go-lxc"
 	"golang.org/x/sys/unix"
 )
@@ -42,6 +43,9 @@ type Manager struct {
 	lxcpath    string
 	cgroupDirs []string
 	v2         bool
+	memsw      bool
+	hostEtc    []string // host /etc entries shared (those present at start)
+	topLevel   []string // host /bin, /lib*... that are real directories
 	seccomp    string
 	apparmor   bool
 
@@ -110,6 +114,12 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	m.v2 = pureV2(hs)
 	m.cgroupDirs = cfg.Layout.userCgroupDirs(hs, m.user)
+	for _, h := range hs {
+		if _, err := os.Stat(filepath.Join(h.Mount, "memory.memsw.limit_in_bytes")); err == nil {
+			m.memsw = true
+		}
+	}
+	m.hostEtc, m.topLevel = existingHostEtc(), realTopLevelDirs()
 	if m.uid != 0 && !(m.v2 && isSystemdHost()) {
 		// On systemd hosts with cgroup v2 the app already runs in the user's
 		// delegated scope (systemd-run --user --scope -p Delegate=yes).
@@ -207,9 +217,10 @@ func (m *Manager) containerConfig(name string) containerConfig {
 		GIDs:        m.gids,
 		Limits:      m.cfg.Limits,
 		GuestBinary: m.cfg.GuestBinary,
-		HostEtc:     existingHostEtc(),
-		TopLevel:    realTopLevelDirs(),
+		HostEtc:     m.hostEtc,
+		TopLevel:    m.topLevel,
 		CgroupV2:    m.v2,
+		MemSwap:     m.memsw,
 		Seccomp:     m.seccomp,
 		AppArmor:    m.apparmor,
 	}
@@ -238,7 +249,7 @@ func (m *Manager) define(peer, name string) error {
 	}
 	if fresh {
 		b, _ := json.Marshal(meta{Peer: peer, Created: time.Now().UTC()})
-		if err := writeFileAtomic(filepath.Join(dir, "meta.json"), b, 0o644); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, "meta.json"), b, 0o644); err != nil {
 			os.RemoveAll(dir)
 			return fmt.Errorf("creating sandbox for %s: %w", peer, err)
 		}

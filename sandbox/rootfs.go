@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -116,8 +115,6 @@ func existingHostEtc() []string {
 	for _, e := range hostEtcShared {
 		if _, err := os.Stat("/etc/" + e); err == nil {
 			out = append(out, e)
-		} else if !errors.Is(err, os.ErrNotExist) {
-			continue
 		}
 	}
 	return out

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ebrainpool/ebrainpool/internal/atomicfile"
 	lxc "github.com/lxc/go-lxc"
 )
 
@@ -211,7 +212,7 @@ func Setup(l Layout, o SetupOptions) error {
 		step("cgroup directories owned by %s in %d hierarchies (%s, ...)", o.User, len(rec.CgroupDirs), firstOr(rec.CgroupDirs, "none"))
 	}
 	b, _ := json.MarshalIndent(rec, "", "  ")
-	if err := writeFileAtomic(recordPath(l, o.User), b, 0o644); err != nil {
+	if err := atomicfile.Write(recordPath(l, o.User), b, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.Out, "Done. Nothing else needs root: run ebrainpool as %s.\n", o.User)

@@ -124,7 +124,7 @@ func ensureRange(path, owner string, uid int) (IDRange, bool, error) {
 		data = append(data, '\n')
 	}
 	data = append(data, fmt.Sprintf("%s:%d:%d\n", owner, r.Start, r.Count)...)
-	if err := writeFileAtomic(path, data, 0o644); err != nil {
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
 		return IDRange{}, false, err
 	}
 	return r, true, nil
@@ -147,10 +147,10 @@ func removeRange(path, owner string, r IDRange) error {
 		}
 		out = append(out, line...)
 	}
-	return writeFileAtomic(path, out, 0o644)
+	return atomicfile.Write(path, out, 0o644)
 }
 
-// writeFileIfChanged is writeFileAtomic, skipped when path already holds
+// writeFileIfChanged is atomicfile.Write, skipped when path already holds
 // data with that mode (containers start often; their files rarely change).
 func writeFileIfChanged(path string, data []byte, mode os.FileMode) error {
 	if st, err := os.Stat(path); err == nil && st.Mode().Perm() == mode && st.Size() == int64(len(data)) {
@@ -158,11 +158,5 @@ func writeFileIfChanged(path string, data []byte, mode os.FileMode) error {
 			return nil
 		}
 	}
-	return writeFileAtomic(path, data, mode)
-}
-
-// writeFileAtomic writes data so that a crash never leaves a half-written
-// file.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return atomicfile.Write(path, data, mode)
 }

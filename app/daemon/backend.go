@@ -124,7 +124,7 @@ func (d *Daemon) Pending() []dbusapi.Request {
 
 // Answer answers a consent prompt.
 func (d *Daemon) Answer(id string, allow, remember bool) error {
-	return d.consent.Answer(id, consentAnswer(allow, remember))
+	return d.AnswerFull(id, allow, remember, false)
 }
 
 // Block blocks a peer, given as for Resolve or as the fingerprint of a

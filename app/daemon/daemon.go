@@ -322,15 +322,20 @@ func (d *Daemon) sharedApps() []catalog.App {
 		return nil
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if time.Since(d.apps.at) > 10*time.Second {
+	cache := d.apps
+	d.mu.Unlock()
+	if time.Since(cache.at) > 10*time.Second {
+		// Scanned outside the lock: peers and events need not wait for disk.
 		apps, errs := catalog.Scan(d.opts.AppDirs)
 		for _, e := range errs {
 			d.log.Debug("skipping desktop file", "err", e)
 		}
-		d.apps = appCache{at: time.Now(), apps: apps}
+		cache = appCache{at: time.Now(), apps: apps}
+		d.mu.Lock()
+		d.apps = cache
+		d.mu.Unlock()
 	}
-	return sharing.Filter(d.apps.apps)
+	return sharing.Filter(cache.apps)
 }
 
 func (d *Daemon) icon(a catalog.App) []byte {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ebrainpool/ebrainpool/app/catalog"
 	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/consent"
 	"github.com/ebrainpool/ebrainpool/app/identity"
 	"github.com/ebrainpool/ebrainpool/sandbox"
 )
@@ -68,9 +69,7 @@ func (d *Daemon) Unblock(fp string) error { return d.consent.Unblock(fp) }
 
 // AnswerFull answers a prompt with every option of the popup.
 func (d *Daemon) AnswerFull(id string, allow, remember, block bool) error {
-	a := consentAnswer(allow, remember)
-	a.Block = block
-	return d.consent.Answer(id, a)
+	return d.consent.Answer(id, consent.Answer{Allow: allow, Remember: remember, Block: block})
 }
 
 // SandboxUsage lists the sandboxes with their state, processes and memory

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/godbus/dbus/v5"
 	"github.com/godbus/dbus/v5/introspect"
@@ -193,9 +192,6 @@ func remoteErr(err error) error {
 	var dep *dbus.Error
 	if errors.As(err, &dep) {
 		return remoteErr(*dep)
-	}
-	if err != nil && strings.Contains(err.Error(), "ServiceUnknown") {
-		return ErrNotRunning
 	}
 	return err
 }

@@ -39,9 +39,7 @@ type RunConfig struct {
 	Display, XAuthority string
 	Stdout, Stderr      io.Writer
 	Progress            func(stage string)
-	// Granted, if set, is called with the grant before connecting.
-	Granted func(*control.Grant)
-	Logger  *slog.Logger
+	Logger              *slog.Logger
 }
 
 // Run asks the peer to launch app, waits for its consent, runs the app with
@@ -63,9 +61,6 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	if err != nil {
 		return -1, err
 	}
-	if cfg.Granted != nil {
-		cfg.Granted(g)
-	}
 	hostKey, err := tunnel.ParseAuthorizedKey(g.HostKey)
 	if err != nil {
 		return -1, fmt.Errorf("the grant's host key: %w", err)
@@ -80,7 +75,11 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if eerr := c.End(endCtx, g.Session); eerr != nil && !control.IsRefused(eerr, control.CodeBadRequest) && !errors.Is(eerr, io.EOF) {
-		slog.Debug("ending session", "session", g.Session, "err", eerr)
+		log := cfg.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Debug("ending session", "session", g.Session, "err", eerr)
 	}
 	return code, err
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -60,19 +59,7 @@ func (n *lanNode) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.daemon = cmd
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() {
-		t.Fatalf("daemon on %s printed nothing: %s", n.h.Name, n.logTail())
-	}
-	m := daemonLine.FindStringSubmatch(sc.Text())
-	if m == nil {
-		t.Fatalf("daemon banner on %s: %q", n.h.Name, sc.Text())
-	}
-	n.fp, n.port = m[1], m[2]
-	go func() {
-		for sc.Scan() {
-		}
-	}()
+	n.fp, n.port = readBanner(t, out, n.name+" on "+n.h.Name)
 }
 
 func (n *lanNode) stop() {

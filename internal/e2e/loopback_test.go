@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,19 +57,26 @@ func startDaemon(t testing.TB, n *node, args ...string) {
 			t.Logf("daemon log of %s:\n%s", n.u.Name, b)
 		}
 	})
+	n.fp, n.port = readBanner(t, out, n.u.Name)
+}
+
+// readBanner reads the daemon's first line (its fingerprint and control
+// port) and drains the rest of its output.
+func readBanner(t testing.TB, out io.Reader, who string) (fp, port string) {
+	t.Helper()
 	sc := bufio.NewScanner(out)
 	if !sc.Scan() {
-		t.Fatalf("daemon of %s printed nothing", n.u.Name)
+		t.Fatalf("the daemon of %s printed nothing", who)
 	}
 	m := daemonLine.FindStringSubmatch(sc.Text())
 	if m == nil {
-		t.Fatalf("daemon banner: %q", sc.Text())
+		t.Fatalf("daemon banner of %s: %q", who, sc.Text())
 	}
-	n.fp, n.port = m[1], m[2]
 	go func() {
 		for sc.Scan() {
 		}
 	}()
+	return m[1], m[2]
 }
 
 func newNode(t testing.TB, setup bool) *node {

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// ExecHandoff starts a program per connection with the socket as its
+// ExecHandoff (test support) starts a program per connection with the socket as its
 // stdin and stdout (inetd style, no relay process), e.g. an SSH endpoint
 // started inside a container, or `sshd -i`. The program runs in its own
 // process group; when the Handoff's context ends the group gets SIGTERM,
