@@ -71,7 +71,7 @@ func guiCommand() *Command {
 			go func() { done <- d.Run(ctx) }()
 
 			a := fyneapp.NewWithID(ui.AppID)
-			opts := ui.Options{App: a, Backend: d, Logger: log}
+			opts := ui.Options{App: a, Backend: d, Logger: log, SystemTray: true, ParkWhenIdle: true}
 			if conn, err := dbus.ConnectSessionBus(); err != nil {
 				log.Info("no desktop notifications for requests", "err", err)
 			} else {

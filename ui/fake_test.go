@@ -182,7 +182,7 @@ func (c *fakeClock) now() time.Time { return c.t }
 
 // newTestUI builds the interface on the Fyne test driver with everything
 // synchronous.
-func newTestUI(t *testing.T, f *fakeBackend, clock *fakeClock) *UI {
+func newTestUI(t testing.TB, f *fakeBackend, clock *fakeClock) *UI {
 	t.Helper()
 	a := test.NewTempApp(t)
 	opts := Options{App: a, Backend: f, Sync: true, AutostartFile: t.TempDir() + "/autostart/x.desktop", Executable: "/usr/bin/ebrainpool"}

@@ -54,7 +54,7 @@ type peerBrowser struct {
 func newPeerBrowser(u *UI) *peerBrowser {
 	pb := &peerBrowser{u: u, appsFor: map[string][]dbusapi.App{}}
 	pb.win = u.app.NewWindow("eBrainPool: peers")
-	hideOnClose(pb.win, nil)
+	u.hideOnClose(pb.win, nil)
 
 	pb.search = widget.NewEntry()
 	pb.search.SetPlaceHolder("Search by name or host")

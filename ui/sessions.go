@@ -27,7 +27,7 @@ type sessionsView struct {
 func newSessionsView(u *UI) *sessionsView {
 	s := &sessionsView{u: u}
 	s.win = u.app.NewWindow("eBrainPool: sessions")
-	hideOnClose(s.win, func() { s.visible = false })
+	u.hideOnClose(s.win, func() { s.visible = false })
 	s.incoming = container.NewVBox()
 	s.outgoing = container.NewVBox()
 	s.status = widget.NewLabel("")

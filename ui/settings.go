@@ -42,7 +42,7 @@ type settingsView struct {
 func newSettingsView(u *UI) *settingsView {
 	s := &settingsView{u: u}
 	s.win = u.app.NewWindow("eBrainPool: settings")
-	hideOnClose(s.win, nil)
+	u.hideOnClose(s.win, nil)
 
 	s.name = widget.NewEntry()
 	s.sharing = widget.NewCheck("Share my apps on the network", nil)

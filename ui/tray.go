@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"fyne.io/fyne/v2"
-	"fyne.io/fyne/v2/driver/desktop"
 
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 )
@@ -42,16 +41,14 @@ type peerApps struct {
 // tray is the system tray icon and menu (a StatusNotifierItem).
 type tray struct {
 	u       *UI
-	desk    desktop.App // nil when the driver has no tray
+	host    trayHost // nil when there is no tray
 	apps    map[string]peerApps
 	loading map[string]bool
 	state   string
 }
 
-func newTray(u *UI) *tray {
-	t := &tray{u: u, apps: map[string]peerApps{}, loading: map[string]bool{}}
-	t.desk, _ = u.app.(desktop.App)
-	return t
+func newTray(u *UI, host trayHost) *tray {
+	return &tray{u: u, host: host, apps: map[string]peerApps{}, loading: map[string]bool{}}
 }
 
 // install shows the tray icon and fetches the peers' apps for the menu.
@@ -94,6 +91,13 @@ func (t *tray) peerChanged(fp string) {
 	t.update()
 }
 
+// reset sets the icon and menu again (a tray host that appeared or
+// restarted).
+func (t *tray) reset() {
+	t.state = ""
+	t.update()
+}
+
 // iconState picks the icon: active while sessions run, else sharing or off.
 func (t *tray) iconState() string {
 	if len(t.u.b.Sessions()) > 0 || t.u.launches.active() > 0 {
@@ -108,15 +112,15 @@ func (t *tray) iconState() string {
 // update redraws the icon and the menu.
 func (t *tray) update() {
 	state := t.iconState()
-	if t.desk == nil {
+	if t.host == nil {
 		t.state = state
 		return
 	}
 	if state != t.state {
-		t.desk.SetSystemTrayIcon(trayIcon(state))
+		t.host.SetIcon(trayIcon(state))
 	}
 	t.state = state
-	t.desk.SetSystemTrayMenu(t.menu())
+	t.host.SetMenu(t.menu())
 }
 
 // menu builds the tray menu: one submenu per peer with its apps, then the

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/driver/desktop"
 
 	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
@@ -33,6 +34,13 @@ type Options struct {
 	// Sync runs slow backend calls (a peer's app list) inline instead of
 	// in a goroutine; tests set it to be deterministic.
 	Sync bool
+	// SystemTray publishes the tray icon straight through D-Bus
+	// (fyne.io/systray) instead of Fyne's tray, which needs a hidden
+	// window and so loads the GL driver even when nothing is shown.
+	SystemTray bool
+	// ParkWhenIdle pauses Fyne's event loop while no window or popup is
+	// open (see parker).
+	ParkWhenIdle bool
 }
 
 // UI is the running desktop interface.
@@ -51,6 +59,9 @@ type UI struct {
 	settings *settingsView
 	prompts  map[string]*prompt
 	tray     *tray
+	systray  *systemTray // nil unless Options.SystemTray
+	park     *parker
+	shown    map[fyne.Window]bool // windows on screen (prompts aside)
 }
 
 // AppID is the application (and desktop entry) id.
@@ -77,9 +88,22 @@ func New(opts Options) *UI {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &UI{app: opts.App, b: opts.Backend, opts: opts, log: opts.Logger, now: opts.Now,
-		ctx: ctx, cancel: cancel, prompts: map[string]*prompt{}}
+		ctx: ctx, cancel: cancel, prompts: map[string]*prompt{}, park: newParker(),
+		shown: map[fyne.Window]bool{}}
 	u.launches = newLaunches()
-	u.tray = newTray(u)
+	u.tray = newTray(u, nil)
+	switch d, ok := opts.App.(desktopTrayApp); {
+	case opts.SystemTray:
+		u.systray = newSystemTray("eBrainPool", u.do, func() { u.do(u.tray.reset) })
+		u.tray.host = u.systray
+		// Fyne ends its loop when its last window closes. Its own tray
+		// keeps a hidden window for that; here a window that is never
+		// shown (so never gets a GL context) keeps the app running when
+		// the last popup closes.
+		u.app.NewWindow("eBrainPool")
+	case ok:
+		u.tray.host = desktopTray{d}
+	}
 	return u
 }
 
@@ -92,13 +116,30 @@ func defaultAutostartFile() string {
 	return filepath.Join(dir, "autostart", AppID+".desktop")
 }
 
-// do runs f on the Fyne thread.
+// do runs f on the Fyne thread, waking its loop if it is parked.
 func (u *UI) do(f func()) {
 	if u.opts.Sync {
 		f()
 		return
 	}
+	u.park.unpark()
 	fyne.Do(f)
+}
+
+// parkIfIdle parks the Fyne loop (on its thread) while nothing is on screen.
+func (u *UI) parkIfIdle() {
+	if u.opts.ParkWhenIdle && len(u.shown) == 0 && len(u.prompts) == 0 {
+		u.log.Debug("nothing on screen: event loop parked")
+		u.park.park(u.ctx)
+		u.log.Debug("event loop woken")
+	}
+}
+
+// showWindow shows one of the app's windows and brings it to the front.
+func (u *UI) showWindow(w fyne.Window) {
+	u.shown[w] = true
+	w.Show()
+	w.RequestFocus()
 }
 
 // spawn runs a slow call off the Fyne thread (inline when Options.Sync).
@@ -142,6 +183,9 @@ func (u *UI) Run(ctx context.Context) {
 	}()
 	u.app.Run()
 	u.cancel()
+	if u.systray != nil {
+		u.systray.close()
+	}
 }
 
 // Quit ends the interface (and with it the embedded daemon).
@@ -162,14 +206,23 @@ func (u *UI) tick() {
 			return
 		case <-t.C:
 			n++
-			u.do(func() {
+			if u.park.parked.Load() {
+				continue // nothing on screen to refresh
+			}
+			f := func() {
 				for _, p := range u.prompts {
 					p.tick()
 				}
 				if n%2 == 0 && u.sessions != nil && u.sessions.visible {
 					u.sessions.refresh()
 				}
-			})
+				u.parkIfIdle()
+			}
+			if u.opts.Sync {
+				f()
+			} else {
+				fyne.Do(f) // not u.do: this must not wake a parked loop
+			}
 		}
 	}
 }
@@ -237,12 +290,17 @@ func (u *UI) launch(p dbusapi.Peer, app dbusapi.App) {
 	u.launchesChanged()
 }
 
-// hideOnClose makes closing a window hide it: the app lives in the tray.
-func hideOnClose(w fyne.Window, onHide func()) {
-	w.SetCloseIntercept(func() {
+// hideOnClose makes closing a window (or Ctrl+W in it) hide it: the app
+// lives in the tray.
+func (u *UI) hideOnClose(w fyne.Window, onHide func()) {
+	hide := func() {
 		if onHide != nil {
 			onHide()
 		}
+		delete(u.shown, w)
 		w.Hide()
-	})
+	}
+	w.SetCloseIntercept(hide)
+	w.Canvas().AddShortcut(&desktop.CustomShortcut{KeyName: fyne.KeyW, Modifier: fyne.KeyModifierShortcutDefault},
+		func(fyne.Shortcut) { hide() })
 }

@@ -11,8 +11,7 @@ func (u *UI) ShowPeers() {
 	if u.peers == nil {
 		u.peers = newPeerBrowser(u)
 	}
-	u.peers.win.Show()
-	u.peers.win.RequestFocus()
+	u.showWindow(u.peers.win)
 }
 
 // ShowSessions opens the sessions window.
@@ -23,8 +22,7 @@ func (u *UI) ShowSessions() {
 		u.sessions.refresh()
 	}
 	u.sessions.visible = true
-	u.sessions.win.Show()
-	u.sessions.win.RequestFocus()
+	u.showWindow(u.sessions.win)
 }
 
 // ShowSettings opens the settings window.
@@ -34,8 +32,7 @@ func (u *UI) ShowSettings() {
 	} else {
 		u.settings.load()
 	}
-	u.settings.win.Show()
-	u.settings.win.RequestFocus()
+	u.showWindow(u.settings.win)
 }
 
 // setSharing turns sharing on or off (tray menu).

@@ -32,7 +32,7 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	host.port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	l.Close()
-	gui := host.u.Command(t.Context(), "gui", "--no-discovery", "--listen", "127.0.0.1:"+host.port)
+	gui := host.u.Command(t.Context(), "gui", "-v", "--no-discovery", "--listen", "127.0.0.1:"+host.port)
 	logf, _ := os.CreateTemp("", "ebp-gui-*.log")
 	defer os.Remove(logf.Name())
 	gui.Stdout, gui.Stderr = logf, logf
@@ -60,6 +60,10 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// With nothing on screen the app parks its event loop; the request
+	// must wake it.
+	waitLog(t, logf.Name(), "event loop parked", 1, 20*time.Second)
 
 	run := req.u.Command(t.Context(), "run", "bob", "xlogo")
 	var out strings.Builder
@@ -110,9 +114,27 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 	took := req.x.WaitWindow(t, "xlogo", true, 30*time.Second)
 	t.Logf("window on the requester %s after the click on Allow", took.Round(time.Millisecond))
 	host.x.WaitWindow(t, "eBrainPool: bob asks to run X Logo", false, 10*time.Second)
+	// Nothing on screen again: the loop parks again.
+	waitLog(t, logf.Name(), "event loop parked", 2, 20*time.Second)
 }
 
 func names(x *testenv.Xvfb) []string {
 	n, _ := x.WindowNames()
 	return n
+}
+
+// waitLog waits until a log file contains want n times.
+func waitLog(t *testing.T, file, want string, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(file)
+		if strings.Count(string(b), want) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q never appeared in %s:\n%s", want, file, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

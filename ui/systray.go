@@ -1,0 +1,100 @@
+package ui
+
+import (
+	"fyne.io/fyne/v2"
+	"fyne.io/systray"
+)
+
+// trayHost shows the tray icon and its menu.
+type trayHost interface {
+	SetIcon(fyne.Resource)
+	SetMenu(*fyne.Menu)
+}
+
+// desktopTrayApp is the tray part of Fyne's desktop.App.
+type desktopTrayApp interface {
+	SetSystemTrayIcon(fyne.Resource)
+	SetSystemTrayMenu(*fyne.Menu)
+}
+
+// desktopTray is Fyne's own tray. Fyne opens a hidden window for it, which
+// loads the GL driver; it is used when Options.SystemTray is off.
+type desktopTray struct{ app desktopTrayApp }
+
+func (d desktopTray) SetIcon(r fyne.Resource) { d.app.SetSystemTrayIcon(r) }
+func (d desktopTray) SetMenu(m *fyne.Menu)    { d.app.SetSystemTrayMenu(m) }
+
+// systemTray is a StatusNotifierItem published straight through
+// fyne.io/systray (the library under Fyne's tray), which speaks D-Bus and
+// needs no window: the desktop app can then sit in the tray without a GL
+// context (tens of MB with Mesa) and with its event loop parked. Menu
+// clicks run on the Fyne thread through run.
+type systemTray struct {
+	run func(func())
+	end func()
+}
+
+// newSystemTray registers the item with the session's
+// StatusNotifierWatcher (now, or when a tray host appears later). Icon and
+// menu set before the item is ready are lost: ready must set them again.
+func newSystemTray(title string, run func(func()), ready func()) *systemTray {
+	start, end := systray.RunWithExternalLoop(func() {
+		// Some tray hosts misbehave without a title.
+		systray.SetTitle(title)
+		systray.SetTooltip(title)
+		ready()
+	}, nil)
+	start()
+	return &systemTray{run: run, end: end}
+}
+
+func (s *systemTray) SetIcon(r fyne.Resource) { systray.SetIcon(r.Content()) }
+
+// SetMenu replaces the whole menu (fyne.Menu semantics as in Fyne's tray:
+// checked items are checkboxes, disabled items greyed out).
+func (s *systemTray) SetMenu(m *fyne.Menu) {
+	systray.ResetMenu()
+	s.add(m, nil)
+}
+
+func (s *systemTray) add(m *fyne.Menu, parent *systray.MenuItem) {
+	for _, i := range m.Items {
+		if i.IsSeparator {
+			if parent != nil {
+				parent.AddSeparator()
+			} else {
+				systray.AddSeparator()
+			}
+			continue
+		}
+		var item *systray.MenuItem
+		switch {
+		case parent != nil && i.Checked:
+			item = parent.AddSubMenuItemCheckbox(i.Label, "", true)
+		case parent != nil:
+			item = parent.AddSubMenuItem(i.Label, "")
+		case i.Checked:
+			item = systray.AddMenuItemCheckbox(i.Label, "", true)
+		default:
+			item = systray.AddMenuItem(i.Label, "")
+		}
+		if i.Disabled {
+			item.Disable()
+		}
+		if i.ChildMenu != nil {
+			s.add(i.ChildMenu, item)
+		}
+		action := i.Action
+		// ClickedCh is closed when the menu is reset.
+		go func() {
+			for range item.ClickedCh {
+				if action != nil {
+					s.run(action)
+				}
+			}
+		}()
+	}
+}
+
+// close removes the item from the tray.
+func (s *systemTray) close() { s.end() }
