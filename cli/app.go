@@ -105,12 +105,18 @@ func daemonCommand() *Command {
 			for _, p := range peers {
 				d.AddPeer(p)
 			}
-			fmt.Fprintf(env.Stdout, "eBrainPool daemon: %q %s, peers reach it on port %d\n", d.Settings().DisplayName, d.Identity().Fingerprint(), d.ControlAddr().Port)
-			if err := d.SandboxError(); err != nil {
-				fmt.Fprintf(env.Stdout, "not sharing apps: %v\n", err)
-			}
+			printBanner(env.Stdout, d)
 			return d.Run(ctx)
 		},
+	}
+}
+
+// printBanner tells who the daemon is and where peers reach it (the desktop
+// app prints it too).
+func printBanner(w io.Writer, d *daemon.Daemon) {
+	fmt.Fprintf(w, "eBrainPool daemon: %q %s, peers reach it on port %d\n", d.Settings().DisplayName, d.Identity().Fingerprint(), d.ControlAddr().Port)
+	if err := d.SandboxError(); err != nil {
+		fmt.Fprintf(w, "not sharing apps: %v\n", err)
 	}
 }
 

@@ -65,6 +65,7 @@ func guiCommand() *Command {
 			for _, p := range peers {
 				d.AddPeer(p)
 			}
+			printBanner(env.Stdout, d)
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			done := make(chan error, 1)

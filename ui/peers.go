@@ -119,13 +119,15 @@ func newPeerBrowser(u *UI) *peerBrowser {
 	pb.win.SetContent(split)
 	pb.win.Resize(fyne.NewSize(760, 480))
 
-	pb.all = nil
-	for _, p := range u.b.Peers() {
-		pb.all = append(pb.all, p)
-	}
-	pb.sortAndFilter()
+	pb.reload()
 	pb.showLaunches()
 	return pb
+}
+
+// reload takes the whole peer list from the backend again.
+func (pb *peerBrowser) reload() {
+	pb.all = pb.u.b.Peers()
+	pb.sortAndFilter()
 }
 
 // upsert adds or updates a peer (peer-added event).

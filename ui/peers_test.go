@@ -220,3 +220,18 @@ func TestLaunchesStartedElsewhereIgnored(t *testing.T) {
 		t.Errorf("launch area = %q", got)
 	}
 }
+
+// A peer browser opened at start-up (--show peers) catches up with peers
+// found before the interface subscribed to events.
+func TestPeerBrowserOpenedBeforeStart(t *testing.T) {
+	f := newFake()
+	u := newTestUI(t, f, nil)
+	u.ShowPeers()
+	f.mu.Lock()
+	f.peers = []dbusapi.Peer{peer("alice", "alice-desk", "verified")} // no event
+	f.mu.Unlock()
+	u.Start(t.Context())
+	if got := u.peers.names(); !reflect.DeepEqual(got, []string{"alice"}) {
+		t.Fatalf("peer browser lists %q, want [alice]", got)
+	}
+}

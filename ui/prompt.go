@@ -116,10 +116,13 @@ func newPrompt(u *UI, r dbusapi.Request) *prompt {
 	p.block.Importance = widget.DangerImportance
 
 	buttons := container.NewBorder(nil, nil, p.block, container.NewHBox(p.deny, p.allow))
-	p.win.SetContent(container.NewPadded(container.NewVBox(
-		title, who, met, note, widget.NewSeparator(),
-		p.countdown, p.bar, p.remember, buttons)))
-	p.win.Resize(fyne.NewSize(460, 10))
+	// The buttons keep to the bottom edge however tall the wrapped text
+	// makes the window.
+	content := container.NewPadded(container.NewBorder(
+		container.NewVBox(title, who, met, note, widget.NewSeparator(), p.countdown, p.bar, p.remember),
+		buttons, nil, nil))
+	p.win.SetContent(content)
+	p.win.Resize(fyne.NewSize(460, content.MinSize().Height))
 	p.win.SetFixedSize(true)
 	p.tick()
 	return p

@@ -158,11 +158,17 @@ func (u *UI) Start(ctx context.Context) {
 		<-ctx.Done()
 		u.cancel()
 	}()
+	// Subscribe before reading the state, so that nothing happening in
+	// between is missed (windows opened before Start read theirs earlier).
+	events := u.b.Events(u.ctx)
 	u.tray.install()
+	if u.peers != nil {
+		u.peers.reload()
+	}
 	for _, r := range u.b.Pending() {
 		u.showPrompt(r)
 	}
-	go u.pump(u.b.Events(u.ctx))
+	go u.pump(events)
 	go u.tick()
 }
 
@@ -179,7 +185,7 @@ func (u *UI) Run(ctx context.Context) {
 	u.Start(ctx)
 	go func() {
 		<-u.ctx.Done()
-		fyne.Do(u.app.Quit)
+		fyne.Do(u.quitLoop)
 	}()
 	u.app.Run()
 	u.cancel()
@@ -191,8 +197,14 @@ func (u *UI) Run(ctx context.Context) {
 // Quit ends the interface (and with it the embedded daemon).
 func (u *UI) Quit() {
 	u.cancel()
-	u.app.Quit()
+	u.quitLoop()
 }
+
+// quitLoop ends Fyne's event loop; GLFW's termination then destroys the
+// windows. Not fyne.App.Quit: it closes every window first, and a pointer
+// event the loop still polls for a closed window crashes Fyne 2.7's GLFW
+// driver (nil window in processMouseMoved when the cursor shape changes).
+func (u *UI) quitLoop() { u.app.Driver().Quit() }
 
 // tick refreshes what changes with time: prompt countdowns and the
 // sessions window.

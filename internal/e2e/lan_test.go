@@ -42,8 +42,15 @@ func writeSettings(t *testing.T, u *testenv.User, name string) {
 // start runs the daemon inside the host, as the user.
 func (n *lanNode) start(t *testing.T) {
 	t.Helper()
+	n.startCmd(t, "daemon", "--log-level", "debug")
+}
+
+// startCmd runs ebrainpool with args (daemon or the desktop app) inside the
+// host, as the user, and reads its banner.
+func (n *lanNode) startCmd(t *testing.T, args ...string) {
+	t.Helper()
 	ctx := context.Background()
-	args := []string{"setpriv", "--reuid=" + strconv.Itoa(n.u.UID), "--regid=" + strconv.Itoa(n.u.GID), "--clear-groups", "--", binary, "daemon", "--log-level", "debug"}
+	args = append([]string{"setpriv", "--reuid=" + strconv.Itoa(n.u.UID), "--regid=" + strconv.Itoa(n.u.GID), "--clear-groups", "--", binary}, args...)
 	cmd := n.h.Command(ctx, args...)
 	cmd.Env = append([]string{"HOME=" + n.u.Home, "USER=" + n.u.Name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 		"DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/dbus/system_bus_socket"}, n.u.Env...)
