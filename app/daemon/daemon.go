@@ -164,9 +164,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d.host = session.NewHost(session.HostConfig{
 		Sandboxes: sbx, Consent: d.consent, Apps: d.sharedApps, Icon: d.icon,
-		Sharing:   func() bool { return d.Settings().Sharing && d.sandbox != nil },
-		KnownPeer: func(fp string) bool { _, ok := d.pins.Lookup(identity.Fingerprint(fp)); return ok },
-		IdleStop:  idle, Logger: d.log,
+		NotSharing: d.notSharing,
+		KnownPeer:  func(fp string) bool { _, ok := d.pins.Lookup(identity.Fingerprint(fp)); return ok },
+		IdleStop:   idle, Logger: d.log,
 	})
 	listen := opts.Listen
 	if listen == "" {
@@ -202,6 +202,17 @@ func (d *Daemon) Settings() config.Settings {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.settings
+}
+
+// notSharing is what peers are told when this host shares nothing.
+func (d *Daemon) notSharing() string {
+	switch {
+	case !d.Settings().Sharing:
+		return "sharing is turned off on this host"
+	case d.sandbox == nil:
+		return "this host cannot share apps yet: its one-time setup has not been done (its user runs `sudo ebrainpool setup --user NAME` there once)"
+	}
+	return ""
 }
 
 // SandboxError says why apps cannot be shared (setup missing), or nil.

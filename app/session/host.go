@@ -56,8 +56,9 @@ type HostConfig struct {
 	// user's sharing setting); Icon returns an app's PNG icon or nil.
 	Apps func() []catalog.App
 	Icon func(catalog.App) []byte
-	// Sharing reports whether sharing is on at all.
-	Sharing func() bool
+	// NotSharing says why this host shares no apps now (sharing turned
+	// off, setup missing), or "" when it shares.
+	NotSharing func() string
 	// KnownPeer reports whether a peer was seen before (for the popup).
 	KnownPeer func(fingerprint string) bool
 	// ForwardIdle closes a granted forward not used within it (default 60s).
@@ -106,16 +107,16 @@ func NewHost(cfg HostConfig) *Host {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Sharing == nil {
-		cfg.Sharing = func() bool { return true }
+	if cfg.NotSharing == nil {
+		cfg.NotSharing = func() string { return "" }
 	}
 	return &Host{cfg: cfg, log: cfg.Logger, sessions: map[string]*HostSession{}, stoppers: map[string]context.CancelFunc{}}
 }
 
 // Catalog lists the shared apps with their icons.
 func (h *Host) Catalog(ctx context.Context, p control.Peer) ([]control.AppInfo, error) {
-	if !h.cfg.Sharing() {
-		return nil, control.Refuse(control.CodeUnavailable, "sharing is turned off on this host")
+	if why := h.cfg.NotSharing(); why != "" {
+		return nil, control.Refuse(control.CodeUnavailable, why)
 	}
 	var out []control.AppInfo
 	for _, a := range h.cfg.Apps() {
@@ -167,8 +168,8 @@ func refusal(o consent.Outcome) error {
 // Launch decides on a request and, if allowed, prepares the sandbox and the
 // forward and returns the grant.
 func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progress func(string)) (*control.Grant, error) {
-	if !h.cfg.Sharing() {
-		return nil, control.Refuse(control.CodeUnavailable, "sharing is turned off on this host")
+	if why := h.cfg.NotSharing(); why != "" {
+		return nil, control.Refuse(control.CodeUnavailable, why)
 	}
 	app, ok := h.findApp(appID)
 	if !ok {

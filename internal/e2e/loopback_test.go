@@ -244,3 +244,23 @@ func TestRunAppFromPeerOnLoopback(t *testing.T) {
 		}
 	})
 }
+
+// A host that shares apps but never ran the one-time setup tells requesters
+// so (not "sharing is turned off").
+func TestHostWithoutSetupSaysSo(t *testing.T) {
+	testenv.RequireRoot(t)
+	host := newNode(t, false)
+	shareApp(t, host, "xlogo", "X Logo", "xlogo")
+	startDaemon(t, host)
+	req := newNode(t, false)
+	startDaemon(t, req, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=carol", host.fp, host.port))
+	for _, args := range [][]string{{"apps", "carol"}, {"run", "carol", "xlogo"}} {
+		t.Run(args[0], func(t *testing.T) {
+			r := req.u.Run(t, args...)
+			if r.Code == 0 || !strings.Contains(r.Stderr, "one-time setup") || !strings.Contains(r.Stderr, "ebrainpool setup") {
+				t.Fatalf("%s", r)
+			}
+			t.Logf("%s", strings.TrimSpace(r.Stderr))
+		})
+	}
+}
