@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"runtime/debug"
 	"sync/atomic"
 )
 
@@ -35,10 +36,12 @@ func (p *parker) unpark() {
 	}
 }
 
-// park blocks the calling Fyne thread until unpark or ctx ends.
+// park blocks the calling Fyne thread until unpark or ctx ends. Memory the
+// closed windows used goes back to the system first.
 func (p *parker) park(ctx context.Context) {
 	p.parked.Store(true)
 	defer p.parked.Store(false)
+	debug.FreeOSMemory()
 	select {
 	case <-p.wake:
 	case <-ctx.Done():
