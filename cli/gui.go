@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -34,7 +35,7 @@ func guiCommand() *Command {
 			fs.StringVar(&listen, "listen", "", "control address peers connect to (default: the port from the settings)")
 			fs.BoolVar(&noDiscovery, "no-discovery", false, "do not announce or browse peers through avahi")
 			fs.BoolVar(&verbose, "v", false, "log debug messages")
-			fs.StringVar(&show, "show", "", "open a window at start: peers, sessions or settings (useful without a tray)")
+			fs.StringVar(&show, "show", "", "open a window at start: peers, sessions, settings or none (default: peers when the desktop has no tray, else none); if eBrainPool already runs, it shows that window")
 			fs.Var(&peers, "peer", "add a peer by hand: FINGERPRINT@IP:PORT[=NAME] (repeatable)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
@@ -45,9 +46,20 @@ func guiCommand() *Command {
 				return errors.New("no display: run it inside a desktop session (or run `ebrainpool daemon` for the headless service)")
 			}
 			switch show {
-			case "", "peers", "sessions", "settings":
+			case "", "peers", "sessions", "settings", "none":
 			default:
-				return usageError("-show takes peers, sessions or settings, not %q", show)
+				return usageError("-show takes peers, sessions, settings or none, not %q", show)
+			}
+			conn, err := dbus.ConnectSessionBus()
+			if err != nil {
+				return fmt.Errorf("connecting to the session bus (run it inside a desktop session): %w", err)
+			}
+			defer conn.Close()
+			// Started again: the running app shows its window.
+			if show != "none" {
+				if running, err := ui.ShowRunning(conn, cmp.Or(show, "peers")); running || err != nil {
+					return err
+				}
 			}
 			level := slog.LevelInfo
 			if verbose {
@@ -58,7 +70,7 @@ func guiCommand() *Command {
 			if err != nil {
 				return err
 			}
-			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log})
+			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log, SessionBus: conn})
 			if err != nil {
 				return fmt.Errorf("starting eBrainPool: %w", err)
 			}
@@ -68,28 +80,22 @@ func guiCommand() *Command {
 			printBanner(env.Stdout, d)
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- d.Run(ctx) }()
-
 			a := fyneapp.NewWithID(ui.AppID)
 			opts := ui.Options{App: a, Backend: d, Logger: log, SystemTray: true, ParkWhenIdle: true}
-			if conn, err := dbus.ConnectSessionBus(); err != nil {
+			if opts.Notifier, err = ui.NewNotifier(conn); err != nil {
 				log.Info("no desktop notifications for requests", "err", err)
-			} else {
-				defer conn.Close()
-				if opts.Notifier, err = ui.NewNotifier(conn); err != nil {
-					log.Info("no desktop notifications for requests", "err", err)
-				}
 			}
 			u := ui.New(opts)
-			switch show {
-			case "peers":
-				u.ShowPeers()
-			case "sessions":
-				u.ShowSessions()
-			case "settings":
-				u.ShowSettings()
+			if err := ui.ExportWindows(conn, u); err != nil {
+				return err
 			}
+			if show == "" && !ui.TrayHostPresent(conn) {
+				log.Warn("no system tray on this desktop: showing the peer browser instead (after closing it, start eBrainPool again to reopen it)")
+				show = "peers"
+			}
+			u.Show(show)
+			done := make(chan error, 1)
+			go func() { done <- d.Run(ctx) }()
 			go func() {
 				// The daemon stopping on its own (e.g. no session bus) ends
 				// the app too.

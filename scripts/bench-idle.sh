@@ -41,7 +41,8 @@ echo "# idle cost over ${SECS}s with 3 known peers (Xvfb + Mesa software GL, no 
 echo "| process | resident memory | CPU time while idle |"
 echo "|---|---|---|"
 # The peer browser opened at start is closed with Ctrl+W (no window manager).
-close_window() { DISPLAY=$disp xdotool search --sync --name 'eBrainPool: peers' windowfocus --sync key ctrl+w; sleep 2; }
+close_window() { DISPLAY=$disp xdotool search --sync --onlyvisible --name 'eBrainPool: peers' key --window %1 ctrl+w; sleep 2; }
 measure daemon : "$work/ebrainpool" daemon --no-discovery --listen 127.0.0.1:0 "${peers[@]}"
-measure "desktop app, tray only" : "$work/ebrainpool" gui --no-discovery --listen 127.0.0.1:0 "${peers[@]}"
+# --show none: no window even though Xvfb has no tray host (as at login).
+measure "desktop app, tray only" : "$work/ebrainpool" gui --no-discovery --listen 127.0.0.1:0 --show none "${peers[@]}"
 measure "desktop app, after a window" close_window "$work/ebrainpool" gui --no-discovery --listen 127.0.0.1:0 --show peers "${peers[@]}"

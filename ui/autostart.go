@@ -8,7 +8,9 @@ import (
 	"strings"
 )
 
-// autostartEntry is the desktop entry that starts eBrainPool at login.
+// autostartEntry is the desktop entry that starts eBrainPool at login,
+// quietly: no window even if the tray host is not up yet (starting it
+// again from the menu shows the window).
 func autostartEntry(exe string) string {
 	if strings.ContainsAny(exe, " \t\"'\\") {
 		exe = `"` + strings.NewReplacer(`\`, `\\\\`, `"`, `\"`).Replace(exe) + `"`
@@ -17,7 +19,7 @@ func autostartEntry(exe string) string {
 		"Type=Application\n" +
 		"Name=eBrainPool\n" +
 		"Comment=Run apps from your colleagues' computers\n" +
-		"Exec=" + exe + "\n" +
+		"Exec=" + exe + " gui --show none\n" +
 		"Icon=" + AppID + "\n" +
 		"Terminal=false\n" +
 		"X-GNOME-Autostart-enabled=true\n"

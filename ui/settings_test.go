@@ -117,7 +117,7 @@ func TestSettingsSharedAppsAndPeers(t *testing.T) {
 		if err != nil {
 			t.Fatalf("autostart entry not written: %v", err)
 		}
-		if !strings.Contains(string(b), "Exec=/usr/bin/ebrainpool\n") || !strings.HasPrefix(string(b), "[Desktop Entry]\n") {
+		if !strings.Contains(string(b), "Exec=/usr/bin/ebrainpool gui --show none\n") || !strings.HasPrefix(string(b), "[Desktop Entry]\n") {
 			t.Errorf("autostart entry:\n%s", b)
 		}
 		test.Tap(s.autostart)
@@ -129,8 +129,8 @@ func TestSettingsSharedAppsAndPeers(t *testing.T) {
 
 func TestAutostartEntryQuotesExec(t *testing.T) {
 	for _, tc := range []struct{ exe, want string }{
-		{"/usr/bin/ebrainpool", "Exec=/usr/bin/ebrainpool\n"},
-		{"/opt/my apps/ebrainpool", `Exec="/opt/my apps/ebrainpool"` + "\n"},
+		{"/usr/bin/ebrainpool", "Exec=/usr/bin/ebrainpool gui --show none\n"},
+		{"/opt/my apps/ebrainpool", `Exec="/opt/my apps/ebrainpool" gui --show none` + "\n"},
 	} {
 		t.Run(tc.exe, func(t *testing.T) {
 			if got := autostartEntry(tc.exe); !strings.Contains(got, tc.want) {

@@ -6,6 +6,19 @@ import (
 	"fyne.io/fyne/v2"
 )
 
+// Show opens a window by name: peers, sessions or settings (anything else
+// opens nothing).
+func (u *UI) Show(name string) {
+	switch name {
+	case "peers":
+		u.ShowPeers()
+	case "sessions":
+		u.ShowSessions()
+	case "settings":
+		u.ShowSettings()
+	}
+}
+
 // ShowPeers opens the peer browser.
 func (u *UI) ShowPeers() {
 	if u.peers == nil {

@@ -61,9 +61,20 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// No tray host here: the peer browser is the main window. Ctrl+W
+	// closes it; starting the app again shows it again (one app per user).
+	waitVisible(t, host.x, "eBrainPool: peers", true, 20*time.Second)
+	closeWindow(t, host.x, "eBrainPool: peers")
+	waitVisible(t, host.x, "eBrainPool: peers", false, 10*time.Second)
 	// With nothing on screen the app parks its event loop; the request
 	// must wake it.
 	waitLog(t, logf.Name(), "event loop parked", 1, 20*time.Second)
+	if r := host.u.Run(t, "gui"); r.Code != 0 {
+		t.Fatalf("starting the desktop app again: %s", r)
+	}
+	waitVisible(t, host.x, "eBrainPool: peers", true, 10*time.Second)
+	closeWindow(t, host.x, "eBrainPool: peers")
+	waitLog(t, logf.Name(), "event loop parked", 2, 20*time.Second)
 
 	run := req.u.Command(t.Context(), "run", "bob", "xlogo")
 	var out strings.Builder
@@ -77,7 +88,7 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 	t.Logf("window on the requester %s after the click on Allow", took.Round(time.Millisecond))
 	host.x.WaitWindow(t, "eBrainPool: bob asks to run X Logo", false, 10*time.Second)
 	// Nothing on screen again: the loop parks again.
-	waitLog(t, logf.Name(), "event loop parked", 2, 20*time.Second)
+	waitLog(t, logf.Name(), "event loop parked", 3, 20*time.Second)
 }
 
 // clickAllow waits for the request popup whose title contains title on x's
@@ -115,6 +126,36 @@ func clickAllow(t *testing.T, x *testenv.Xvfb, title string, detail func() strin
 	click := x.Command("xdotool", "mousemove", "--window", win, strconv.Itoa(w-40), strconv.Itoa(h-26), "click", "1")
 	if o, err := click.CombinedOutput(); err != nil {
 		t.Fatalf("xdotool click: %v\n%s", err, o)
+	}
+}
+
+// waitVisible waits until a window whose name contains name is (or is no
+// longer) viewable on x's display.
+func waitVisible(t *testing.T, x *testenv.Xvfb, name string, visible bool, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		o, _ := x.Command("xdotool", "search", "--onlyvisible", "--name", name).Output()
+		if (len(strings.Fields(string(o))) > 0) == visible {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("window %q visible=%v not reached within %s; windows: %q", name, visible, timeout, names(x))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// closeWindow presses Ctrl+W in the viewable window named like name.
+func closeWindow(t *testing.T, x *testenv.Xvfb, name string) {
+	t.Helper()
+	o, err := x.Command("xdotool", "search", "--onlyvisible", "--name", name).Output()
+	f := strings.Fields(string(o))
+	if err != nil || len(f) == 0 {
+		t.Fatalf("no window %q to close: %v", name, err)
+	}
+	if o, err := x.Command("xdotool", "key", "--window", f[0], "ctrl+w").CombinedOutput(); err != nil {
+		t.Fatalf("xdotool key ctrl+w: %v\n%s", err, o)
 	}
 }
 

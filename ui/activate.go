@@ -1,0 +1,79 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// One desktop app per user: the running app answers on the session bus
+// (next to the daemon's API, on the same connection), so starting it again
+// (from the applications menu, say) shows its window instead of failing on
+// the taken bus name. Without a tray host that is also the way back to a
+// closed window.
+const (
+	windowsPath  = dbus.ObjectPath("/io/github/ebrainpool/EBrainPool1/Windows")
+	windowsIface = "io.github.ebrainpool.EBrainPool1.Windows"
+)
+
+// windowsObject is the exported object.
+type windowsObject struct{ u *UI }
+
+// Show opens a window: peers, sessions or settings.
+func (o windowsObject) Show(name string) *dbus.Error {
+	if !validWindow(name) {
+		return dbus.MakeFailedError(fmt.Errorf("no window %q: use peers, sessions or settings", name))
+	}
+	o.u.do(func() { o.u.Show(name) })
+	return nil
+}
+
+func validWindow(name string) bool {
+	switch name {
+	case "peers", "sessions", "settings":
+		return true
+	}
+	return false
+}
+
+// ExportWindows lets a second start of the desktop app show u's windows.
+// conn must be the connection that owns dbusapi.BusName.
+func ExportWindows(conn *dbus.Conn, u *UI) error {
+	if err := conn.Export(windowsObject{u}, windowsPath, windowsIface); err != nil {
+		return fmt.Errorf("exporting %s on the session bus: %w", windowsIface, err)
+	}
+	return nil
+}
+
+// ShowRunning asks the desktop app already running for this user to show
+// window name. running is false when no eBrainPool runs; an eBrainPool
+// running headless (`ebrainpool daemon`) is an error that names the fix.
+func ShowRunning(conn *dbus.Conn, name string) (running bool, err error) {
+	var has bool
+	if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, dbusapi.BusName).Store(&has); err != nil {
+		return false, fmt.Errorf("asking the session bus whether eBrainPool runs: %w", err)
+	}
+	if !has {
+		return false, nil
+	}
+	err = conn.Object(dbusapi.BusName, windowsPath).Call(windowsIface+".Show", 0, name).Err
+	var de dbus.Error
+	if errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.UnknownObject" || de.Name == "org.freedesktop.DBus.Error.UnknownMethod" || de.Name == "org.freedesktop.DBus.Error.UnknownInterface") {
+		return true, errors.New("eBrainPool already runs for this user without its desktop app (`ebrainpool daemon`): stop that one first")
+	}
+	if err != nil {
+		return true, fmt.Errorf("asking the running eBrainPool to show its %s window: %w", name, err)
+	}
+	return true, nil
+}
+
+// TrayHostPresent reports whether the desktop shows StatusNotifierItems
+// (a tray host owns org.kde.StatusNotifierWatcher).
+func TrayHostPresent(conn *dbus.Conn) bool {
+	var has bool
+	err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.kde.StatusNotifierWatcher").Store(&has)
+	return err == nil && has
+}
