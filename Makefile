@@ -10,7 +10,8 @@ PREFIX ?= /usr/local
 BUILD_PKGS := gcc pkg-config lxc-dev libc6-dev libgl1-mesa-dev xorg-dev
 RUN_PKGS   := lxc uidmap dbus avahi-daemon
 TEST_PKGS  := iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus dbus-daemon \
-              xvfb xauth x11-apps x11-utils xdotool openssh-server openssh-client
+              xvfb xauth x11-apps x11-utils xdotool openssh-server openssh-client \
+              xfce4-panel xfconf
 
 # Root runs apt-get and setup directly; anyone else goes through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)

@@ -45,6 +45,8 @@ type tray struct {
 	apps    map[string]peerApps
 	loading map[string]bool
 	state   string
+	// shown sums up the menu the host has (see menuSig).
+	shown string
 }
 
 func newTray(u *UI, host trayHost) *tray {
@@ -94,7 +96,7 @@ func (t *tray) peerChanged(fp string) {
 // reset sets the icon and menu again (a tray host that appeared or
 // restarted).
 func (t *tray) reset() {
-	t.state = ""
+	t.state, t.shown = "", ""
 	t.update()
 }
 
@@ -120,7 +122,41 @@ func (t *tray) update() {
 		t.host.SetIcon(trayIcon(state))
 	}
 	t.state = state
-	t.host.SetMenu(t.menu())
+	// Only a changed menu is sent: the host gives every item a new id, and
+	// a click the tray host sends for an item of the previous menu is lost.
+	m := t.menu()
+	if sig := t.menuSig(m); sig != t.shown {
+		t.shown = sig
+		t.host.SetMenu(m)
+	}
+}
+
+// menuSig sums up what the menu shows and what its items act on.
+func (t *tray) menuSig(m *fyne.Menu) string {
+	var b strings.Builder
+	var walk func(*fyne.Menu)
+	walk = func(m *fyne.Menu) {
+		for _, i := range m.Items {
+			fmt.Fprintf(&b, "%q %t %t %t %t[", i.Label, i.IsSeparator, i.Checked, i.Disabled, i.IsQuit)
+			if i.ChildMenu != nil {
+				walk(i.ChildMenu)
+			}
+			b.WriteString("]")
+		}
+	}
+	walk(m)
+	var fps []string
+	for _, p := range t.u.b.Peers() {
+		fps = append(fps, p.Fingerprint)
+	}
+	sort.Strings(fps)
+	for _, fp := range fps {
+		fmt.Fprintf(&b, "\n%s", fp)
+		for _, a := range t.apps[fp].apps {
+			fmt.Fprintf(&b, " %q", a.ID)
+		}
+	}
+	return b.String()
 }
 
 // menu builds the tray menu: one submenu per peer with its apps, then the

@@ -125,3 +125,44 @@ func TestTrayIconsMatchAssets(t *testing.T) {
 		})
 	}
 }
+
+// countingHost is a tray host that counts what it is sent.
+type countingHost struct{ icons, menus int }
+
+func (h *countingHost) SetIcon(fyne.Resource) { h.icons++ }
+func (h *countingHost) SetMenu(*fyne.Menu)    { h.menus++ }
+
+// The host is sent a menu only when it changed: each one gets new item ids,
+// and a click the tray host sends for an item of the previous menu is lost
+// (seen in the xfce4-panel test: a launch ending rebuilt the same menu twice).
+func TestTrayMenuSentOnlyWhenChanged(t *testing.T) {
+	f := newFake()
+	alice := peer("alice", "alice-desk", "verified")
+	f.peers = []dbusapi.Peer{alice}
+	f.apps[alice.Fingerprint] = []dbusapi.App{{ID: "xterm", Name: "XTerm"}}
+	u := newTestUI(t, f, nil)
+	h := &countingHost{}
+	u.tray.host = h
+	u.tray.install()
+	for _, tc := range []struct {
+		name         string
+		do           func()
+		icons, menus int
+	}{
+		{"installed", func() {}, 1, 1},
+		{"unchanged", func() { u.tray.update(); u.refreshSessions(); u.launchesChanged() }, 1, 1},
+		{"sharing off", func() { u.setSharing(false) }, 2, 2},
+		{"an app more", func() {
+			u.tray.setApps(alice.Fingerprint, []dbusapi.App{{ID: "xterm", Name: "XTerm"}, {ID: "gimp", Name: "GIMP"}}, nil)
+		}, 2, 3},
+		{"same apps again", func() {
+			u.tray.setApps(alice.Fingerprint, []dbusapi.App{{ID: "xterm", Name: "XTerm"}, {ID: "gimp", Name: "GIMP"}}, nil)
+		}, 2, 3},
+		{"tray host restarted", func() { u.tray.reset() }, 3, 4},
+	} {
+		tc.do()
+		if h.icons != tc.icons || h.menus != tc.menus {
+			t.Errorf("%s: host got %d icons and %d menus, want %d and %d", tc.name, h.icons, h.menus, tc.icons, tc.menus)
+		}
+	}
+}
