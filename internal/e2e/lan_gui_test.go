@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"encoding/json"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/internal/testbed"
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
+)
+
+// The desktop app on the simulated LAN: A and B run the desktop app, each on
+// its own display, C the headless daemon. A's peer browser lists B and C as
+// found through avahi; A launches B's xlogo from the peer browser, B's popup
+// is answered by a synthetic click on Allow, and the window appears on A's
+// display.
+func TestDesktopAppOnTheLAN(t *testing.T) {
+	testbed.Require(t, "xlogo", "xwininfo", "xdotool", "xwd", "setpriv")
+	bed := testbed.New(t, 3)
+	var nodes []*lanNode
+	for i, name := range []string{"alice", "bob", "carol"} {
+		n := &lanNode{node: *newNode(t, name != "alice"), h: bed.Host(i + 1), name: name}
+		writeSettings(t, n.u, name)
+		if name != "carol" {
+			n.x = testenv.StartXvfb(t, n.u.UID, n.u.GID)
+			n.u = n.u.With("DISPLAY="+n.x.Display, "XAUTHORITY="+n.x.XAuthority, "LIBGL_ALWAYS_SOFTWARE=1")
+		}
+		if name != "alice" {
+			shareApp(t, &n.node, "xlogo", "X Logo", "xlogo")
+		}
+		nodes = append(nodes, n)
+		t.Cleanup(func() {
+			n.stop()
+			if t.Failed() {
+				t.Logf("log of %s:\n%s", n.name, n.logTail())
+			}
+			os.Remove(n.log)
+		})
+	}
+	A, B, C := nodes[0], nodes[1], nodes[2]
+	A.startCmd(t, "gui", "-v", "--show", "peers")
+	B.startCmd(t, "gui", "-v")
+	C.start(t)
+
+	took := A.waitPeers(t, 10*time.Second, map[string]string{B.fp: "", C.fp: ""})
+	t.Logf("A's desktop app lists B and C %s after they started", took.Round(time.Millisecond))
+	A.x.WaitWindow(t, "eBrainPool: peers", true, 10*time.Second)
+	// Select the first peer (bob, sorted by name) to show its apps, then
+	// keep a screenshot of the peer browser with the test bed's peers.
+	o, err := A.x.Command("xdotool", "search", "--name", "eBrainPool: peers").Output()
+	if err != nil || len(strings.Fields(string(o))) == 0 {
+		t.Fatalf("peer browser window: %v %q", err, o)
+	}
+	win := strings.Fields(string(o))[0]
+	// Click bob's row until its apps show: the Launch button is the only
+	// primary-coloured (blue) control in the detail pane.
+	var shot image.Image
+	var launch image.Point
+	for found, deadline := false, time.Now().Add(15*time.Second); !found; {
+		if time.Now().After(deadline) {
+			t.Fatal("no Launch button in the peer browser after selecting bob (see the screenshot with EBP_SCREENSHOTS=1)")
+		}
+		if o, err := A.x.Command("xdotool", "mousemove", "--window", win, "120", "70", "click", "1").CombinedOutput(); err != nil {
+			t.Fatalf("selecting a peer: %v\n%s", err, o)
+		}
+		time.Sleep(time.Second) // B's apps fetched and drawn
+		img, err := A.x.Screenshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		shot = img.SubImage(image.Rect(0, 0, 760, 480)) // the window (no window manager: at 0,0)
+		launch, found = findColor(shot, image.Rect(300, 0, 760, 430), color.RGBA{41, 111, 246, 255})
+	}
+	if os.Getenv("EBP_SCREENSHOTS") == "1" {
+		f, err := os.Create(filepath.Join("..", "..", "docs", "screenshots", "peer-browser-lan.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := png.Encode(f, shot); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	click := A.x.Command("xdotool", "mousemove", "--window", win, strconv.Itoa(launch.X), strconv.Itoa(launch.Y), "click", "1")
+	if o, err := click.CombinedOutput(); err != nil {
+		t.Fatalf("clicking Launch: %v\n%s", err, o)
+	}
+	clickAllow(t, B.x, "asks to run X Logo", func() string { return "A's log: " + A.logTail() })
+	took = A.x.WaitWindow(t, "xlogo", true, 30*time.Second)
+	t.Logf("window on A %s after the click on Allow on B", took.Round(time.Millisecond))
+	B.x.WaitWindow(t, "asks to run X Logo", false, 10*time.Second)
+
+	// A ends it from its side: the window goes, the sandboxed app too.
+	start, _ := B.u.SubIDs(t)
+	var ss []struct{ ID string }
+	json.Unmarshal([]byte(A.u.MustRun(t, "sessions", "--json").Stdout), &ss)
+	if len(ss) != 1 {
+		t.Fatalf("A's sessions: %+v", ss)
+	}
+	A.u.MustRun(t, "end", ss[0].ID)
+	A.x.WaitWindow(t, "xlogo", false, 15*time.Second)
+	waitGone(t, start+1000)
+}
+
+// findColor returns the centre of the pixels of colour c inside r.
+func findColor(img image.Image, r image.Rectangle, c color.RGBA) (image.Point, bool) {
+	box := image.Rectangle{}
+	found := false
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			cr, cg, cb, _ := img.At(x, y).RGBA()
+			if uint8(cr>>8) == c.R && uint8(cg>>8) == c.G && uint8(cb>>8) == c.B {
+				p := image.Rect(x, y, x+1, y+1)
+				if !found {
+					box, found = p, true
+				} else {
+					box = box.Union(p)
+				}
+			}
+		}
+	}
+	return image.Pt((box.Min.X+box.Max.X)/2, (box.Min.Y+box.Max.Y)/2), found
+}
