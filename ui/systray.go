@@ -32,6 +32,9 @@ func (d desktopTray) SetMenu(m *fyne.Menu)    { d.app.SetSystemTrayMenu(m) }
 type systemTray struct {
 	run func(func())
 	end func()
+	// toggle reports whether an item is an on/off setting, shown as a
+	// checkbox also when off (fyne.Menu has no such flag).
+	toggle func(*fyne.MenuItem) bool
 }
 
 // newSystemTray registers the item with the session's
@@ -45,13 +48,13 @@ func newSystemTray(title string, run func(func()), ready func()) *systemTray {
 		ready()
 	}, nil)
 	start()
-	return &systemTray{run: run, end: end}
+	return &systemTray{run: run, end: end, toggle: func(*fyne.MenuItem) bool { return false }}
 }
 
 func (s *systemTray) SetIcon(r fyne.Resource) { systray.SetIcon(r.Content()) }
 
 // SetMenu replaces the whole menu (fyne.Menu semantics as in Fyne's tray:
-// checked items are checkboxes, disabled items greyed out).
+// checked items and toggles are checkboxes, disabled items greyed out).
 func (s *systemTray) SetMenu(m *fyne.Menu) {
 	systray.ResetMenu()
 	s.add(m, nil)
@@ -68,13 +71,14 @@ func (s *systemTray) add(m *fyne.Menu, parent *systray.MenuItem) {
 			continue
 		}
 		var item *systray.MenuItem
+		checkbox := i.Checked || s.toggle(i)
 		switch {
-		case parent != nil && i.Checked:
-			item = parent.AddSubMenuItemCheckbox(i.Label, "", true)
+		case parent != nil && checkbox:
+			item = parent.AddSubMenuItemCheckbox(i.Label, "", i.Checked)
 		case parent != nil:
 			item = parent.AddSubMenuItem(i.Label, "")
-		case i.Checked:
-			item = systray.AddMenuItemCheckbox(i.Label, "", true)
+		case checkbox:
+			item = systray.AddMenuItemCheckbox(i.Label, "", i.Checked)
 		default:
 			item = systray.AddMenuItem(i.Label, "")
 		}

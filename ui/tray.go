@@ -47,6 +47,8 @@ type tray struct {
 	state   string
 	// shown sums up the menu the host has (see menuSig).
 	shown string
+	// toggle is the last menu's sharing on/off item.
+	toggle *fyne.MenuItem
 }
 
 func newTray(u *UI, host trayHost) *tray {
@@ -180,6 +182,7 @@ func (t *tray) menu() *fyne.Menu {
 	sharing := fyne.NewMenuItem("Share my apps", nil)
 	sharing.Checked = t.u.b.Settings().Sharing
 	sharing.Action = func() { t.u.setSharing(!sharing.Checked) }
+	t.toggle = sharing
 	quit := fyne.NewMenuItem("Quit", t.u.Quit)
 	quit.IsQuit = true
 	items = append(items,

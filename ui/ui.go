@@ -95,6 +95,7 @@ func New(opts Options) *UI {
 	switch d, ok := opts.App.(desktopTrayApp); {
 	case opts.SystemTray:
 		u.systray = newSystemTray("eBrainPool", u.do, func() { u.do(u.tray.reset) })
+		u.systray.toggle = func(i *fyne.MenuItem) bool { return i == u.tray.toggle }
 		u.tray.host = u.systray
 		// Fyne ends its loop when its last window closes. Its own tray
 		// keeps a hidden window for that; here a window that is never

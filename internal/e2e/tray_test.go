@@ -165,8 +165,8 @@ func TestTrayInXfcePanel(t *testing.T) {
 		for _, tc := range []struct {
 			label, after, icon string
 		}{
-			{"[x] Share my apps", "Share my apps", "off"},
-			{"Share my apps", "[x] Share my apps", "sharing"},
+			{"[x] Share my apps", "[ ] Share my apps", "off"},
+			{"[ ] Share my apps", "[x] Share my apps", "sharing"},
 		} {
 			t0 := time.Now()
 			click(t, menu, tc.label)
