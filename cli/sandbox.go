@@ -233,13 +233,16 @@ func sandboxCommands() []*Command {
 					return enc.Encode(list)
 				}
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "PEER\tCONTAINER\tSTATE\tPROCS\tMEMORY")
+				fmt.Fprintln(tw, "PEER\tCONTAINER\tSTATE\tPROCS\tMEMORY\tCPU TIME")
 				for _, i := range list {
-					tasks, mem := "-", "-"
+					tasks, mem, cpu := "-", "-", "-"
 					if i.State == "RUNNING" {
 						tasks, mem = strconv.Itoa(i.Pids), fmt.Sprintf("%.1f MiB", float64(i.Memory)/(1<<20))
+						if i.CPU >= 0 {
+							cpu = i.CPU.Round(time.Millisecond).String()
+						}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", i.Peer, i.Name, i.State, tasks, mem)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Peer, i.Name, i.State, tasks, mem, cpu)
 				}
 				return tw.Flush()
 			},

@@ -256,6 +256,15 @@ func TestSandboxPeersSeparated(t *testing.T) {
 	if p1.Name == p2.Name {
 		t.Fatal("two peers share one container")
 	}
+	// CPU time is counted per sandbox: a busy loop in p1 shows in p1 only.
+	before1, before2 := p1.CPU, p2.CPU
+	if r := sh(t, u, "p1", "end=$(($(date +%s)+1)); while [ $(date +%s) -le $end ]; do :; done"); r.Code != 0 {
+		t.Fatalf("busy loop: %s", r)
+	}
+	p1, p2 = containerOf(t, u, "p1"), containerOf(t, u, "p2")
+	if p1.CPU-before1 < 500*time.Millisecond || p2.CPU-before2 > 200*time.Millisecond {
+		t.Fatalf("CPU time after a busy second in p1: p1 %v -> %v, p2 %v -> %v", before1, p1.CPU, before2, p2.CPU)
+	}
 }
 
 func TestSandboxResetAndExport(t *testing.T) {

@@ -61,6 +61,9 @@ type Info struct {
 	Created time.Time `json:"created"`
 	Pids    int       `json:"processes,omitempty"`
 	Memory  int64     `json:"memory_bytes,omitempty"`
+	// CPU is the CPU time its processes have used since it started
+	// (negative when the cgroup does not tell).
+	CPU time.Duration `json:"cpu_ns,omitempty"`
 }
 
 // meta is kept beside each container's config.
@@ -483,6 +486,7 @@ func (m *Manager) List() ([]Info, error) {
 				if mem, err := c.MemoryUsage(); err == nil {
 					info.Memory = int64(mem)
 				}
+				info.CPU = cpuTime(c)
 			}
 			lxc.Release(c)
 		}
@@ -490,6 +494,28 @@ func (m *Manager) List() ([]Info, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
 	return out, nil
+}
+
+// cpuTime is the CPU time used by the container's processes: cgroup v1's
+// cpuacct.usage, or v2's cpu.stat usage_usec; -1 if neither answers.
+func cpuTime(c *lxc.Container) time.Duration {
+	return parseCPUTime(c.CgroupItem("cpuacct.usage"), c.CgroupItem("cpu.stat"))
+}
+
+func parseCPUTime(cpuacctUsage, cpuStat []string) time.Duration {
+	if len(cpuacctUsage) > 0 {
+		if ns, err := strconv.ParseInt(strings.TrimSpace(cpuacctUsage[0]), 10, 64); err == nil {
+			return time.Duration(ns)
+		}
+	}
+	for _, line := range cpuStat {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "usage_usec "); ok {
+			if us, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return time.Duration(us) * time.Microsecond
+			}
+		}
+	}
+	return -1
 }
 
 func cgroupInt(c *lxc.Container, key string) int {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseSubIDsAndFreeRange(t *testing.T) {
@@ -196,5 +197,24 @@ func TestBuildRootfs(t *testing.T) {
 	// Idempotent: a second build over the first succeeds.
 	if err := buildRootfs(root, "ebp-x", []string{"ld.so.cache"}); err != nil {
 		t.Fatalf("second build: %v", err)
+	}
+}
+
+func TestParseCPUTime(t *testing.T) {
+	tests := []struct {
+		name        string
+		cpuacct, v2 []string
+		want        time.Duration
+	}{
+		{"cgroup v1", []string{"1500000000\n"}, nil, 1500 * time.Millisecond},
+		{"cgroup v2", nil, []string{"usage_usec 2500000", "user_usec 2000000"}, 2500 * time.Millisecond},
+		{"neither", []string{""}, []string{"nr_periods 0"}, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parseCPUTime(tt.cpuacct, tt.v2); got != tt.want {
+				t.Errorf("parseCPUTime = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

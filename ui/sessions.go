@@ -22,6 +22,14 @@ type sessionsView struct {
 	incoming *fyne.Container
 	outgoing *fyne.Container
 	status   *widget.Label
+	// cpu is each sandbox's CPU time at the last refresh.
+	cpu map[string]cpuSample
+}
+
+// cpuSample is a sandbox's CPU time when the window last looked.
+type cpuSample struct {
+	cpu time.Duration
+	at  time.Time
 }
 
 func newSessionsView(u *UI) *sessionsView {
@@ -41,13 +49,28 @@ func newSessionsView(u *UI) *sessionsView {
 	return s
 }
 
-// usageText is a sandbox's memory and process count, e.g. "120 MB, 7
-// processes".
-func usageText(info sandbox.Info, ok bool) string {
+// usageText is a sandbox's CPU use, memory and process count, e.g.
+// "CPU 12%, 120 MB, 7 processes". CPU is the share of one CPU since the
+// previous look (prev), or the CPU time so far at the first.
+func usageText(info sandbox.Info, ok bool, prev *cpuSample, now time.Time) string {
 	if !ok {
 		return "sandbox not running"
 	}
-	return fmt.Sprintf("%s, %d processes", megabytes(info.Memory), info.Pids)
+	procs := fmt.Sprintf("%d processes", info.Pids)
+	if info.Pids == 1 {
+		procs = "1 process"
+	}
+	return fmt.Sprintf("%s, %s, %s", cpuText(info.CPU, prev, now), megabytes(info.Memory), procs)
+}
+
+func cpuText(cpu time.Duration, prev *cpuSample, now time.Time) string {
+	switch {
+	case cpu < 0:
+		return "CPU unknown"
+	case prev == nil || !now.After(prev.at) || cpu < prev.cpu:
+		return "CPU time " + cpu.Round(10*time.Millisecond).String()
+	}
+	return fmt.Sprintf("CPU %.0f%%", float64(cpu-prev.cpu)/float64(now.Sub(prev.at))*100)
 }
 
 func megabytes(b int64) string {
@@ -78,11 +101,19 @@ func (s *sessionsView) refresh() {
 	s.incoming.RemoveAll()
 	s.outgoing.RemoveAll()
 	now := s.u.now()
+	seen := map[string]cpuSample{}
 	for _, x := range s.u.b.Sessions() {
 		info, ok := usage[x.Peer]
 		if x.Direction == "incoming" {
+			var prev *cpuSample
+			if p, had := s.cpu[x.Peer]; had {
+				prev = &p
+			}
+			if ok && info.CPU >= 0 {
+				seen[x.Peer] = cpuSample{info.CPU, now}
+			}
 			s.incoming.Add(s.row(x, fmt.Sprintf("%s runs %s · %s · %s", x.PeerName, x.App,
-				sinceText(time.Unix(x.Since, 0), now), usageText(info, ok))))
+				sinceText(time.Unix(x.Since, 0), now), usageText(info, ok, prev, now))))
 		} else {
 			state := ""
 			if x.State != "" {
@@ -92,6 +123,7 @@ func (s *sessionsView) refresh() {
 				sinceText(time.Unix(x.Since, 0), now), state)))
 		}
 	}
+	s.cpu = seen
 	if len(s.incoming.Objects) == 0 {
 		s.incoming.Add(widget.NewLabel("Nobody is running an app here."))
 	}

@@ -19,14 +19,22 @@ func TestSessionsWindow(t *testing.T) {
 		{ID: "s1", Direction: "incoming", Peer: "SHA256:bob", PeerName: "bob", App: "GIMP", Since: now.Add(-12 * time.Minute).Unix(), State: "running"},
 		{ID: "s2", Direction: "outgoing", Peer: "SHA256:alice", PeerName: "alice", App: "Inkscape", Since: now.Add(-90 * time.Minute).Unix(), State: "running"},
 	}
-	f.usage = []sandbox.Info{{Peer: "SHA256:bob", State: "RUNNING", Pids: 7, Memory: 120 << 20}}
-	u := newTestUI(t, f, &fakeClock{now})
+	f.usage = []sandbox.Info{{Peer: "SHA256:bob", State: "RUNNING", Pids: 7, Memory: 120 << 20, CPU: 3 * time.Second}}
+	clock := &fakeClock{now.Add(-2 * time.Second)}
+	u := newTestUI(t, f, clock)
 	u.ShowSessions()
+	if in := joined(u.sessions.incoming); !strings.Contains(in, "CPU time 3s, 120 MB, 7 processes") {
+		t.Errorf("first look: %q", in)
+	}
+	// Two seconds later, with one more second of CPU: half a CPU.
+	clock.t = now
+	f.usage[0].CPU = 4 * time.Second
+	u.sessions.refresh()
 	in, out := joined(u.sessions.incoming), joined(u.sessions.outgoing)
 	for _, tc := range []struct{ where, got, want string }{
 		{"incoming", in, "bob runs GIMP"},
 		{"incoming", in, "since 10:18 (12 min)"},
-		{"incoming", in, "120 MB, 7 processes"},
+		{"incoming", in, "CPU 50%, 120 MB, 7 processes"},
 		{"outgoing", out, "Inkscape on alice"},
 		{"outgoing", out, "(1h30)"},
 	} {
@@ -55,18 +63,24 @@ func TestSessionsWindow(t *testing.T) {
 }
 
 func TestUsageText(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 30, 0, 0, time.Local)
+	before := &cpuSample{cpu: time.Second, at: now.Add(-4 * time.Second)}
 	for _, tc := range []struct {
 		name string
 		info sandbox.Info
 		ok   bool
+		prev *cpuSample
 		want string
 	}{
-		{"running", sandbox.Info{Memory: 64 << 20, Pids: 3}, true, "64 MB, 3 processes"},
-		{"no memory figure", sandbox.Info{Pids: 1}, true, "memory unknown, 1 processes"},
-		{"stopped", sandbox.Info{}, false, "sandbox not running"},
+		{"first look", sandbox.Info{Memory: 64 << 20, Pids: 3, CPU: 1500 * time.Millisecond}, true, nil, "CPU time 1.5s, 64 MB, 3 processes"},
+		{"busy", sandbox.Info{Memory: 64 << 20, Pids: 3, CPU: 5 * time.Second}, true, before, "CPU 100%, 64 MB, 3 processes"},
+		{"idle", sandbox.Info{Memory: 64 << 20, Pids: 3, CPU: time.Second}, true, before, "CPU 0%, 64 MB, 3 processes"},
+		{"restarted sandbox", sandbox.Info{Memory: 64 << 20, Pids: 3, CPU: 200 * time.Millisecond}, true, before, "CPU time 200ms, 64 MB, 3 processes"},
+		{"no figures", sandbox.Info{Pids: 1, CPU: -1}, true, nil, "CPU unknown, memory unknown, 1 process"},
+		{"stopped", sandbox.Info{}, false, nil, "sandbox not running"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := usageText(tc.info, tc.ok); got != tc.want {
+			if got := usageText(tc.info, tc.ok, tc.prev, now); got != tc.want {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})

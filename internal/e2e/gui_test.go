@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"image"
+	"image/png"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -83,7 +86,7 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 	defer run.Process.Kill()
 
 	// The popup on the host's display, answered by a click on Allow.
-	clickAllow(t, host.x, "asks to run X Logo", func() string { return out.String() })
+	clickAllow(t, host.x, "asks to run X Logo", "", func() string { return out.String() })
 	took := req.x.WaitWindow(t, "xlogo", true, 30*time.Second)
 	t.Logf("window on the requester %s after the click on Allow", took.Round(time.Millisecond))
 	host.x.WaitWindow(t, "eBrainPool: bob asks to run X Logo", false, 10*time.Second)
@@ -93,9 +96,9 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 
 // clickAllow waits for the request popup whose title contains title on x's
 // display and clicks its Allow button (bottom right, kept to the bottom
-// edge by the popup's layout) with xdotool; detail adds context when it
-// fails.
-func clickAllow(t *testing.T, x *testenv.Xvfb, title string, detail func() string) {
+// edge by the popup's layout) with xdotool; shot, if set, names the
+// popup's screenshot (see windowShot); detail adds context when it fails.
+func clickAllow(t *testing.T, x *testenv.Xvfb, title, shot string, detail func() string) {
 	t.Helper()
 	var win string
 	deadline := time.Now().Add(20 * time.Second)
@@ -122,6 +125,9 @@ func clickAllow(t *testing.T, x *testenv.Xvfb, title string, detail func() strin
 		if v, ok := strings.CutPrefix(line, "HEIGHT="); ok {
 			h, _ = strconv.Atoi(v)
 		}
+	}
+	if shot != "" {
+		windowShot(t, x, win, shot)
 	}
 	click := x.Command("xdotool", "mousemove", "--window", win, strconv.Itoa(w-40), strconv.Itoa(h-26), "click", "1")
 	if o, err := click.CombinedOutput(); err != nil {
@@ -157,6 +163,38 @@ func closeWindow(t *testing.T, x *testenv.Xvfb, name string) {
 	if o, err := x.Command("xdotool", "key", "--window", f[0], "ctrl+w").CombinedOutput(); err != nil {
 		t.Fatalf("xdotool key ctrl+w: %v\n%s", err, o)
 	}
+}
+
+// windowShot captures window win (an X id) from x's display; with
+// EBP_SCREENSHOTS=1 it is written to docs/screenshots/name.
+func windowShot(t *testing.T, x *testenv.Xvfb, win, name string) image.Image {
+	t.Helper()
+	geo, err := x.Command("xdotool", "getwindowgeometry", "--shell", win).Output()
+	if err != nil {
+		t.Fatalf("geometry of window %s: %v", win, err)
+	}
+	v := map[string]int{}
+	for _, line := range strings.Split(string(geo), "\n") {
+		if k, val, ok := strings.Cut(line, "="); ok {
+			v[k], _ = strconv.Atoi(val)
+		}
+	}
+	img, err := x.Screenshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot := img.SubImage(image.Rect(v["X"], v["Y"], v["X"]+v["WIDTH"], v["Y"]+v["HEIGHT"]))
+	if os.Getenv("EBP_SCREENSHOTS") == "1" {
+		f, err := os.Create(filepath.Join("..", "..", "docs", "screenshots", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := png.Encode(f, shot); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return shot
 }
 
 func names(x *testenv.Xvfb) []string {

@@ -1,12 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"image"
 	"image/color"
-	"image/png"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,31 +70,30 @@ func TestDesktopAppOnTheLAN(t *testing.T) {
 			t.Fatalf("selecting a peer: %v\n%s", err, o)
 		}
 		time.Sleep(time.Second) // B's apps fetched and drawn
-		img, err := A.x.Screenshot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		shot = img.SubImage(image.Rect(0, 0, 760, 480)) // the window (no window manager: at 0,0)
-		launch, found = findColor(shot, image.Rect(300, 0, 760, 430), color.RGBA{41, 111, 246, 255})
-	}
-	if os.Getenv("EBP_SCREENSHOTS") == "1" {
-		f, err := os.Create(filepath.Join("..", "..", "docs", "screenshots", "peer-browser-lan.png"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := png.Encode(f, shot); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
+		shot = windowShot(t, A.x, win, "peer-browser-lan.png")
+		b := shot.Bounds()
+		launch, found = findColor(shot, image.Rect(b.Min.X+300, b.Min.Y, b.Max.X, b.Max.Y-50), color.RGBA{41, 111, 246, 255})
 	}
 	click := A.x.Command("xdotool", "mousemove", "--window", win, strconv.Itoa(launch.X), strconv.Itoa(launch.Y), "click", "1")
 	if o, err := click.CombinedOutput(); err != nil {
 		t.Fatalf("clicking Launch: %v\n%s", err, o)
 	}
-	clickAllow(t, B.x, "asks to run X Logo", func() string { return "A's log: " + A.logTail() })
+	clickAllow(t, B.x, "asks to run X Logo", "xvfb-request-popup.png", func() string { return "A's log: " + A.logTail() })
 	took = A.x.WaitWindow(t, "xlogo", true, 30*time.Second)
 	t.Logf("window on A %s after the click on Allow on B", took.Round(time.Millisecond))
 	B.x.WaitWindow(t, "asks to run X Logo", false, 10*time.Second)
+
+	// B opens its sessions window by starting the app again: the running
+	// app shows it (and the second start returns).
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if o, err := B.u.Command(ctx, "gui", "--show", "sessions").CombinedOutput(); err != nil {
+		t.Fatalf("starting B's desktop app again: %v\n%s", err, o)
+	}
+	waitVisible(t, B.x, "eBrainPool: sessions", true, 10*time.Second)
+	time.Sleep(2500 * time.Millisecond) // CPU and memory filled in
+	o, _ = B.x.Command("xdotool", "search", "--onlyvisible", "--name", "eBrainPool: sessions").Output()
+	windowShot(t, B.x, strings.Fields(string(o))[0], "xvfb-sessions.png")
 
 	// A ends it from its side: the window goes, the sandboxed app too.
 	start, _ := B.u.SubIDs(t)
