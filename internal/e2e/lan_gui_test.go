@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"image"
 	"image/color"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ebrainpool/ebrainpool/internal/testbed"
-	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
 
 // The desktop app on the simulated LAN: A and B run the desktop app, each on
@@ -22,28 +20,7 @@ import (
 // display.
 func TestDesktopAppOnTheLAN(t *testing.T) {
 	testbed.Require(t, "xlogo", "xwininfo", "xdotool", "xwd", "setpriv")
-	bed := testbed.New(t, 3)
-	var nodes []*lanNode
-	for i, name := range []string{"alice", "bob", "carol"} {
-		n := &lanNode{node: *newNode(t, name != "alice"), h: bed.Host(i + 1), name: name}
-		writeSettings(t, n.u, name)
-		if name != "carol" {
-			n.x = testenv.StartXvfb(t, n.u.UID, n.u.GID)
-			n.u = n.u.With("DISPLAY="+n.x.Display, "XAUTHORITY="+n.x.XAuthority, "LIBGL_ALWAYS_SOFTWARE=1")
-		}
-		if name != "alice" {
-			shareApp(t, &n.node, "xlogo", "X Logo", "xlogo")
-		}
-		nodes = append(nodes, n)
-		t.Cleanup(func() {
-			n.stop()
-			if t.Failed() {
-				t.Logf("log of %s:\n%s", n.name, n.logTail())
-			}
-			os.Remove(n.log)
-		})
-	}
-	A, B, C := nodes[0], nodes[1], nodes[2]
+	A, B, C := newLANNodes(t, testbed.New(t, 3), "alice", "bob")
 	A.startCmd(t, "gui", "-v", "--show", "peers")
 	B.startCmd(t, "gui", "-v")
 	C.start(t)
