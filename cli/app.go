@@ -98,7 +98,7 @@ func daemonCommand() *Command {
 			if err != nil {
 				return err
 			}
-			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log})
+			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log, ClientProcess: clientProcess()})
 			if err != nil {
 				return err
 			}

@@ -70,7 +70,7 @@ func guiCommand() *Command {
 			if err != nil {
 				return err
 			}
-			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log, SessionBus: conn})
+			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log, SessionBus: conn, ClientProcess: clientProcess()})
 			if err != nil {
 				return fmt.Errorf("starting eBrainPool: %w", err)
 			}

@@ -20,7 +20,34 @@ import (
 
 // tunnelCommands are the tunnel subcommands (grant, guest endpoint).
 func tunnelCommands() []*Command {
-	return []*Command{guestSSHDCommand(), grantCommand()}
+	return []*Command{guestSSHDCommand(), grantCommand(), x11ClientCommand()}
+}
+
+// x11ClientCommand is the requester's side of one session, started by the
+// daemon (tunnel.RunAppProcess) so the X11 data path runs in a process of
+// its own, tuned for it.
+func x11ClientCommand() *Command {
+	return &Command{
+		Name:    "x11-client",
+		Summary: "Run one app session's SSH client with X11 forwarding (started by the daemon).",
+		Hidden:  true,
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			if tunnel.ClientProcessMain() != 0 {
+				return errors.New("x11-client: could not report the session's result")
+			}
+			return nil
+		},
+	}
+}
+
+// clientProcess is this binary as the daemon's X11 client process, or nil
+// (the client then runs in the daemon) if the binary cannot be found.
+func clientProcess() *tunnel.ClientProcess {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	return &tunnel.ClientProcess{Path: exe, Args: []string{"x11-client"}}
 }
 
 // guestSSHDCommand is the endpoint started inside the container with the

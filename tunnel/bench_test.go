@@ -21,8 +21,11 @@ import (
 //	go test ./tunnel/ -run '^$' -bench CompareOpenSSH -benchtime 1x
 //
 // It prints a table with ratios (ours / OpenSSH; for latency OpenSSH / ours).
-// Our client runs in the benchmark process with default runtime settings;
-// our endpoint is a separate process tuned by TuneEndpointProcess, as
+// Our client runs in its own process (RunAppProcess, the test binary as
+// ClientProcessMain, tuned by TuneClientProcess), as the daemon runs it
+// through `ebrainpool x11-client`; EBP_BENCH_CLIENT=inprocess runs it in
+// the benchmark process with default runtime settings instead (RunApp).
+// Our endpoint is a separate process tuned by TuneEndpointProcess, as
 // `ebrainpool guest-sshd` is.
 func BenchmarkCompareOpenSSH(b *testing.B) {
 	x := startXvfb(b)
@@ -118,11 +121,27 @@ func benchOurs(tb testing.TB, x *xvfb, argv []string, stdout io.Writer) benchRes
 	var out strings.Builder
 	cfg := r.clientConfig(x, ShellJoin(argv))
 	cfg.Stdout = stdout
+	if stdout == io.Discard {
+		// As for stock ssh: output straight to /dev/null (a client
+		// process would otherwise relay it through a pipe to io.Discard).
+		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer devnull.Close()
+		cfg.Stdout = devnull
+	}
 	if argv[0] == "x11perf" {
 		cfg.Stdout = &out
 	}
 	start := time.Now()
-	st, err := RunApp(context.Background(), cfg)
+	var st int
+	var err error
+	if os.Getenv("EBP_BENCH_CLIENT") == "inprocess" {
+		st, err = RunApp(context.Background(), cfg)
+	} else {
+		st, err = RunAppProcess(context.Background(), clientProcess(tb), cfg)
+	}
 	res := benchResult{seconds: time.Since(start).Seconds()}
 	if err != nil || st != 0 {
 		tb.Fatalf("ours %v: status %d, %v", argv, st, err)

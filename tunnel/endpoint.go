@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
 )
 
 // Endpoint defaults.
@@ -374,6 +375,12 @@ func (s *endpointSession) claimStart() bool {
 	return true
 }
 
+// The app's stdout pipe size and the endpoint's reads from it.
+const (
+	appStdoutPipeSize = 1 << 20
+	appStdoutBuffer   = 256 << 10
+)
+
 // runApp runs the approved command in its own process group with the
 // channel as stdio and reports its exit status on the channel.
 func (s *endpointSession) runApp(ch ssh.Channel, disp *guestDisplay) {
@@ -386,7 +393,20 @@ func (s *endpointSession) runApp(ch ssh.Channel, disp *guestDisplay) {
 	}
 	cmd.Env = env
 	cmd.Dir = s.cfg.Dir
-	cmd.Stdout = ch
+	// The app's stdout goes through a pipe of our own: 1 MiB instead of
+	// 64 KiB and reads of up to appStdoutBuffer, so bulk output wakes the
+	// app and the endpoint far less often per byte.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		s.log.Warn("endpoint could not start app", "argv", argv, "err", err)
+		fmt.Fprintf(ch.Stderr(), "ebrainpool: cannot start %s: %v\n", argv[0], err)
+		ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{Status: 127}))
+		return
+	}
+	defer outR.Close()
+	defer outW.Close()
+	unix.FcntlInt(outW.Fd(), unix.F_SETPIPE_SZ, appStdoutPipeSize) // best effort (pipe-max-size, per-user limits)
+	cmd.Stdout = outW
 	cmd.Stderr = ch.Stderr()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -402,6 +422,14 @@ func (s *endpointSession) runApp(ch ssh.Channel, disp *guestDisplay) {
 		return
 	}
 	s.log.Info("endpoint app started", "argv", argv, "pid", cmd.Process.Pid)
+	outW.Close()
+	outDone := make(chan struct{})
+	go func() {
+		defer close(outDone)
+		buf := make([]byte, appStdoutBuffer)
+		// Hide the pipe's WriteTo, which would copy 32 KiB at a time.
+		io.CopyBuffer(ch, struct{ io.Reader }{outR}, buf)
+	}()
 	go func() {
 		io.Copy(stdin, ch)
 		stdin.Close()
@@ -409,6 +437,14 @@ func (s *endpointSession) runApp(ch ssh.Channel, disp *guestDisplay) {
 	err = cmd.Wait()
 	// The app's session is over: nothing it started may outlive it.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	// Its output goes out before its exit status; a process that left the
+	// group and keeps stdout open gets cmd.WaitDelay, as exec gives it.
+	select {
+	case <-outDone:
+	case <-time.After(cmd.WaitDelay):
+		outR.Close()
+		<-outDone
+	}
 	ps := cmd.ProcessState
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		sig := strings.TrimPrefix(unixSignalName(ws.Signal()), "SIG")

@@ -29,6 +29,19 @@ import (
 // serves one SSH session on stdin/stdout, like `ebrainpool guest-sshd`.
 const endpointModeEnv = "EBP_TUNNEL_TEST_ENDPOINT"
 
+// clientModeEnv switches the test binary into a client process
+// (ClientProcessMain), like `ebrainpool x11-client`.
+const clientModeEnv = "EBP_TUNNEL_TEST_CLIENT"
+
+// clientProcess is the test binary as RunAppProcess's client process.
+func clientProcess(tb testing.TB) ClientProcess {
+	self, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ClientProcess{Path: self, Env: append(os.Environ(), clientModeEnv+"=1")}
+}
+
 // markerEnv is set in every app the tests start, so they can check that
 // none of them outlives its session.
 const markerEnv = "EBP_TUNNEL_TEST_MARKER"
@@ -46,6 +59,9 @@ type endpointSpec struct {
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(endpointModeEnv); spec != "" {
 		os.Exit(endpointMain(spec))
+	}
+	if os.Getenv(clientModeEnv) != "" {
+		os.Exit(ClientProcessMain())
 	}
 	if os.Getenv(xclientModeEnv) != "" && len(os.Args) == 2 {
 		os.Exit(xclientMain(os.Args[1]))

@@ -594,3 +594,67 @@ func TestGoClientTCPDisplay(t *testing.T) {
 	}
 	waitDone(t, r.fwd, 10*time.Second)
 }
+
+// TestGoClientProcessToEndpoint runs the Go client in its own process
+// (RunAppProcess), as the daemon does.
+func TestGoClientProcessToEndpoint(t *testing.T) {
+	x := startXvfb(t)
+	t.Run("window", func(t *testing.T) {
+		r := newRig(t, rigOptions{command: []string{"xlogo"}})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		res := make(chan error, 1)
+		started := make(chan struct{})
+		go func() {
+			cfg := r.clientConfig(x, "xlogo")
+			cfg.Started = func() { close(started) }
+			_, err := RunAppProcess(ctx, clientProcess(t), cfg)
+			res <- err
+		}()
+		x.waitWindow(t, "xlogo", true, 15*time.Second)
+		select {
+		case <-started:
+		case <-time.After(5 * time.Second):
+			t.Error("Started not called")
+		}
+		cancel()
+		if err := <-res; !errors.Is(err, context.Canceled) {
+			t.Errorf("RunAppProcess after cancel: %v, want context.Canceled", err)
+		}
+		x.waitWindow(t, "xlogo", false, 10*time.Second)
+		waitDone(t, r.fwd, 10*time.Second)
+	})
+	t.Run("status, output and stdin", func(t *testing.T) {
+		argv := []string{"sh", "-c", "xdpyinfo | grep -c 'number of screens'; cat; echo err >&2; exit 3"}
+		r := newRig(t, rigOptions{command: argv})
+		var stdout, stderr bytes.Buffer
+		cfg := r.clientConfig(x, ShellJoin(argv))
+		cfg.Stdout, cfg.Stderr, cfg.Stdin = &stdout, &stderr, strings.NewReader("in\n")
+		st, err := RunAppProcess(context.Background(), clientProcess(t), cfg)
+		if err != nil || st != 3 {
+			t.Fatalf("RunAppProcess = %d, %v (stderr %q), want 3", st, err, stderr.String())
+		}
+		if stdout.String() != "1\nin\n" || stderr.String() != "err\n" {
+			t.Errorf("stdout %q, stderr %q, want %q, %q", stdout.String(), stderr.String(), "1\nin\n", "err\n")
+		}
+		waitDone(t, r.fwd, 10*time.Second)
+	})
+	t.Run("wrong host key", func(t *testing.T) {
+		r := newRig(t, rigOptions{command: []string{"true"}})
+		cfg := r.clientConfig(nil, "true")
+		cfg.HostKey = newKeyPair(t, t.TempDir(), "other").signer.PublicKey()
+		if _, err := RunAppProcess(context.Background(), clientProcess(t), cfg); err == nil || !strings.Contains(err.Error(), "host key") {
+			t.Errorf("RunAppProcess with the wrong host key: %v, want a host key error", err)
+		}
+	})
+	t.Run("stock sshd", func(t *testing.T) {
+		r := newRig(t, rigOptions{sshd: true})
+		cfg := r.clientConfig(x, "xdpyinfo >/dev/null && exit 7")
+		cfg.User = "root"
+		st, err := RunAppProcess(context.Background(), clientProcess(t), cfg)
+		if err != nil || st != 7 {
+			t.Fatalf("RunAppProcess = %d, %v, want 7", st, err)
+		}
+		waitDone(t, r.fwd, 10*time.Second)
+	})
+}

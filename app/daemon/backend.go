@@ -98,6 +98,7 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 			Identity: d.id.Signer(), Name: d.Settings().DisplayName, Verify: d.verify(p),
 			Display: d.opts.Display, XAuthority: d.opts.XAuthority, Progress: progress,
 			Stdout: logWriter{d.log, o.id, "stdout"}, Stderr: logWriter{d.log, o.id, "stderr"}, Logger: d.log,
+			ClientProcess: d.opts.ClientProcess,
 		})
 		d.mu.Lock()
 		delete(d.outgoing, o.id)

@@ -28,6 +28,7 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/identity"
 	"github.com/ebrainpool/ebrainpool/app/session"
 	"github.com/ebrainpool/ebrainpool/sandbox"
+	"github.com/ebrainpool/ebrainpool/tunnel"
 	"github.com/godbus/dbus/v5"
 	"golang.org/x/crypto/ssh"
 )
@@ -53,7 +54,10 @@ type Options struct {
 	Display, XAuthority string
 	// AppDirs are the XDG data dirs scanned for shareable apps.
 	AppDirs []string
-	Logger  *slog.Logger
+	// ClientProcess, if set, runs the SSH client of our launches in a
+	// process of its own (see session.RunConfig); nil runs it in this one.
+	ClientProcess *tunnel.ClientProcess
+	Logger        *slog.Logger
 }
 
 // Daemon is a running eBrainPool instance.

@@ -40,6 +40,10 @@ type RunConfig struct {
 	Stdout, Stderr      io.Writer
 	Progress            func(stage string)
 	Logger              *slog.Logger
+	// ClientProcess, if set, runs the SSH client in a process of its own
+	// (tunnel.RunAppProcess), where the X11 data path does not share the
+	// Go scheduler with the rest of the caller; nil runs it in this one.
+	ClientProcess *tunnel.ClientProcess
 }
 
 // Run asks the peer to launch app, waits for its consent, runs the app with
@@ -66,12 +70,18 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 		return -1, fmt.Errorf("the grant's host key: %w", err)
 	}
 	progress(StageConnecting)
-	code, err := tunnel.RunApp(ctx, tunnel.ClientConfig{
+	ccfg := tunnel.ClientConfig{
 		Addr: net.JoinHostPort(g.Host, strconv.Itoa(g.Port)), HostKey: hostKey, Identity: cfg.Identity,
 		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority,
 		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Logger: cfg.Logger,
 		Started: func() { progress(StageRunning) },
-	})
+	}
+	var code int
+	if cfg.ClientProcess != nil {
+		code, err = tunnel.RunAppProcess(ctx, *cfg.ClientProcess, ccfg)
+	} else {
+		code, err = tunnel.RunApp(ctx, ccfg)
+	}
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if eerr := c.End(endCtx, g.Session); eerr != nil && !control.IsRefused(eerr, control.CodeBadRequest) && !errors.Is(eerr, io.EOF) {
