@@ -91,7 +91,7 @@ func guestSSHDCommand() *Command {
 			if err != nil {
 				return err
 			}
-			tunnel.TuneEndpointProcess() // this process serves only this connection
+			tunnel.TuneRelayProcess() // this process serves only this connection
 			appEnv := []string(envs)
 			if !hasEnv(appEnv, "PATH") {
 				appEnv = append(appEnv, "PATH="+os.Getenv("PATH"))

@@ -22,10 +22,10 @@ import (
 //
 // It prints a table with ratios (ours / OpenSSH; for latency OpenSSH / ours).
 // Our client runs in its own process (RunAppProcess, the test binary as
-// ClientProcessMain, tuned by TuneClientProcess), as the daemon runs it
+// ClientProcessMain, tuned by TuneRelayProcess), as the daemon runs it
 // through `ebrainpool x11-client`; EBP_BENCH_CLIENT=inprocess runs it in
 // the benchmark process with default runtime settings instead (RunApp).
-// Our endpoint is a separate process tuned by TuneEndpointProcess, as
+// Our endpoint is a separate process tuned by TuneRelayProcess, as
 // `ebrainpool guest-sshd` is.
 func BenchmarkCompareOpenSSH(b *testing.B) {
 	x := startXvfb(b)

@@ -14,8 +14,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -76,7 +74,7 @@ type ClientProcess struct {
 
 // RunAppProcess is RunApp in a separate process started from p, which
 // calls ClientProcessMain. The X11 data path then runs in a process tuned
-// for it (TuneClientProcess: one P, so relaying a packet hands it from
+// for it (TuneRelayProcess: one P, so relaying a packet hands it from
 // goroutine to goroutine without waking other threads), whatever else the
 // calling process does. The identity key stays in this process: the child
 // signs through an SSH agent served here on a private socket pair, for the
@@ -283,11 +281,11 @@ func (signOnlyAgent) Unlock([]byte) error            { return errAgentReadOnly }
 func (signOnlyAgent) Signers() ([]ssh.Signer, error) { return nil, errAgentReadOnly }
 
 // ClientProcessMain is the body of a client process started by
-// RunAppProcess: it tunes the runtime (TuneClientProcess), runs the
+// RunAppProcess: it tunes the runtime (TuneRelayProcess), runs the
 // session described on its descriptors and returns the process's exit
 // code (0 once the result was reported, 2 if it could not be).
 func ClientProcessMain() int {
-	TuneClientProcess()
+	TuneRelayProcess()
 	status := os.NewFile(fdClientStatus, "status")
 	specF := os.NewFile(fdClientSpec, "spec")
 	agentF := os.NewFile(fdClientAgent, "agent")
@@ -369,13 +367,4 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-// TuneClientProcess sets the Go runtime up for a process that only runs
-// one RunApp session (ClientProcessMain): like TuneEndpointProcess, a
-// single P and a higher GC target. Not for use in a process doing other
-// work.
-func TuneClientProcess() {
-	runtime.GOMAXPROCS(1)
-	debug.SetGCPercent(400)
 }

@@ -554,14 +554,15 @@ func (s *endpointSession) serveX11(ln *net.UnixListener, disp *guestDisplay, sin
 	}
 }
 
-// TuneEndpointProcess sets the Go runtime up for a process that only
-// runs one endpoint (`ebrainpool guest-sshd`): a single P, so relaying a
+// TuneRelayProcess sets the Go runtime up for a process that only relays
+// one SSH session: an endpoint (`ebrainpool guest-sshd`) or a client
+// process (`ebrainpool x11-client`). A single P, so relaying a
 // packet hands it from goroutine to goroutine without waking another
 // thread (this roughly halves the per-round-trip cost on small
 // machines), and a higher GC target, so the per-packet buffers of the
 // SSH transport are reused instead of being returned to the OS and
 // faulted in again. Not for use in a process doing other work.
-func TuneEndpointProcess() {
+func TuneRelayProcess() {
 	runtime.GOMAXPROCS(1)
 	debug.SetGCPercent(400)
 }

@@ -129,7 +129,7 @@ func endpointMain(specJSON string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	TuneEndpointProcess()                      // as guest-sshd does
+	TuneRelayProcess()                         // as guest-sshd does
 	if p := os.Getenv("CPUPROFILE"); p != "" { // profiling the endpoint
 		if f, err := os.Create(p); err == nil {
 			pprof.StartCPUProfile(f)
