@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/godbus/dbus/v5"
 	"io"
 	"log/slog"
 	"net"
@@ -75,17 +76,47 @@ func (p *peerFlag) Set(v string) error {
 	return nil
 }
 
+// daemonFlags are the flags the daemon and the desktop app share, and the
+// start-up they drive.
+type daemonFlags struct {
+	listen      string
+	noDiscovery bool
+	peers       peerFlag
+}
+
+func (f *daemonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.listen, "listen", "", "control address (default: all addresses, port from settings or chosen by the system)")
+	fs.BoolVar(&f.noDiscovery, "no-discovery", false, "do not use avahi (give peers with --peer)")
+	fs.Var(&f.peers, "peer", "add a peer by hand: FINGERPRINT@IP:PORT[=NAME] (repeatable)")
+}
+
+// newDaemon makes the daemon (bus nil: it connects to the session bus
+// itself), adds the hand-given peers and prints the banner.
+func (f *daemonFlags) newDaemon(env *Env, log *slog.Logger, bus *dbus.Conn) (*daemon.Daemon, error) {
+	dirs, err := config.UserDirs()
+	if err != nil {
+		return nil, err
+	}
+	d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: f.listen, NoDiscovery: f.noDiscovery, Logger: log,
+		SessionBus: bus, ClientProcess: clientProcess()})
+	if err != nil {
+		return nil, fmt.Errorf("starting eBrainPool: %w", err)
+	}
+	for _, p := range f.peers {
+		d.AddPeer(p)
+	}
+	printBanner(env.Stdout, d)
+	return d, nil
+}
+
 func daemonCommand() *Command {
-	var listen, level string
-	var noDiscovery bool
-	var peers peerFlag
+	var df daemonFlags
+	var level string
 	return &Command{
 		Name: "daemon", Usage: "[--listen ADDR] [--no-discovery] [--peer FP@IP:PORT[=NAME]]...",
 		Summary: "Run eBrainPool without the GUI: discovery, sharing, launches and the D-Bus API.",
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&listen, "listen", "", "control address (default: all addresses, port from settings or chosen by the system)")
-			fs.BoolVar(&noDiscovery, "no-discovery", false, "do not use avahi (give peers with --peer)")
-			fs.Var(&peers, "peer", "add a peer by hand: FINGERPRINT@IP:PORT[=NAME] (repeatable)")
+			df.register(fs)
 			fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
@@ -93,19 +124,10 @@ func daemonCommand() *Command {
 			if err := lv.UnmarshalText([]byte(level)); err != nil {
 				return usageError("--log-level: %v", err)
 			}
-			log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lv}))
-			dirs, err := config.UserDirs()
+			d, err := df.newDaemon(env, slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lv})), nil)
 			if err != nil {
 				return err
 			}
-			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log, ClientProcess: clientProcess()})
-			if err != nil {
-				return err
-			}
-			for _, p := range peers {
-				d.AddPeer(p)
-			}
-			printBanner(env.Stdout, d)
 			return d.Run(ctx)
 		},
 	}
@@ -316,18 +338,13 @@ func shareCommand(share bool) *Command {
 			if !all && fs.NArg() == 0 {
 				return usageError("name apps or give --all")
 			}
-			dirs, err := config.UserDirs()
-			if err != nil {
-				return err
-			}
-			s, err := catalog.LoadSharing(dirs.SharingFile())
+			dirs, installed, s, err := localApps()
 			if err != nil {
 				return err
 			}
 			if all {
 				s = catalog.Sharing{All: share}
 			}
-			installed, _ := catalog.Scan(catalog.DataDirs(dirs.Home))
 			for _, id := range fs.Args() {
 				found := false
 				for _, a := range installed {
@@ -343,19 +360,29 @@ func shareCommand(share bool) *Command {
 	}
 }
 
+// localApps reads, without the daemon, the user's directories, the
+// graphical apps installed here and the sharing choice.
+func localApps() (config.Dirs, []catalog.App, catalog.Sharing, error) {
+	dirs, err := config.UserDirs()
+	if err != nil {
+		return dirs, nil, catalog.Sharing{}, err
+	}
+	s, err := catalog.LoadSharing(dirs.SharingFile())
+	if err != nil {
+		return dirs, nil, s, err
+	}
+	apps, _ := catalog.Scan(catalog.DataDirs(dirs.Home))
+	return dirs, apps, s, nil
+}
+
 func localAppsCommand() *Command {
 	return &Command{
 		Name: "local-apps", Usage: "", Summary: "List the graphical apps installed here and whether each is shared.",
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
-			dirs, err := config.UserDirs()
+			_, apps, s, err := localApps()
 			if err != nil {
 				return err
 			}
-			s, err := catalog.LoadSharing(dirs.SharingFile())
-			if err != nil {
-				return err
-			}
-			apps, _ := catalog.Scan(catalog.DataDirs(dirs.Home))
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "APP\tNAME\tSHARED\tCOMMAND")
 			for _, a := range apps {

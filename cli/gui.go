@@ -12,8 +12,6 @@ import (
 	fyneapp "fyne.io/fyne/v2/app"
 	"github.com/godbus/dbus/v5"
 
-	"github.com/ebrainpool/ebrainpool/app/config"
-	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/ui"
 )
 
@@ -24,19 +22,16 @@ func guiCommands() []*Command {
 }
 
 func guiCommand() *Command {
-	var listen string
+	var df daemonFlags
 	var show string
-	var noDiscovery, verbose bool
-	var peers peerFlag
+	var verbose bool
 	return &Command{
 		Name: "gui", Usage: "[flags]",
 		Summary: "Run the desktop app: the tray icon, peer browser and request popups, with the daemon in the same process (the default).",
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&listen, "listen", "", "control address peers connect to (default: the port from the settings)")
-			fs.BoolVar(&noDiscovery, "no-discovery", false, "do not announce or browse peers through avahi")
+			df.register(fs)
 			fs.BoolVar(&verbose, "v", false, "log debug messages")
 			fs.StringVar(&show, "show", "", "open a window at start: peers, sessions, settings or none (default: peers when the desktop has no tray, else none); if eBrainPool already runs, it shows that window")
-			fs.Var(&peers, "peer", "add a peer by hand: FINGERPRINT@IP:PORT[=NAME] (repeatable)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			if fs.NArg() != 0 {
@@ -66,18 +61,10 @@ func guiCommand() *Command {
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
-			dirs, err := config.UserDirs()
+			d, err := df.newDaemon(env, log, conn)
 			if err != nil {
 				return err
 			}
-			d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: listen, NoDiscovery: noDiscovery, Logger: log, SessionBus: conn, ClientProcess: clientProcess()})
-			if err != nil {
-				return fmt.Errorf("starting eBrainPool: %w", err)
-			}
-			for _, p := range peers {
-				d.AddPeer(p)
-			}
-			printBanner(env.Stdout, d)
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			a := fyneapp.NewWithID(ui.AppID)

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -193,28 +194,20 @@ func median(v []float64) float64 {
 // BenchmarkX11perfOurs runs one x11perf test through our client and
 // endpoint only (X11PERF_TEST, default -putimage100), for profiling.
 func BenchmarkX11perfOurs(b *testing.B) {
-	x := startXvfb(b)
-	needBin(b, "x11perf")
-	test := os.Getenv("X11PERF_TEST")
-	if test == "" {
-		test = "-putimage100"
-	}
-	for range b.N {
-		r := benchOurs(b, x, []string{"x11perf", "-repeat", "1", "-time", "3", test}, io.Discard)
-		b.ReportMetric(r.rate, "ops/s")
-	}
+	benchX11perf(b, func(x *xvfb, argv []string) float64 { return benchOurs(b, x, argv, io.Discard).rate })
 }
 
 // BenchmarkX11perfStock is BenchmarkX11perfOurs through stock ssh -X and sshd -i.
 func BenchmarkX11perfStock(b *testing.B) {
+	benchX11perf(b, func(x *xvfb, argv []string) float64 { return benchStock(b, x, argv).rate })
+}
+
+// benchX11perf reports the rate of X11PERF_TEST run through path.
+func benchX11perf(b *testing.B, path func(x *xvfb, argv []string) float64) {
 	x := startXvfb(b)
 	needBin(b, "x11perf")
-	test := os.Getenv("X11PERF_TEST")
-	if test == "" {
-		test = "-putimage100"
-	}
+	test := cmp.Or(os.Getenv("X11PERF_TEST"), "-putimage100")
 	for range b.N {
-		r := benchStock(b, x, []string{"x11perf", "-repeat", "1", "-time", "3", test})
-		b.ReportMetric(r.rate, "ops/s")
+		b.ReportMetric(path(x, []string{"x11perf", "-repeat", "1", "-time", "3", test}), "ops/s")
 	}
 }

@@ -116,7 +116,6 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 	}
 	conn.SetDeadline(time.Time{})
 	client := ssh.NewClient(cc, chans, reqs)
-	defer client.Close()
 	context.AfterFunc(ctx, func() { client.Close() })
 
 	var x11wg sync.WaitGroup

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -94,19 +93,9 @@ func RunAppProcess(ctx context.Context, p ClientProcess, cfg ClientConfig) (int,
 		HandshakeTimeout: cfg.HandshakeTimeout, MaxX11Conns: cfg.MaxX11Conns,
 	}
 	if !cfg.NoX11 {
-		// Resolved here, so the child does not depend on its environment.
+		// Empty ones default in the child as in RunApp (from the
+		// environment it inherits, unless p.Env replaces it).
 		spec.Display, spec.XAuthority = cfg.Display, cfg.XAuthority
-		if spec.Display == "" {
-			spec.Display = os.Getenv("DISPLAY")
-		}
-		if spec.XAuthority == "" {
-			spec.XAuthority = os.Getenv("XAUTHORITY")
-		}
-		if spec.XAuthority == "" {
-			if home, err := os.UserHomeDir(); err == nil {
-				spec.XAuthority = filepath.Join(home, ".Xauthority")
-			}
-		}
 	}
 	specR, specW, err := os.Pipe()
 	if err != nil {

@@ -20,6 +20,24 @@ import (
 )
 
 // waitDone waits for the forward to finish.
+// windowUntilCancel runs a client session (run) until xlogo's window is on
+// x, then cancels it: run must end with context.Canceled, the window must
+// go and the rig's forward must be done.
+func windowUntilCancel(t *testing.T, x *xvfb, r *rig, run func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- run(ctx) }()
+	x.waitWindow(t, "xlogo", true, 15*time.Second)
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Errorf("session after cancel: %v, want context.Canceled", err)
+	}
+	x.waitWindow(t, "xlogo", false, 10*time.Second)
+	waitDone(t, r.fwd, 10*time.Second)
+}
+
 func waitDone(tb testing.TB, f *Forward, timeout time.Duration) {
 	tb.Helper()
 	select {
@@ -102,20 +120,10 @@ func TestGoClientToStockSSHD(t *testing.T) {
 		r := newRig(t, rigOptions{sshd: true})
 		cfg := r.clientConfig(x, "xlogo")
 		cfg.User = "root"
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		res := make(chan error, 1)
-		go func() {
+		windowUntilCancel(t, x, r, func(ctx context.Context) error {
 			_, err := RunApp(ctx, cfg)
-			res <- err
-		}()
-		x.waitWindow(t, "xlogo", true, 15*time.Second)
-		cancel()
-		if err := <-res; !errors.Is(err, context.Canceled) {
-			t.Errorf("RunApp after cancel: %v, want context.Canceled", err)
-		}
-		x.waitWindow(t, "xlogo", false, 10*time.Second)
-		waitDone(t, r.fwd, 10*time.Second)
+			return err
+		})
 	})
 	t.Run("exit status", func(t *testing.T) {
 		r := newRig(t, rigOptions{sshd: true})
@@ -139,20 +147,10 @@ func TestGoClientToEndpoint(t *testing.T) {
 	}
 	t.Run("window", func(t *testing.T) {
 		r := newRig(t, rigOptions{command: []string{"xlogo"}})
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		res := make(chan error, 1)
-		go func() {
+		windowUntilCancel(t, x, r, func(ctx context.Context) error {
 			_, err := RunApp(ctx, r.clientConfig(x, "xlogo"))
-			res <- err
-		}()
-		x.waitWindow(t, "xlogo", true, 15*time.Second)
-		cancel()
-		if err := <-res; !errors.Is(err, context.Canceled) {
-			t.Errorf("RunApp after cancel: %v, want context.Canceled", err)
-		}
-		x.waitWindow(t, "xlogo", false, 10*time.Second)
-		waitDone(t, r.fwd, 10*time.Second)
+			return err
+		})
 	})
 	tests := []struct {
 		name       string
@@ -601,28 +599,18 @@ func TestGoClientProcessToEndpoint(t *testing.T) {
 	x := startXvfb(t)
 	t.Run("window", func(t *testing.T) {
 		r := newRig(t, rigOptions{command: []string{"xlogo"}})
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		res := make(chan error, 1)
 		started := make(chan struct{})
-		go func() {
-			cfg := r.clientConfig(x, "xlogo")
-			cfg.Started = func() { close(started) }
+		cfg := r.clientConfig(x, "xlogo")
+		cfg.Started = func() { close(started) }
+		windowUntilCancel(t, x, r, func(ctx context.Context) error {
 			_, err := RunAppProcess(ctx, clientProcess(t), cfg)
-			res <- err
-		}()
-		x.waitWindow(t, "xlogo", true, 15*time.Second)
+			return err
+		})
 		select {
 		case <-started:
-		case <-time.After(5 * time.Second):
+		default:
 			t.Error("Started not called")
 		}
-		cancel()
-		if err := <-res; !errors.Is(err, context.Canceled) {
-			t.Errorf("RunAppProcess after cancel: %v, want context.Canceled", err)
-		}
-		x.waitWindow(t, "xlogo", false, 10*time.Second)
-		waitDone(t, r.fwd, 10*time.Second)
 	})
 	t.Run("status, output and stdin", func(t *testing.T) {
 		argv := []string{"sh", "-c", "xdpyinfo | grep -c 'number of screens'; cat; echo err >&2; exit 3"}

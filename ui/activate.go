@@ -52,8 +52,8 @@ func ExportWindows(conn *dbus.Conn, u *UI) error {
 // window name. running is false when no eBrainPool runs; an eBrainPool
 // running headless (`ebrainpool daemon`) is an error that names the fix.
 func ShowRunning(conn *dbus.Conn, name string) (running bool, err error) {
-	var has bool
-	if err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, dbusapi.BusName).Store(&has); err != nil {
+	has, err := nameHasOwner(conn, dbusapi.BusName)
+	if err != nil {
 		return false, fmt.Errorf("asking the session bus whether eBrainPool runs: %w", err)
 	}
 	if !has {
@@ -73,7 +73,12 @@ func ShowRunning(conn *dbus.Conn, name string) (running bool, err error) {
 // TrayHostPresent reports whether the desktop shows StatusNotifierItems
 // (a tray host owns org.kde.StatusNotifierWatcher).
 func TrayHostPresent(conn *dbus.Conn) bool {
-	var has bool
-	err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, "org.kde.StatusNotifierWatcher").Store(&has)
+	has, err := nameHasOwner(conn, "org.kde.StatusNotifierWatcher")
 	return err == nil && has
+}
+
+func nameHasOwner(conn *dbus.Conn, name string) (bool, error) {
+	var has bool
+	err := conn.BusObject().Call("org.freedesktop.DBus.NameHasOwner", 0, name).Store(&has)
+	return has, err
 }

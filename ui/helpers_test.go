@@ -7,17 +7,28 @@ import (
 	"fyne.io/fyne/v2/widget"
 )
 
-// texts collects the text of every label, rich text, check and button
-// under o.
+// walk calls f for o and every object in the containers (and form items)
+// under it, depth first.
+func walk(o fyne.CanvasObject, f func(fyne.CanvasObject)) {
+	f(o)
+	switch o := o.(type) {
+	case *fyne.Container:
+		for _, c := range o.Objects {
+			walk(c, f)
+		}
+	case *widget.Form:
+		for _, it := range o.Items {
+			walk(it.Widget, f)
+		}
+	}
+}
+
+// texts collects the text of every label, rich text, check, button and
+// form item under o.
 func texts(o fyne.CanvasObject) []string {
 	var out []string
-	var walk func(fyne.CanvasObject)
-	walk = func(o fyne.CanvasObject) {
+	walk(o, func(o fyne.CanvasObject) {
 		switch o := o.(type) {
-		case *fyne.Container:
-			for _, c := range o.Objects {
-				walk(c)
-			}
 		case *widget.Label:
 			out = append(out, o.Text)
 		case *widget.RichText:
@@ -29,53 +40,56 @@ func texts(o fyne.CanvasObject) []string {
 		case *widget.Form:
 			for _, it := range o.Items {
 				out = append(out, it.Text)
-				walk(it.Widget)
 			}
 		}
-	}
-	walk(o)
+	})
 	return out
 }
 
 // joined is texts as one string, for "contains" checks.
 func joined(o fyne.CanvasObject) string { return strings.Join(texts(o), "\n") }
 
-// findButton finds a button by its text under o.
-func findButton(o fyne.CanvasObject, text string) *widget.Button {
-	var found *widget.Button
-	var walk func(fyne.CanvasObject)
-	walk = func(o fyne.CanvasObject) {
-		switch o := o.(type) {
-		case *fyne.Container:
-			for _, c := range o.Objects {
-				walk(c)
-			}
-		case *widget.Button:
-			if o.Text == text && found == nil {
-				found = o
-			}
+// first finds the first object of type T under o that matches.
+func first[T fyne.CanvasObject](o fyne.CanvasObject, match func(T) bool) T {
+	var found T
+	done := false
+	walk(o, func(o fyne.CanvasObject) {
+		if t, ok := o.(T); ok && !done && match(t) {
+			found, done = t, true
 		}
-	}
-	walk(o)
+	})
 	return found
 }
 
-// findCheck finds a checkbox by its text under o.
+// findButton finds the first button with this text under o.
+func findButton(o fyne.CanvasObject, text string) *widget.Button {
+	return first(o, func(b *widget.Button) bool { return b.Text == text })
+}
+
+// findCheck finds the first checkbox with this text under o.
 func findCheck(o fyne.CanvasObject, text string) *widget.Check {
-	var found *widget.Check
-	var walk func(fyne.CanvasObject)
-	walk = func(o fyne.CanvasObject) {
-		switch o := o.(type) {
-		case *fyne.Container:
-			for _, c := range o.Objects {
-				walk(c)
+	return first(o, func(c *widget.Check) bool { return c.Text == text })
+}
+
+// launchButton finds the Launch button of an app shown in the peer
+// browser: the button in the row whose first label is the app's name.
+func (pb *peerBrowser) launchButton(app string) *widget.Button {
+	for _, row := range pb.apps.Objects {
+		var name string
+		var btn *widget.Button
+		walk(row, func(o fyne.CanvasObject) {
+			switch o := o.(type) {
+			case *widget.Button:
+				btn = o
+			case *widget.Label:
+				if name == "" {
+					name = o.Text
+				}
 			}
-		case *widget.Check:
-			if o.Text == text && found == nil {
-				found = o
-			}
+		})
+		if name == app {
+			return btn
 		}
 	}
-	walk(o)
-	return found
+	return nil
 }

@@ -2,7 +2,6 @@ package ui
 
 import (
 	"context"
-	"runtime/debug"
 	"sync/atomic"
 )
 
@@ -36,12 +35,10 @@ func (p *parker) unpark() {
 	}
 }
 
-// park blocks the calling Fyne thread until unpark or ctx ends. Memory the
-// closed windows used goes back to the system first.
+// park blocks the calling Fyne thread until unpark or ctx ends.
 func (p *parker) park(ctx context.Context) {
 	p.parked.Store(true)
 	defer p.parked.Store(false)
-	debug.FreeOSMemory()
 	select {
 	case <-p.wake:
 	case <-ctx.Done():

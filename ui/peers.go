@@ -332,34 +332,6 @@ func (pb *peerBrowser) appRow(p dbusapi.Peer, a dbusapi.App) fyne.CanvasObject {
 	return container.NewBorder(nil, nil, container.NewCenter(icon), container.NewCenter(btn), text)
 }
 
-// launchButton finds an app's Launch button (for tests and the tray).
-func (pb *peerBrowser) launchButton(app string) *widget.Button {
-	for _, row := range pb.apps.Objects {
-		var name string
-		var btn *widget.Button
-		var walk func(o fyne.CanvasObject)
-		walk = func(o fyne.CanvasObject) {
-			switch o := o.(type) {
-			case *fyne.Container:
-				for _, c := range o.Objects {
-					walk(c)
-				}
-			case *widget.Button:
-				btn = o
-			case *widget.Label:
-				if name == "" {
-					name = o.Text
-				}
-			}
-		}
-		walk(row)
-		if name == app {
-			return btn
-		}
-	}
-	return nil
-}
-
 // showLaunches redraws the launches area.
 func (pb *peerBrowser) showLaunches() {
 	pb.launchBox.RemoveAll()

@@ -113,19 +113,8 @@ func clickAllow(t *testing.T, x *testenv.Xvfb, title, shot string, detail func()
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // drawn
-	geo, err := x.Command("xdotool", "getwindowgeometry", "--shell", win).Output()
-	if err != nil {
-		t.Fatalf("popup geometry: %v", err)
-	}
-	w, h := 0, 0
-	for _, line := range strings.Split(string(geo), "\n") {
-		if v, ok := strings.CutPrefix(line, "WIDTH="); ok {
-			w, _ = strconv.Atoi(v)
-		}
-		if v, ok := strings.CutPrefix(line, "HEIGHT="); ok {
-			h, _ = strconv.Atoi(v)
-		}
-	}
+	r := windowRect(t, x, win)
+	w, h := r.Dx(), r.Dy()
 	if shot != "" {
 		windowShot(t, x, win, shot)
 	}
@@ -165,9 +154,8 @@ func closeWindow(t *testing.T, x *testenv.Xvfb, name string) {
 	}
 }
 
-// windowShot captures window win (an X id) from x's display; with
-// EBP_SCREENSHOTS=1 it is written to docs/screenshots/name.
-func windowShot(t *testing.T, x *testenv.Xvfb, win, name string) image.Image {
+// windowRect is where window win (an X id) is on x's display.
+func windowRect(t *testing.T, x *testenv.Xvfb, win string) image.Rectangle {
 	t.Helper()
 	geo, err := x.Command("xdotool", "getwindowgeometry", "--shell", win).Output()
 	if err != nil {
@@ -179,11 +167,19 @@ func windowShot(t *testing.T, x *testenv.Xvfb, win, name string) image.Image {
 			v[k], _ = strconv.Atoi(val)
 		}
 	}
+	return image.Rect(v["X"], v["Y"], v["X"]+v["WIDTH"], v["Y"]+v["HEIGHT"])
+}
+
+// windowShot captures window win (an X id) from x's display; with
+// EBP_SCREENSHOTS=1 it is written to docs/screenshots/name.
+func windowShot(t *testing.T, x *testenv.Xvfb, win, name string) image.Image {
+	t.Helper()
+	r := windowRect(t, x, win)
 	img, err := x.Screenshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	shot := img.SubImage(image.Rect(v["X"], v["Y"], v["X"]+v["WIDTH"], v["Y"]+v["HEIGHT"]))
+	shot := img.SubImage(r)
 	if os.Getenv("EBP_SCREENSHOTS") == "1" {
 		f, err := os.Create(filepath.Join("..", "..", "docs", "screenshots", name))
 		if err != nil {

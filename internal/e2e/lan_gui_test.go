@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"image"
 	"image/color"
 	"strconv"
@@ -74,13 +73,7 @@ func TestDesktopAppOnTheLAN(t *testing.T) {
 
 	// A ends it from its side: the window goes, the sandboxed app too.
 	start, _ := B.u.SubIDs(t)
-	var ss []struct{ ID string }
-	json.Unmarshal([]byte(A.u.MustRun(t, "sessions", "--json").Stdout), &ss)
-	if len(ss) != 1 {
-		t.Fatalf("A's sessions: %+v", ss)
-	}
-	A.u.MustRun(t, "end", ss[0].ID)
-	A.x.WaitWindow(t, "xlogo", false, 15*time.Second)
+	endOnlySession(t, &A.node, "outgoing", "")
 	waitGone(t, start+1000)
 }
 

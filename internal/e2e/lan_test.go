@@ -208,13 +208,7 @@ func TestThreeHostsOnTheLAN(t *testing.T) {
 		if ns == bNet {
 			t.Fatal("the app runs in B's network namespace, not in its sandbox's")
 		}
-		var ss []struct{ ID, Direction string }
-		json.Unmarshal([]byte(A.u.MustRun(t, "sessions", "--json").Stdout), &ss)
-		if len(ss) != 1 {
-			t.Fatalf("A's sessions: %+v", ss)
-		}
-		A.u.MustRun(t, "end", ss[0].ID)
-		A.x.WaitWindow(t, "xlogo", false, 15*time.Second)
+		endOnlySession(t, &A.node, "outgoing", "")
 		run.Wait()
 		waitGone(t, start+1000)
 		if A.peersTrust(t, B.fp) != "verified" {

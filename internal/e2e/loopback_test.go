@@ -79,6 +79,20 @@ func readBanner(t testing.TB, out io.Reader, who string) (fp, port string) {
 	return m[1], m[2]
 }
 
+// endOnlySession checks that n lists exactly one session, in direction
+// (and state, if not ""), ends it from n and waits for xlogo's window to
+// leave n's display.
+func endOnlySession(t *testing.T, n *node, direction, state string) {
+	t.Helper()
+	var ss []struct{ ID, Direction, State string }
+	json.Unmarshal([]byte(n.u.MustRun(t, "sessions", "--json").Stdout), &ss)
+	if len(ss) != 1 || ss[0].Direction != direction || (state != "" && ss[0].State != state) {
+		t.Fatalf("sessions of %s: %+v, want one %s %s", n.u.Name, ss, direction, state)
+	}
+	n.u.MustRun(t, "end", ss[0].ID)
+	n.x.WaitWindow(t, "xlogo", false, 15*time.Second)
+}
+
 func newNode(t testing.TB, setup bool) *node {
 	u := testenv.NewUser(t, binary, setup)
 	bus := testenv.SessionBus(t, u.UID, u.GID)
@@ -168,13 +182,7 @@ func TestRunAppFromPeerOnLoopback(t *testing.T) {
 			t.Fatal("no xlogo process runs in the host's sandbox")
 		}
 		// End it from the requester's side.
-		var sessions []struct{ ID, Direction string }
-		json.Unmarshal([]byte(req.u.MustRun(t, "sessions", "--json").Stdout), &sessions)
-		if len(sessions) != 1 || sessions[0].Direction != "outgoing" {
-			t.Fatalf("requester sessions: %+v", sessions)
-		}
-		req.u.MustRun(t, "end", sessions[0].ID)
-		req.x.WaitWindow(t, "xlogo", false, 15*time.Second)
+		endOnlySession(t, req, "outgoing", "")
 		run.Wait()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -214,13 +222,7 @@ func TestRunAppFromPeerOnLoopback(t *testing.T) {
 			t.Fatalf("run --detach did not return:\n%s", out.String())
 		}
 		req.x.WaitWindow(t, "xlogo", true, 10*time.Second)
-		var sessions []struct{ ID, State string }
-		json.Unmarshal([]byte(req.u.MustRun(t, "sessions", "--json").Stdout), &sessions)
-		if len(sessions) != 1 || sessions[0].State != "running" {
-			t.Fatalf("sessions after detach: %+v", sessions)
-		}
-		req.u.MustRun(t, "end", sessions[0].ID)
-		req.x.WaitWindow(t, "xlogo", false, 15*time.Second)
+		endOnlySession(t, req, "outgoing", "running")
 	})
 
 	t.Run("denied: a clear refusal", func(t *testing.T) {
