@@ -260,25 +260,13 @@ func TestRefusals(t *testing.T) {
 			}
 		}},
 		{"agent forwarding", rigOptions{}, func(t *testing.T, r *rig) {
-			c := mustDial(t, r)
-			defer c.Close()
-			s, err := c.NewSession()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := mustSession(t, r)
 			if ok, err := s.SendRequest("auth-agent-req@openssh.com", true, nil); ok || err != nil {
 				t.Errorf("auth-agent-req: ok=%v err=%v, want refused", ok, err)
 			}
 		}},
 		{"pty refused, session goes on", rigOptions{command: []string{"echo", "ok"}}, func(t *testing.T, r *rig) {
-			c := mustDial(t, r)
-			defer c.Close()
-			s, err := c.NewSession()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := mustSession(t, r)
 			if err := s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}); err == nil {
 				t.Error("pty-req was accepted")
 			}
@@ -287,13 +275,7 @@ func TestRefusals(t *testing.T) {
 			}
 		}},
 		{"subsystem", rigOptions{}, func(t *testing.T, r *rig) {
-			c := mustDial(t, r)
-			defer c.Close()
-			s, err := c.NewSession()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
+			s := mustSession(t, r)
 			if err := s.RequestSubsystem("sftp"); err == nil {
 				t.Error("subsystem sftp was accepted")
 			}
@@ -480,6 +462,20 @@ func TestRefusals(t *testing.T) {
 			tc.run(t, r)
 		})
 	}
+}
+
+// mustSession opens a session on a new connection to the rig; both are
+// closed when the test ends.
+func mustSession(t *testing.T, r *rig) *ssh.Session {
+	t.Helper()
+	c := mustDial(t, r)
+	t.Cleanup(func() { c.Close() })
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 func mustDial(t *testing.T, r *rig) *ssh.Client {

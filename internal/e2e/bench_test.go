@@ -34,11 +34,10 @@ func BenchmarkLaunchLatency(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		host := newNode(b, true)
 		req := newNode(b, false)
-		req.x = testenv.StartXvfb(b, req.u.UID, req.u.GID)
-		req.u = req.u.With("DISPLAY="+req.x.Display, "XAUTHORITY="+req.x.XAuthority)
+		req.startDisplay(b)
 		shareApp(b, host, "xlogo", "X Logo", "xlogo")
 		startDaemon(b, host)
-		startDaemon(b, req, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=bob", host.fp, host.port))
+		startDaemon(b, req, "--peer", host.peerArg("bob"))
 		var reqFP string
 		fmt.Sscan(strings.Fields(req.u.MustRun(b, "id").Stdout)[0], &reqFP)
 

@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"fmt"
 	"image"
 	"image/png"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,46 +20,14 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "xdotool", "xlogo", "xwininfo")
 	host := newNode(t, true)
-	host.x = testenv.StartXvfb(t, host.u.UID, host.u.GID)
-	host.u = host.u.With("DISPLAY="+host.x.Display, "XAUTHORITY="+host.x.XAuthority, "LIBGL_ALWAYS_SOFTWARE=1")
+	host.startDisplay(t, "LIBGL_ALWAYS_SOFTWARE=1")
 	req := newNode(t, false)
-	req.x = testenv.StartXvfb(t, req.u.UID, req.u.GID)
-	req.u = req.u.With("DISPLAY="+req.x.Display, "XAUTHORITY="+req.x.XAuthority)
+	req.startDisplay(t)
 	shareApp(t, host, "xlogo", "X Logo", "xlogo")
 
-	// The host's identity and a free control port, then its desktop app.
-	host.fp = strings.Fields(host.u.MustRun(t, "id").Stdout)[0]
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	host.port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	gui := host.u.Command(t.Context(), "gui", "-v", "--no-discovery", "--listen", "127.0.0.1:"+host.port)
-	logf, _ := os.CreateTemp("", "ebp-gui-*.log")
-	defer os.Remove(logf.Name())
-	gui.Stdout, gui.Stderr = logf, logf
-	if err := gui.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		gui.Process.Signal(syscall.SIGTERM)
-		gui.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("desktop app log:\n%s", b)
-		}
-	})
-	startDaemon(t, req, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=bob", host.fp, host.port))
-	// Wait until the host's control port answers.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", "127.0.0.1:"+host.port); err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the desktop app's control port never opened")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// The host's desktop app; its banner gives its identity and port.
+	logf := startOnLoopback(t, host, "gui", "-v")
+	startDaemon(t, req, "--peer", host.peerArg("bob"))
 
 	// No tray host here: the peer browser is the main window. Ctrl+W
 	// closes it; starting the app again shows it again (one app per user).
@@ -71,13 +36,13 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 	waitVisible(t, host.x, "eBrainPool: peers", false, 10*time.Second)
 	// With nothing on screen the app parks its event loop; the request
 	// must wake it.
-	waitLog(t, logf.Name(), "event loop parked", 1, 20*time.Second)
+	waitLog(t, logf, "event loop parked", 1, 20*time.Second)
 	if r := host.u.Run(t, "gui"); r.Code != 0 {
 		t.Fatalf("starting the desktop app again: %s", r)
 	}
 	waitVisible(t, host.x, "eBrainPool: peers", true, 10*time.Second)
 	closeWindow(t, host.x, "eBrainPool: peers")
-	waitLog(t, logf.Name(), "event loop parked", 2, 20*time.Second)
+	waitLog(t, logf, "event loop parked", 2, 20*time.Second)
 
 	run := req.u.Command(t.Context(), "run", "bob", "xlogo")
 	var out strings.Builder
@@ -91,7 +56,7 @@ func TestDesktopAppPopupAllowsByClick(t *testing.T) {
 	t.Logf("window on the requester %s after the click on Allow", took.Round(time.Millisecond))
 	host.x.WaitWindow(t, "eBrainPool: bob asks to run X Logo", false, 10*time.Second)
 	// Nothing on screen again: the loop parks again.
-	waitLog(t, logf.Name(), "event loop parked", 3, 20*time.Second)
+	waitLog(t, logf, "event loop parked", 3, 20*time.Second)
 }
 
 // clickAllow waits for the request popup whose title contains title on x's

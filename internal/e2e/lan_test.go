@@ -138,8 +138,7 @@ func newLANNodes(t *testing.T, bed *testbed.Bed, displays ...string) (A, B, C *l
 		n := &lanNode{node: *newNode(t, name != "alice"), h: bed.Host(i + 1), name: name}
 		writeSettings(t, n.u, name)
 		if slices.Contains(displays, name) {
-			n.x = testenv.StartXvfb(t, n.u.UID, n.u.GID)
-			n.u = n.u.With("DISPLAY="+n.x.Display, "XAUTHORITY="+n.x.XAuthority, "LIBGL_ALWAYS_SOFTWARE=1")
+			n.startDisplay(t, "LIBGL_ALWAYS_SOFTWARE=1")
 		}
 		if name != "alice" {
 			shareApp(t, &n.node, "xlogo", "X Logo", "xlogo")

@@ -30,14 +30,34 @@ type node struct {
 	x    *testenv.Xvfb
 }
 
+// startDisplay gives the node an Xvfb display of its own and points its
+// commands at it (env: more variables for them).
+func (n *node) startDisplay(tb testing.TB, env ...string) {
+	n.x = testenv.StartXvfb(tb, n.u.UID, n.u.GID)
+	n.u = n.u.With(append([]string{"DISPLAY=" + n.x.Display, "XAUTHORITY=" + n.x.XAuthority}, env...)...)
+}
+
+// peerArg is the --peer value that adds n, named name, on loopback.
+func (n *node) peerArg(name string) string {
+	return fmt.Sprintf("%s@127.0.0.1:%s=%s", n.fp, n.port, name)
+}
+
 var daemonLine = regexp.MustCompile(`eBrainPool daemon: ".*" (SHA256:\S+), peers reach it on port (\d+)`)
 
 // startDaemon runs `ebrainpool daemon` as the user until the test ends.
 func startDaemon(t testing.TB, n *node, args ...string) {
 	t.Helper()
-	cmd := n.u.Command(t.Context(), append([]string{"daemon", "--no-discovery", "--listen", "127.0.0.1:0", "--log-level", "debug"}, args...)...)
+	startOnLoopback(t, n, append([]string{"daemon", "--log-level", "debug"}, args...)...)
+}
+
+// startOnLoopback runs ebrainpool with args (daemon or gui) as the user,
+// without discovery and on a loopback port, until the test ends; it reads
+// the banner into n and returns the path of its log.
+func startOnLoopback(t testing.TB, n *node, args ...string) string {
+	t.Helper()
+	cmd := n.u.Command(t.Context(), append(args, "--no-discovery", "--listen", "127.0.0.1:0")...)
 	out, _ := cmd.StdoutPipe()
-	logf, _ := os.Create(filepath.Join(t.TempDir(), "daemon.log"))
+	logf, _ := os.Create(filepath.Join(t.TempDir(), args[0]+".log"))
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -50,14 +70,15 @@ func startDaemon(t testing.TB, n *node, args ...string) {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
-			t.Errorf("daemon of %s did not stop on SIGTERM", n.u.Name)
+			t.Errorf("%s of %s did not stop on SIGTERM", args[0], n.u.Name)
 		}
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
-			t.Logf("daemon log of %s:\n%s", n.u.Name, b)
+			t.Logf("%s log of %s:\n%s", args[0], n.u.Name, b)
 		}
 	})
 	n.fp, n.port = readBanner(t, out, n.u.Name)
+	return logf.Name()
 }
 
 // readBanner reads the daemon's first line (its fingerprint and control
@@ -137,11 +158,10 @@ func TestRunAppFromPeerOnLoopback(t *testing.T) {
 	testenv.RequireTools(t, "xlogo", "xwininfo")
 	host := newNode(t, true)
 	req := newNode(t, false)
-	req.x = testenv.StartXvfb(t, req.u.UID, req.u.GID)
-	req.u = req.u.With("DISPLAY="+req.x.Display, "XAUTHORITY="+req.x.XAuthority)
+	req.startDisplay(t)
 	shareApp(t, host, "xlogo", "X Logo", "xlogo")
 	startDaemon(t, host)
-	startDaemon(t, req, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=bob", host.fp, host.port))
+	startDaemon(t, req, "--peer", host.peerArg("bob"))
 
 	if r := req.u.MustRun(t, "peers", "--json"); !strings.Contains(r.Stdout, host.fp) {
 		t.Fatalf("peers: %s", r.Stdout)
@@ -255,7 +275,7 @@ func TestHostWithoutSetupSaysSo(t *testing.T) {
 	shareApp(t, host, "xlogo", "X Logo", "xlogo")
 	startDaemon(t, host)
 	req := newNode(t, false)
-	startDaemon(t, req, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=carol", host.fp, host.port))
+	startDaemon(t, req, "--peer", host.peerArg("carol"))
 	for _, args := range [][]string{{"apps", "carol"}, {"run", "carol", "xlogo"}} {
 		t.Run(args[0], func(t *testing.T) {
 			r := req.u.Run(t, args...)

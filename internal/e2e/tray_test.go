@@ -111,7 +111,7 @@ func TestTrayInXfcePanel(t *testing.T) {
 	l.Close()
 	tGUI := time.Now()
 	gui := start(t, alice.With("LIBGL_ALWAYS_SOFTWARE=1"), "desktop app", binary,
-		"gui", "--no-discovery", "--listen", "127.0.0.1:"+port, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=bob", bob.fp, bob.port))
+		"gui", "--no-discovery", "--listen", "127.0.0.1:"+port, "--peer", bob.peerArg("bob"))
 
 	// Registered with the panel's watcher, by the app's own connection.
 	item := waitItem(t, conn, watcher, gui, 20*time.Second)
