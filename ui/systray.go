@@ -51,7 +51,14 @@ func newSystemTray(title string, run func(func()), ready func()) *systemTray {
 	return &systemTray{run: run, end: end, toggle: func(*fyne.MenuItem) bool { return false }}
 }
 
-func (s *systemTray) SetIcon(r fyne.Resource) { systray.SetIcon(r.Content()) }
+func (s *systemTray) SetIcon(r fyne.Resource) {
+	b, err := pixmapPNG(r.Content())
+	if err != nil {
+		fyne.LogError("tray icon "+r.Name(), err)
+		b = r.Content()
+	}
+	systray.SetIcon(b)
+}
 
 // SetMenu replaces the whole menu (fyne.Menu semantics as in Fyne's tray:
 // checked items and toggles are checkboxes, disabled items greyed out).
