@@ -9,9 +9,14 @@ PREFIX ?= /usr/local
 # Debian packages: to build, to run, and what the tests use as real peers.
 BUILD_PKGS := gcc pkg-config lxc-dev libc6-dev libgl1-mesa-dev xorg-dev
 RUN_PKGS   := lxc uidmap dbus avahi-daemon
+# The Flatpak's tools, and the Debian packages its local runtime is made of
+# (packaging/flatpak/runtime.sh).
+FLATPAK_PKGS := flatpak flatpak-builder bubblewrap xdg-dbus-proxy desktop-file-utils \
+              libgl1 libglx-mesa0 libegl1 libegl-mesa0 libgl1-mesa-dri libx11-6 libxcursor1 \
+              libxrandr2 libxinerama1 libxi6 libxxf86vm1 liblxc1 dash bash coreutils
 TEST_PKGS  := iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus dbus-daemon \
               xvfb xauth x11-apps x11-utils xdotool openssh-server openssh-client \
-              xfce4-panel xfconf
+              xfce4-panel xfconf $(FLATPAK_PKGS)
 
 # Root runs apt-get and setup directly; anyone else goes through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -19,7 +24,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # container or VM), a local demo user is created for it.
 RUN_USER ?= $(or $(SUDO_USER),$(filter-out root,$(shell id -un)),ebrainpool-demo)
 
-.PHONY: all build run test deps-build deps-run deps-test vet bench install deb clean
+.PHONY: all build run test deps-build deps-run deps-test vet bench install deb flatpak clean
 
 all: build
 
@@ -79,6 +84,12 @@ bench: deps-test
 
 deb: deps-build
 	packaging/deb/build.sh
+
+# dist/flatpak/repo: the runtime (first time) and the app; see
+# packaging/flatpak/README.md to install it.
+flatpak: deps-build
+	$(call apt_install,$(FLATPAK_PKGS))
+	packaging/flatpak/build.sh
 
 clean:
 	rm -rf bin dist

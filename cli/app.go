@@ -98,7 +98,7 @@ func (f *daemonFlags) newDaemon(env *Env, log *slog.Logger, bus *dbus.Conn) (*da
 		return nil, err
 	}
 	d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: f.listen, NoDiscovery: f.noDiscovery, Logger: log,
-		SessionBus: bus, ClientProcess: clientProcess()})
+		SessionBus: bus, ClientProcess: clientProcess(), InFlatpak: flatpakApp() != ""})
 	if err != nil {
 		return nil, fmt.Errorf("starting eBrainPool: %w", err)
 	}

@@ -69,6 +69,9 @@ func guiCommand() *Command {
 			defer cancel()
 			a := fyneapp.NewWithID(ui.AppID)
 			opts := ui.Options{App: a, Backend: d, Logger: log, SystemTray: true, ParkWhenIdle: true}
+			if id := flatpakApp(); id != "" {
+				opts.AutostartFile, opts.Exec = flatpakAutostart(id)
+			}
 			if opts.Notifier, err = ui.NewNotifier(conn); err != nil {
 				log.Info("no desktop notifications for requests", "err", err)
 			}

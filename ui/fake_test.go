@@ -185,7 +185,7 @@ func (c *fakeClock) now() time.Time { return c.t }
 func newTestUI(t testing.TB, f *fakeBackend, clock *fakeClock) *UI {
 	t.Helper()
 	a := test.NewTempApp(t)
-	opts := Options{App: a, Backend: f, Sync: true, AutostartFile: t.TempDir() + "/autostart/x.desktop", Executable: "/usr/bin/ebrainpool"}
+	opts := Options{App: a, Backend: f, Sync: true, AutostartFile: t.TempDir() + "/autostart/x.desktop", Exec: []string{"/usr/bin/ebrainpool"}}
 	if clock != nil {
 		opts.Now = clock.now
 	}

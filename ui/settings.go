@@ -57,7 +57,7 @@ func newSettingsView(u *UI) *settingsView {
 	s.timeout = widget.NewEntry()
 	s.timeout.SetPlaceHolder("e.g. 30s")
 	s.autostart = widget.NewCheck("Start eBrainPool when I log in", func(on bool) {
-		if err := setAutostart(u.opts.AutostartFile, u.opts.Executable, on); err != nil {
+		if err := setAutostart(u.opts.AutostartFile, u.opts.Exec, on); err != nil {
 			s.setStatus(err, "")
 		}
 	})

@@ -128,12 +128,18 @@ func TestSettingsSharedAppsAndPeers(t *testing.T) {
 }
 
 func TestAutostartEntryQuotesExec(t *testing.T) {
-	for _, tc := range []struct{ exe, want string }{
-		{"/usr/bin/ebrainpool", "Exec=/usr/bin/ebrainpool gui --show none\n"},
-		{"/opt/my apps/ebrainpool", `Exec="/opt/my apps/ebrainpool" gui --show none` + "\n"},
+	for _, tc := range []struct {
+		name string
+		exec []string
+		want string
+	}{
+		{"installed", []string{"/usr/bin/ebrainpool"}, "Exec=/usr/bin/ebrainpool gui --show none\n"},
+		{"space in path", []string{"/opt/my apps/ebrainpool"}, `Exec="/opt/my apps/ebrainpool" gui --show none` + "\n"},
+		{"quote and dollar", []string{`/opt/a"b$c/ebrainpool`}, `Exec="/opt/a\\"b\\$c/ebrainpool" gui --show none` + "\n"},
+		{"flatpak", []string{"flatpak", "run", "io.github.ebrainpool.EBrainPool"}, "Exec=flatpak run io.github.ebrainpool.EBrainPool gui --show none\n"},
 	} {
-		t.Run(tc.exe, func(t *testing.T) {
-			if got := autostartEntry(tc.exe); !strings.Contains(got, tc.want) {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := autostartEntry(tc.exec); !strings.Contains(got, tc.want) {
 				t.Errorf("entry:\n%s\nwant %q", got, tc.want)
 			}
 		})

@@ -1,6 +1,9 @@
 package ui
 
 import (
+	"fmt"
+	"sync/atomic"
+
 	"fyne.io/fyne/v2"
 	"fyne.io/systray"
 )
@@ -35,6 +38,25 @@ type systemTray struct {
 	// toggle reports whether an item is an on/off setting, shown as a
 	// checkbox also when off (fyne.Menu has no such flag).
 	toggle func(*fyne.MenuItem) bool
+	// gone is set once the library panicked: its session bus connection
+	// is closed (the session ended, or a Flatpak's bus proxy went first).
+	gone atomic.Bool
+}
+
+// guard calls into fyne.io/systray, which panics (prop.SetMust) once its
+// session bus connection is closed: the tray is then gone and later calls
+// are skipped, instead of the panic ending the app mid-shutdown.
+func (s *systemTray) guard(what string, f func()) {
+	if s.gone.Load() {
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.gone.Store(true)
+			fyne.LogError("tray: "+what+": the session bus connection is gone", fmt.Errorf("%v", r))
+		}
+	}()
+	f()
 }
 
 // newSystemTray registers the item with the session's
@@ -57,14 +79,16 @@ func (s *systemTray) SetIcon(r fyne.Resource) {
 		fyne.LogError("tray icon "+r.Name(), err)
 		b = r.Content()
 	}
-	systray.SetIcon(b)
+	s.guard("setting the icon", func() { systray.SetIcon(b) })
 }
 
 // SetMenu replaces the whole menu (fyne.Menu semantics as in Fyne's tray:
 // checked items and toggles are checkboxes, disabled items greyed out).
 func (s *systemTray) SetMenu(m *fyne.Menu) {
-	systray.ResetMenu()
-	s.add(m, nil)
+	s.guard("setting the menu", func() {
+		systray.ResetMenu()
+		s.add(m, nil)
+	})
 }
 
 func (s *systemTray) add(m *fyne.Menu, parent *systray.MenuItem) {
@@ -108,4 +132,4 @@ func (s *systemTray) add(m *fyne.Menu, parent *systray.MenuItem) {
 }
 
 // close removes the item from the tray.
-func (s *systemTray) close() { s.end() }
+func (s *systemTray) close() { s.guard("removing the item", s.end) }

@@ -23,8 +23,9 @@ type Options struct {
 	// AutostartFile is the desktop entry written for "start at login"
 	// (default $XDG_CONFIG_HOME/autostart/io.github.ebrainpool.EBrainPool.desktop).
 	AutostartFile string
-	// Executable is the Exec= of that entry (default: this executable).
-	Executable string
+	// Exec is the command line of that entry, before its own arguments
+	// (default: this executable; in a Flatpak: flatpak run APP-ID).
+	Exec []string
 	// Now is the clock of the request countdown (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -79,11 +80,11 @@ func New(opts Options) *UI {
 	if opts.AutostartFile == "" {
 		opts.AutostartFile = defaultAutostartFile()
 	}
-	if opts.Executable == "" {
+	if len(opts.Exec) == 0 {
 		if exe, err := os.Executable(); err == nil {
-			opts.Executable = exe
+			opts.Exec = []string{exe}
 		} else {
-			opts.Executable = "ebrainpool"
+			opts.Exec = []string{"ebrainpool"}
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

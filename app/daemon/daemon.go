@@ -49,6 +49,9 @@ type Options struct {
 	NoAPI      bool
 	// Sandbox configures the sandboxes peers' apps run in.
 	Sandbox sandbox.Config
+	// InFlatpak says the daemon runs inside a Flatpak, whose sandbox cannot
+	// create LXC containers: it then runs apps from peers but shares none.
+	InFlatpak bool
 	// Display and XAuthority for apps we run from peers (default $DISPLAY,
 	// $XAUTHORITY).
 	Display, XAuthority string
@@ -154,7 +157,11 @@ func New(opts Options) (*Daemon, error) {
 	if sbCfg.Logger == nil {
 		sbCfg.Logger = d.log
 	}
-	d.sandbox, d.sbErr = sandbox.NewManager(sbCfg)
+	if opts.InFlatpak {
+		d.sbErr = ErrFlatpak
+	} else {
+		d.sandbox, d.sbErr = sandbox.NewManager(sbCfg)
+	}
 	if d.sbErr != nil {
 		d.log.Warn("sharing apps needs the one-time setup; running as requester only", "err", d.sbErr)
 	}
@@ -182,6 +189,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	return d, nil
 }
+
+// ErrFlatpak is why a daemon inside a Flatpak shares no apps.
+var ErrFlatpak = errors.New("the Flatpak cannot create the LXC sandboxes apps are shared in; install the ebrainpool package (.deb) and run `sudo ebrainpool setup --user NAME` once to share apps")
 
 // noSandbox refuses to start sandboxes when setup is missing.
 type noSandbox struct{ err error }
@@ -213,6 +223,8 @@ func (d *Daemon) notSharing() string {
 	switch {
 	case !d.Settings().Sharing:
 		return "sharing is turned off on this host"
+	case d.opts.InFlatpak:
+		return "this host runs eBrainPool as a Flatpak, which runs apps from other machines but cannot share its own (sharing needs the ebrainpool package installed there)"
 	case d.sandbox == nil:
 		return "this host cannot share apps yet: its one-time setup has not been done (its user runs `sudo ebrainpool setup --user NAME` there once)"
 	}

@@ -243,6 +243,7 @@ func findXfconfd(t *testing.T) string {
 type proc struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
+	log    string // its output
 }
 
 // start runs a program as the user until the test ends, its output in a
@@ -259,7 +260,7 @@ func start(t *testing.T, u *testenv.User, what, name string, args ...string) *pr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", what, err)
 	}
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, exited: make(chan struct{}), log: logf.Name()}
 	go func() { cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
 		select {

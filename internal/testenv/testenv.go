@@ -105,6 +105,17 @@ type User struct {
 	Home     string
 	Bin      string   // the ebrainpool binary
 	Env      []string // extra environment for its commands (see With)
+	// Launcher, if set, runs ebrainpool instead of Bin (e.g. flatpak run
+	// APP-ID): see Via.
+	Launcher []string
+}
+
+// Via returns the user with ebrainpool started by launcher (its arguments
+// follow), e.g. flatpak run io.github.ebrainpool.EBrainPool.
+func (u *User) Via(launcher ...string) *User {
+	c := *u
+	c.Launcher = launcher
+	return &c
 }
 
 // With returns the user with extra environment variables for its commands.
@@ -173,6 +184,9 @@ func (r Result) String() string {
 
 // Command returns ebrainpool ARGS as the user, with a minimal environment.
 func (u *User) Command(ctx context.Context, args ...string) *exec.Cmd {
+	if len(u.Launcher) > 0 {
+		return u.Exec(ctx, u.Launcher[0], append(u.Launcher[1:len(u.Launcher):len(u.Launcher)], args...)...)
+	}
 	return u.Exec(ctx, u.Bin, args...)
 }
 

@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
+)
+
+const flatpakID = "io.github.ebrainpool.EBrainPool"
+
+// The Flatpak, built by packaging/flatpak/build.sh and installed by an
+// unprivileged user with no setup at all, runs as the desktop app inside
+// Flatpak's sandbox: its peer browser shows on the user's display, a
+// launch through its D-Bus API opens an app of a peer here, and a peer
+// asking for its apps is told that the Flatpak shares none.
+func TestFlatpakRunsAppsFromPeers(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireTools(t, "flatpak", "flatpak-builder", "bwrap", "xlogo", "xwininfo")
+	repo := buildFlatpak(t)
+
+	// alice: no setup (no root step); her own session bus and display.
+	au := testenv.NewUser(t, binary, false)
+	t.Cleanup(func() { noProcessesLeft(t, au) })
+	bus := testenv.SessionBus(t, au.UID, au.GID)
+	x := testenv.StartXvfb(t, au.UID, au.GID)
+	runtimeDir := filepath.Join(au.Home, "run")
+	if err := os.Mkdir(runtimeDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(runtimeDir, au.UID, au.GID); err != nil {
+		t.Fatal(err)
+	}
+	// Flatpak asks the system bus (accounts service) for parental
+	// controls before installing an app; these machines run no system
+	// bus, so a bus of the test's stands in (without that service:
+	// parental controls off, as on most desktops).
+	system := testenv.SessionBus(t, au.UID, au.GID)
+	alice := au.With("DBUS_SESSION_BUS_ADDRESS="+bus, "DBUS_SYSTEM_BUS_ADDRESS="+system,
+		"DISPLAY="+x.Display, "XAUTHORITY="+x.XAuthority, "XDG_RUNTIME_DIR="+runtimeDir, "NO_AT_BRIDGE=1")
+	t0 := time.Now()
+	for _, args := range [][]string{
+		{"--user", "remote-add", "--no-gpg-verify", "ebrainpool-local", repo},
+		{"--user", "install", "-y", "--noninteractive", "ebrainpool-local", flatpakID},
+	} {
+		if out, err := alice.Exec(t.Context(), "flatpak", args...).CombinedOutput(); err != nil {
+			t.Fatalf("flatpak %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Logf("installed for %s (runtime and app) in %s", au.Name, time.Since(t0).Round(time.Millisecond))
+	fa := alice.Via("flatpak", "run", flatpakID)
+	fp := strings.SplitN(fa.MustRun(t, "id").Stdout, "\n", 2)[0]
+	if !strings.HasPrefix(fp, "SHA256:") {
+		t.Fatalf("ebrainpool id in the Flatpak printed %q", fp)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+
+	// bob: a host with the package's setup, sharing X Logo, knowing alice.
+	bob := newNode(t, true)
+	shareApp(t, bob, "xlogo", "X Logo", "xlogo")
+	startDaemon(t, bob, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=alice", fp, port))
+
+	// The desktop app from the Flatpak; no tray host here, so it opens
+	// its peer browser.
+	tApp := time.Now()
+	app := start(t, alice, "flatpak desktop app", "flatpak", "run", flatpakID,
+		"gui", "--no-discovery", "--listen", "127.0.0.1:"+port, "--peer", bob.peerArg("bob"))
+	x.WaitWindow(t, "eBrainPool: peers", true, 60*time.Second)
+	t.Logf("peer browser of the Flatpak on the display %s after `flatpak run`", time.Since(tApp).Round(time.Millisecond))
+	// The command line, from another instance of the Flatpak, reaches the
+	// app's D-Bus API through Flatpak's bus proxy (--own-name) once the
+	// daemon in it serves.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := fa.Run(t, "apps", "bob")
+		if r.Code == 0 && strings.Contains(r.Stdout, "X Logo") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ebrainpool apps bob, in the Flatpak: %s", r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("bob's apps listed from the Flatpak %s after `flatpak run`", time.Since(tApp).Round(time.Millisecond))
+
+	t.Run("runs a peer's app", func(t *testing.T) {
+		run := fa.Command(t.Context(), "run", "bob", "xlogo")
+		var out strings.Builder
+		run.Stdout, run.Stderr = &out, &out
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			run.Process.Kill()
+			run.Wait()
+			if t.Failed() {
+				t.Logf("ebrainpool run bob xlogo:\n%s", out.String())
+			}
+		}()
+		id := waitPending(t, bob)
+		bob.u.MustRun(t, "allow", id)
+		took := x.WaitWindow(t, "xlogo", true, 30*time.Second)
+		t.Logf("xlogo's window on alice's display %s after bob allowed", took.Round(time.Millisecond))
+		// The SSH client showing it runs inside the Flatpak's sandbox.
+		inFlatpak := 0
+		for _, pid := range testenv.PidsOfUIDs(au.UID, au.UID) {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if !strings.Contains(string(cmdline), "x11-client") {
+				continue
+			}
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d/root/.flatpak-info", pid)); err != nil {
+				t.Errorf("the X11 client (pid %d) runs outside the Flatpak: %v", pid, err)
+			}
+			inFlatpak++
+		}
+		if inFlatpak == 0 {
+			t.Error("no X11 client process of alice found")
+		}
+		endOnlySession(t, &node{u: fa, x: x}, "outgoing", "")
+	})
+	t.Run("shares none of its own, and says why", func(t *testing.T) {
+		r := bob.u.Run(t, "apps", "alice")
+		if r.Code == 0 || !strings.Contains(r.Stdout+r.Stderr, "runs eBrainPool as a Flatpak") {
+			t.Errorf("bob asking alice's apps: %s", r)
+		}
+	})
+	select {
+	case <-app.exited:
+		t.Fatalf("the Flatpak's desktop app exited: %v", app.cmd.ProcessState)
+	default:
+	}
+	// Stopped as at logout: flatpak run passes SIGTERM on; the app ends
+	// cleanly although Flatpak's bus proxy may be gone before it.
+	app.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-app.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the Flatpak's desktop app still runs 15 s after SIGTERM")
+	}
+	b, _ := os.ReadFile(app.log)
+	if strings.Contains(string(b), "panic:") {
+		t.Errorf("the desktop app panicked on the way out:\n%s", b)
+	}
+	t.Logf("stopped by SIGTERM: %v", app.cmd.ProcessState)
+}
+
+// buildFlatpak builds the runtime and the app into a repository every
+// test user can read, removed when the test ends.
+func buildFlatpak(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ebp-flatpak-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	cmd := exec.Command(filepath.Join("..", "..", "packaging", "flatpak", "build.sh"), dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("packaging/flatpak/build.sh: %v\n%s", err, out)
+	}
+	t.Logf("runtime and app built in %s", time.Since(t0).Round(time.Millisecond))
+	return filepath.Join(dir, "repo")
+}
