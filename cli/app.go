@@ -124,7 +124,9 @@ func daemonCommand() *Command {
 			if err := lv.UnmarshalText([]byte(level)); err != nil {
 				return usageError("--log-level: %v", err)
 			}
-			d, err := df.newDaemon(env, slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lv})), nil)
+			log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lv}))
+			relayFlatpakBuses(ctx, log)
+			d, err := df.newDaemon(env, log, nil)
 			if err != nil {
 				return err
 			}

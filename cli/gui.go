@@ -45,6 +45,7 @@ func guiCommand() *Command {
 			default:
 				return usageError("-show takes peers, sessions, settings or none, not %q", show)
 			}
+			relayFlatpakBuses(ctx, slog.New(slog.NewTextHandler(env.Stderr, nil)))
 			conn, err := dbus.ConnectSessionBus()
 			if err != nil {
 				return fmt.Errorf("connecting to the session bus (run it inside a desktop session): %w", err)

@@ -24,6 +24,9 @@ type Backend interface {
 	Sessions() []dbusapi.Session
 	EndSession(id string) error
 	SandboxUsage() []sandbox.Info
+	// SandboxError says why this host cannot share apps at all (setup
+	// missing, or running as a Flatpak), or nil.
+	SandboxError() error
 
 	Settings() config.Settings
 	SaveSettings(config.Settings) error

@@ -38,6 +38,7 @@ type fakeBackend struct {
 	sessions  []dbusapi.Session
 	ended     []string
 	usage     []sandbox.Info
+	sbErr     error
 	settings  config.Settings
 	saved     int
 	local     []catalog.App
@@ -193,3 +194,5 @@ func newTestUI(t testing.TB, f *fakeBackend, clock *fakeClock) *UI {
 	t.Cleanup(u.cancel)
 	return u
 }
+
+func (f *fakeBackend) SandboxError() error { return f.sbErr }

@@ -21,8 +21,11 @@ import (
 // settingsView is the settings window: general settings, shared apps,
 // known and blocked peers.
 type settingsView struct {
-	u   *UI
-	win fyne.Window
+	// sharingItem holds the sharing check and, when this host cannot
+	// share, why (its hint).
+	sharingItem *widget.FormItem
+	u           *UI
+	win         fyne.Window
 
 	name      *widget.Entry
 	sharing   *widget.Check
@@ -66,9 +69,16 @@ func newSettingsView(u *UI) *settingsView {
 	save := widget.NewButtonWithIcon("Save", theme.DocumentSaveIcon(), func() { s.setStatus(s.save(), "Settings saved.") })
 	save.Importance = widget.HighImportance
 
+	s.sharingItem = widget.NewFormItem("Sharing", s.sharing)
+	if err := u.b.SandboxError(); err != nil {
+		// The setting is kept (it applies once sharing is possible) but
+		// cannot be changed here; the hint says why and what to do.
+		s.sharing.Disable()
+		s.sharingItem.HintText = "Not available: " + strings.TrimSuffix(err.Error(), ".") + "."
+	}
 	general := widget.NewForm(
 		widget.NewFormItem("Your name", s.name),
-		widget.NewFormItem("Sharing", s.sharing),
+		s.sharingItem,
 		widget.NewFormItem("Memory per peer (MB)", s.memory),
 		widget.NewFormItem("CPUs per peer", s.cpus),
 		widget.NewFormItem("Processes per peer", s.pids),

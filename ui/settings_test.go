@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"errors"
 	"os"
 	"reflect"
 	"strings"
@@ -125,6 +126,28 @@ func TestSettingsSharedAppsAndPeers(t *testing.T) {
 			t.Errorf("autostart entry still there after unchecking: %v", err)
 		}
 	})
+}
+
+func TestSettingsWhenSharingIsUnavailable(t *testing.T) {
+	f := newFake()
+	f.sbErr = errors.New("this host cannot share apps yet: run `sudo ebrainpool setup --user me` once")
+	u := newTestUI(t, f, nil)
+	s := newSettingsView(u)
+	if !s.sharing.Disabled() || !s.sharing.Checked {
+		t.Errorf("sharing check: disabled %v checked %v, want disabled and still showing the setting", s.sharing.Disabled(), s.sharing.Checked)
+	}
+	hint := s.sharingItem.HintText
+	if want := "Not available: this host cannot share apps yet: run `sudo ebrainpool setup --user me` once."; hint != want {
+		t.Errorf("hint under Sharing = %q, want %q", hint, want)
+	}
+	// Saving other settings keeps the sharing setting as it was.
+	s.name.SetText("me too")
+	if err := s.save(); err != nil {
+		t.Fatal(err)
+	}
+	if !f.settings.Sharing || f.settings.DisplayName != "me too" {
+		t.Errorf("saved %+v", f.settings)
+	}
 }
 
 func TestAutostartEntryQuotesExec(t *testing.T) {

@@ -102,12 +102,13 @@ func (t *tray) reset() {
 	t.update()
 }
 
-// iconState picks the icon: active while sessions run, else sharing or off.
+// iconState picks the icon: active while sessions run, else sharing (on
+// and possible) or off.
 func (t *tray) iconState() string {
 	if len(t.u.b.Sessions()) > 0 || t.u.launches.active() > 0 {
 		return trayActive
 	}
-	if t.u.b.Settings().Sharing {
+	if t.u.b.Settings().Sharing && t.u.b.SandboxError() == nil {
 		return traySharing
 	}
 	return trayOff
@@ -180,9 +181,16 @@ func (t *tray) menu() *fyne.Menu {
 		sessions = fmt.Sprintf("Sessions (%d running)", n)
 	}
 	sharing := fyne.NewMenuItem("Share my apps", nil)
-	sharing.Checked = t.u.b.Settings().Sharing
-	sharing.Action = func() { t.u.setSharing(!sharing.Checked) }
-	t.toggle = sharing
+	t.toggle = nil
+	if t.u.b.SandboxError() != nil {
+		// Why is in Settings; the toggle would change nothing.
+		sharing.Label = "Sharing unavailable (see Settings)"
+		sharing.Disabled = true
+	} else {
+		sharing.Checked = t.u.b.Settings().Sharing
+		sharing.Action = func() { t.u.setSharing(!sharing.Checked) }
+		t.toggle = sharing
+	}
 	quit := fyne.NewMenuItem("Quit", t.u.Quit)
 	quit.IsQuit = true
 	items = append(items,

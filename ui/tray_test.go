@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -82,6 +83,32 @@ func TestTrayMenu(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A host that cannot share at all (setup missing, or the Flatpak) shows
+// the off icon and no sharing toggle, whatever the setting says.
+func TestTrayWhenSharingIsUnavailable(t *testing.T) {
+	f := newFake()
+	f.sbErr = errors.New("the Flatpak cannot create the LXC sandboxes apps are shared in")
+	u := newTestUI(t, f, nil)
+	u.tray.install()
+	if got := u.tray.iconState(); got != trayOff {
+		t.Errorf("icon %s while sharing is on but unavailable, want %s", got, trayOff)
+	}
+	m := u.tray.menu()
+	var item *fyne.MenuItem
+	for _, i := range m.Items {
+		if strings.HasPrefix(i.Label, "Shar") {
+			item = i
+		}
+	}
+	if item == nil || item.Label != "Sharing unavailable (see Settings)" || !item.Disabled || item.Checked || u.tray.toggle != nil {
+		t.Fatalf("sharing item %+v (toggle %v), want a disabled \"Sharing unavailable (see Settings)\"", item, u.tray.toggle)
+	}
+	f.sessions = []dbusapi.Session{{ID: "s", Direction: "outgoing"}}
+	if got := u.tray.iconState(); got != trayActive {
+		t.Errorf("icon %s with a session running, want %s", got, trayActive)
+	}
 }
 
 func TestTrayIconState(t *testing.T) {

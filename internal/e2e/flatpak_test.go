@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/godbus/dbus/v5"
+
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
 
@@ -19,7 +21,8 @@ const flatpakID = "io.github.ebrainpool.EBrainPool"
 
 // The Flatpak, built by packaging/flatpak/build.sh and installed by an
 // unprivileged user with no setup at all, runs as the desktop app inside
-// Flatpak's sandbox: its peer browser shows on the user's display, a
+// Flatpak's sandbox: its tray icon works in a real tray host through
+// Flatpak's bus proxy, its peer browser shows on the user's display, a
 // launch through its D-Bus API opens an app of a peer here, and a peer
 // asking for its apps is told that the Flatpak shares none.
 func TestFlatpakRunsAppsFromPeers(t *testing.T) {
@@ -73,13 +76,39 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	shareApp(t, bob, "xlogo", "X Logo", "xlogo")
 	startDaemon(t, bob, "--peer", fmt.Sprintf("%s@127.0.0.1:%s=alice", fp, port))
 
-	// The desktop app from the Flatpak; no tray host here, so it opens
-	// its peer browser.
+	// A tray host (xfce4-panel), then the desktop app from the Flatpak.
+	conn := testenv.BusConn(t, bus, au.UID, au.GID)
+	watcher, _ := startPanel(t, alice, conn)
 	tApp := time.Now()
 	app := start(t, alice, "flatpak desktop app", "flatpak", "run", flatpakID,
 		"gui", "--no-discovery", "--listen", "127.0.0.1:"+port, "--peer", bob.peerArg("bob"))
+	// Its tray icon, through Flatpak's bus proxy: registered with the
+	// panel's watcher, and its menu read and clicked as the panel does.
+	item := waitItem(t, conn, watcher, app, true, 60*time.Second)
+	t.Logf("tray item %s%s of the Flatpak registered %s after `flatpak run`", item.Destination(), item.Path(), time.Since(tApp).Round(time.Millisecond))
+	var menuPath dbus.ObjectPath
+	if v, err := item.GetProperty("org.kde.StatusNotifierItem.Menu"); err != nil || v.Store(&menuPath) != nil {
+		t.Fatalf("the Flatpak's StatusNotifierItem Menu: %v %v", v, err)
+	}
+	menu := conn.Object(item.Destination(), menuPath)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		root := getLayout(t, menu)
+		if _, ok := root.find(peerLabel(root, "bob")); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob never reached the Flatpak's tray menu: %q", root.labels())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// It cannot share: the off icon, and no sharing toggle.
+	waitIcon(t, item, loadTrayIcons(t), "off")
+	if _, ok := getLayout(t, menu).find("Sharing unavailable (see Settings)"); !ok {
+		t.Errorf("the Flatpak's tray menu %q offers sharing", getLayout(t, menu).labels())
+	}
+	click(t, menu, "Open peer browser")
 	x.WaitWindow(t, "eBrainPool: peers", true, 60*time.Second)
-	t.Logf("peer browser of the Flatpak on the display %s after `flatpak run`", time.Since(tApp).Round(time.Millisecond))
+	t.Logf("peer browser of the Flatpak, opened from its tray menu, on the display %s after `flatpak run`", time.Since(tApp).Round(time.Millisecond))
 	// The command line, from another instance of the Flatpak, reaches the
 	// app's D-Bus API through Flatpak's bus proxy (--own-name) once the
 	// daemon in it serves.
@@ -153,6 +182,11 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	b, _ := os.ReadFile(app.log)
 	if strings.Contains(string(b), "panic:") {
 		t.Errorf("the desktop app panicked on the way out:\n%s", b)
+	}
+	// Flatpak's bus proxy (xdg-dbus-proxy, its output in the same log)
+	// cut none of the app's connections (see package busrelay).
+	if strings.Contains(string(b), "Invalid client serial") {
+		t.Errorf("Flatpak's bus proxy closed a connection of the app:\n%s", b)
 	}
 	t.Logf("stopped by SIGTERM: %v", app.cmd.ProcessState)
 }

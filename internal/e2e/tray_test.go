@@ -58,7 +58,6 @@ const panelHeight = 40
 func TestTrayInXfcePanel(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "xfce4-panel", "xdotool", "xwd", "xwininfo")
-	xfconfd := findXfconfd(t)
 	t0 := time.Now()
 
 	// bob: a headless peer sharing X Logo.
@@ -76,31 +75,7 @@ func TestTrayInXfcePanel(t *testing.T) {
 	// which nobody here stops.
 	alice := au.With("DBUS_SESSION_BUS_ADDRESS="+bus, "DISPLAY="+x.Display, "XAUTHORITY="+x.XAuthority, "NO_AT_BRIDGE=1")
 
-	// The panel reads its layout from xfconf. xfconfd is started here
-	// rather than activated by the bus, which would start it with the
-	// bus's own environment (and so another XDG_CONFIG_HOME).
-	cfg := filepath.Join(au.Home, "panel-config")
-	channel := filepath.Join(cfg, "xfce4", "xfconf", "xfce-perchannel-xml")
-	if err := os.MkdirAll(channel, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(channel, "xfce4-panel.xml"), []byte(panelConfig), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("chown", "-R", au.Name+":", cfg).CombinedOutput(); err != nil {
-		t.Fatalf("chown: %v\n%s", err, out)
-	}
-	xfce := alice.With("XDG_CONFIG_HOME=" + cfg)
-	start(t, xfce, "xfconfd", xfconfd)
-	testenv.WaitBusName(t, conn, "org.xfce.Xfconf", 10*time.Second)
-	// Without a window manager the panel would wait 5 s for one.
-	panel := start(t, xfce, "xfce4-panel", "xfce4-panel", "--disable-wm-check")
-	took := testenv.WaitBusName(t, conn, "org.kde.StatusNotifierWatcher", 20*time.Second)
-	t.Logf("xfce4-panel's StatusNotifierWatcher up %s after the panel started", took.Round(time.Millisecond))
-	watcher := conn.Object("org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher")
-	if v, err := watcher.GetProperty("org.kde.StatusNotifierWatcher.IsStatusNotifierHostRegistered"); err != nil || v.Value() != true {
-		t.Fatalf("the panel registered no StatusNotifierHost: %v %v", v, err)
-	}
+	watcher, panel := startPanel(t, alice, conn)
 
 	// The desktop app, knowing bob.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -114,7 +89,7 @@ func TestTrayInXfcePanel(t *testing.T) {
 		"gui", "--no-discovery", "--listen", "127.0.0.1:"+port, "--peer", bob.peerArg("bob"))
 
 	// Registered with the panel's watcher, by the app's own connection.
-	item := waitItem(t, conn, watcher, gui, 20*time.Second)
+	item := waitItem(t, conn, watcher, gui, false, 20*time.Second)
 	t.Logf("item %s%s registered %s after the app started", item.Destination(), item.Path(), time.Since(tGUI).Round(time.Millisecond))
 	props := map[string]dbus.Variant{}
 	if err := item.Call("org.freedesktop.DBus.Properties.GetAll", 0, "org.kde.StatusNotifierItem").Store(&props); err != nil {
@@ -229,6 +204,41 @@ func TestTrayInXfcePanel(t *testing.T) {
 	t.Logf("whole test %s", time.Since(t0).Round(time.Millisecond))
 }
 
+// startPanel starts xfce4-panel (with its xfconfd) as the user, on the
+// display and session bus of its environment, and returns its
+// StatusNotifierWatcher once a host is registered.
+func startPanel(t *testing.T, u *testenv.User, conn *dbus.Conn) (watcher dbus.BusObject, panel *proc) {
+	t.Helper()
+	testenv.RequireTools(t, "xfce4-panel")
+	xfconfd := findXfconfd(t)
+	// The panel reads its layout from xfconf. xfconfd is started here
+	// rather than activated by the bus, which would start it with the
+	// bus's own environment (and so another XDG_CONFIG_HOME).
+	cfg := filepath.Join(u.Home, "panel-config")
+	channel := filepath.Join(cfg, "xfce4", "xfconf", "xfce-perchannel-xml")
+	if err := os.MkdirAll(channel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(channel, "xfce4-panel.xml"), []byte(panelConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chown", "-R", u.Name+":", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v\n%s", err, out)
+	}
+	xfce := u.With("XDG_CONFIG_HOME=" + cfg)
+	start(t, xfce, "xfconfd", xfconfd)
+	testenv.WaitBusName(t, conn, "org.xfce.Xfconf", 10*time.Second)
+	// Without a window manager the panel would wait 5 s for one.
+	panel = start(t, xfce, "xfce4-panel", "xfce4-panel", "--disable-wm-check")
+	took := testenv.WaitBusName(t, conn, "org.kde.StatusNotifierWatcher", 20*time.Second)
+	t.Logf("xfce4-panel's StatusNotifierWatcher up %s after the panel started", took.Round(time.Millisecond))
+	watcher = conn.Object("org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher")
+	if v, err := watcher.GetProperty("org.kde.StatusNotifierWatcher.IsStatusNotifierHostRegistered"); err != nil || v.Value() != true {
+		t.Fatalf("the panel registered no StatusNotifierHost: %v %v", v, err)
+	}
+	return watcher, panel
+}
+
 // findXfconfd locates the xfconf daemon (an architecture-specific path).
 func findXfconfd(t *testing.T) string {
 	t.Helper()
@@ -330,8 +340,9 @@ func registered(t *testing.T, watcher dbus.BusObject) []string {
 
 // waitItem waits until the watcher lists an item owned by the process and
 // returns it. Entries are "BUS-NAME" or "BUS-NAME/OBJECT/PATH" (an item
-// that registered its path only).
-func waitItem(t *testing.T, conn *dbus.Conn, watcher dbus.BusObject, p *proc, timeout time.Duration) dbus.BusObject {
+// that registered its path only). A Flatpak's connection belongs to its
+// bus proxy, not to the app: with inFlatpak any item is taken.
+func waitItem(t *testing.T, conn *dbus.Conn, watcher dbus.BusObject, p *proc, inFlatpak bool, timeout time.Duration) dbus.BusObject {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -341,7 +352,7 @@ func waitItem(t *testing.T, conn *dbus.Conn, watcher dbus.BusObject, p *proc, ti
 				name, path = e[:i], e[i:]
 			}
 			var pid uint32
-			if conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, name).Store(&pid) == nil && int(pid) == p.cmd.Process.Pid {
+			if inFlatpak || conn.BusObject().Call("org.freedesktop.DBus.GetConnectionUnixProcessID", 0, name).Store(&pid) == nil && int(pid) == p.cmd.Process.Pid {
 				return conn.Object(name, dbus.ObjectPath(path))
 			}
 		}
