@@ -20,7 +20,7 @@ import (
 )
 
 // startBus runs a private dbus-daemon for the test and returns its address.
-func startBus(t *testing.T) string {
+func startBus(t testing.TB) string {
 	t.Helper()
 	cmd := exec.Command("dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1",
 		"--address=unix:path="+filepath.Join(t.TempDir(), "bus"))
@@ -38,7 +38,7 @@ func startBus(t *testing.T) string {
 
 // startProxy runs xdg-dbus-proxy, as Flatpak does, in front of upstream,
 // letting its clients talk to org.example.Echo; returns its address.
-func startProxy(t *testing.T, upstream string) string {
+func startProxy(t testing.TB, upstream string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "proxy")
 	cmd := exec.Command("xdg-dbus-proxy", upstream, path, "--filter", "--talk=org.example.Echo")
@@ -69,7 +69,7 @@ type echo struct{}
 func (echo) Echo(s string) (string, *dbus.Error) { return s, nil }
 
 // echoService exports org.example.Echo on the bus, answering Echo(s).
-func echoService(t *testing.T, addr string) {
+func echoService(t testing.TB, addr string) {
 	t.Helper()
 	conn, err := dbus.Connect(addr)
 	if err != nil {
