@@ -27,7 +27,7 @@ const flatpakID = "io.github.ebrainpool.EBrainPool"
 // asking for its apps is told that the Flatpak shares none.
 func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	testenv.RequireRoot(t)
-	testenv.RequireTools(t, "flatpak", "flatpak-builder", "bwrap", "xlogo", "xwininfo")
+	testenv.RequireTools(t, "flatpak", "flatpak-builder", "bwrap", "xlogo", "xwininfo", "xdotool", "desktop-file-validate")
 	repo := buildFlatpak(t)
 
 	// alice: no setup (no root step); her own session bus and display.
@@ -159,6 +159,40 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 			t.Error("no X11 client process of alice found")
 		}
 		endOnlySession(t, &node{u: fa, x: x}, "outgoing", "")
+	})
+	t.Run("start at login", func(t *testing.T) {
+		click(t, menu, "Settings")
+		x.WaitWindow(t, "eBrainPool: settings", true, 30*time.Second)
+		// By keyboard: Tab walks the enabled fields of the General tab
+		// (name, memory, CPUs, processes, idle stop, deny after; sharing
+		// is disabled here) to "Start eBrainPool when I log in"; Space
+		// ticks it.
+		keys := []string{"search", "--sync", "--name", "eBrainPool: settings", "key", "--window", "%1", "--delay", "50"}
+		for range 7 {
+			keys = append(keys, "Tab")
+		}
+		xdotool(t, x, append(keys, "space")...)
+		entry := filepath.Join(au.Home, ".config", "autostart", flatpakID+".desktop")
+		var b []byte
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if b, err = os.ReadFile(entry); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no autostart entry in the user's own ~/.config/autostart: %v", err)
+			}
+		}
+		if want := "Exec=flatpak run " + flatpakID + " gui --show none\n"; !strings.Contains(string(b), want) {
+			t.Errorf("autostart entry:\n%s\nwant %q", b, want)
+		}
+		if out, err := exec.Command("desktop-file-validate", entry).CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("desktop-file-validate %s: %v\n%s", entry, err, out)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(entry, &st); err != nil || int(st.Uid) != au.UID {
+			t.Errorf("autostart entry owned by uid %d, want %d (%v)", st.Uid, au.UID, err)
+		}
+		t.Logf("%s:\n%s", entry, b)
 	})
 	t.Run("shares none of its own, and says why", func(t *testing.T) {
 		r := bob.u.Run(t, "apps", "alice")
