@@ -1,11 +1,7 @@
 package ui
 
 import (
-	"bufio"
-	"os"
-	"os/exec"
 	"reflect"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +9,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
 
 // fakeNotifications is a notification server on a private bus.
@@ -40,28 +37,9 @@ func (f *fakeNotifications) CloseNotification(id uint32) *dbus.Error {
 // connections to it.
 func privateBus(t *testing.T) (server, client *dbus.Conn) {
 	t.Helper()
-	if _, err := exec.LookPath("dbus-daemon"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("dbus-daemon is needed under CI: %v", err)
-		}
-		t.Skipf("skipping: dbus-daemon not installed (apt-get install dbus): %v", err)
-	}
-	cmd := exec.Command("dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1",
-		"--address=unix:dir="+t.TempDir())
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the bus address: %v", err)
-	}
+	bus := testenv.PrivateBus(t)
 	dial := func() *dbus.Conn {
-		c, err := dbus.Connect(strings.TrimSpace(addr))
+		c, err := dbus.Connect(bus.Addr)
 		if err != nil {
 			t.Fatalf("connecting to the private bus: %v", err)
 		}

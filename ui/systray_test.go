@@ -1,9 +1,6 @@
 package ui
 
 import (
-	"bufio"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,19 +14,8 @@ import (
 // Flatpak's bus proxy exits before the app) must not crash the app: the
 // library panics on its closed connection at the next icon or menu update.
 func TestSystemTrayOutlivesTheSessionBus(t *testing.T) {
-	testenv.RequireTools(t, "dbus-daemon")
-	bus := exec.Command("dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1",
-		"--address=unix:path="+t.TempDir()+"/bus")
-	out, _ := bus.StdoutPipe()
-	if err := bus.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bus.Process.Kill(); bus.Wait() })
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("dbus-daemon: %v", err)
-	}
-	t.Setenv("DBUS_SESSION_BUS_ADDRESS", strings.TrimSpace(addr))
+	bus := testenv.PrivateBus(t)
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", bus.Addr)
 
 	ready := make(chan struct{})
 	s := newSystemTray("eBrainPool test", func(f func()) { f() }, func() { close(ready) })
@@ -42,7 +28,7 @@ func TestSystemTrayOutlivesTheSessionBus(t *testing.T) {
 	s.SetIcon(trayIcon(traySharing))
 	s.SetMenu(menu)
 	// The item is on the bus: its properties answer.
-	conn, err := dbus.Connect(strings.TrimSpace(addr))
+	conn, err := dbus.Connect(bus.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +39,7 @@ func TestSystemTrayOutlivesTheSessionBus(t *testing.T) {
 		t.Fatalf("bus names %q: the tray's connection is missing", names)
 	}
 
-	bus.Process.Kill()
-	bus.Wait()
+	bus.Kill()
 	// godbus notices the closed socket on its reader goroutine.
 	deadline := time.Now().Add(10 * time.Second)
 	for !s.gone.Load() {

@@ -1,7 +1,6 @@
 package busrelay
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -20,21 +19,7 @@ import (
 )
 
 // startBus runs a private dbus-daemon for the test and returns its address.
-func startBus(t testing.TB) string {
-	t.Helper()
-	cmd := exec.Command("dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1",
-		"--address=unix:path="+filepath.Join(t.TempDir(), "bus"))
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("dbus-daemon: %v", err)
-	}
-	return strings.TrimSpace(addr)
-}
+func startBus(t testing.TB) string { return testenv.PrivateBus(t).Addr }
 
 // startProxy runs xdg-dbus-proxy, as Flatpak does, in front of upstream,
 // letting its clients talk to org.example.Echo; returns its address.

@@ -1,10 +1,14 @@
 package testenv
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -94,5 +98,43 @@ func WaitBusName(t testing.TB, conn *dbus.Conn, name string, timeout time.Durati
 			t.Fatalf("nobody owns %s on the session bus after %s (last error: %v)", name, timeout, err)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// Bus is a private dbus-daemon the test started as its own user.
+type Bus struct {
+	Addr string
+	cmd  *exec.Cmd
+}
+
+// PrivateBus starts a session-type dbus-daemon as the test's own user,
+// stopped when the test ends (or earlier by Kill).
+func PrivateBus(t testing.TB) *Bus {
+	t.Helper()
+	RequireTools(t, "dbus-daemon")
+	cmd := exec.Command("dbus-daemon", "--session", "--nofork", "--nopidfile", "--print-address=1",
+		"--address=unix:path="+filepath.Join(t.TempDir(), "bus"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting dbus-daemon: %v", err)
+	}
+	b := &Bus{cmd: cmd}
+	t.Cleanup(b.Kill)
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the bus address from dbus-daemon: %v", err)
+	}
+	b.Addr = strings.TrimSpace(addr)
+	return b
+}
+
+// Kill stops the bus at once, as when a session ends.
+func (b *Bus) Kill() {
+	if b.cmd.ProcessState == nil {
+		b.cmd.Process.Kill()
+		b.cmd.Wait()
 	}
 }
