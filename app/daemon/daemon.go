@@ -163,7 +163,7 @@ func New(opts Options) (*Daemon, error) {
 		d.sandbox, d.sbErr = sandbox.NewManager(sbCfg)
 	}
 	if d.sbErr != nil {
-		d.log.Warn("sharing apps needs the one-time setup; running as requester only", "err", d.sbErr)
+		d.log.Warn("not sharing apps: running as requester only", "err", d.sbErr)
 	}
 	var sbx session.Sandboxes = noSandbox{d.sbErr}
 	if d.sandbox != nil {
