@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/ebrainpool/ebrainpool/internal/testbed"
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
 
@@ -28,37 +30,18 @@ const flatpakID = "io.github.ebrainpool.EBrainPool"
 func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "flatpak", "flatpak-builder", "bwrap", "xlogo", "xwininfo", "xdotool", "desktop-file-validate")
-	repo := buildFlatpak(t)
+	repo := flatpak.repo(t)
 
 	// alice: no setup (no root step); her own session bus and display.
 	au := testenv.NewUser(t, binary, false)
 	t.Cleanup(func() { noProcessesLeft(t, au) })
 	bus := testenv.SessionBus(t, au.UID, au.GID)
 	x := testenv.StartXvfb(t, au.UID, au.GID)
-	runtimeDir := filepath.Join(au.Home, "run")
-	if err := os.Mkdir(runtimeDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(runtimeDir, au.UID, au.GID); err != nil {
-		t.Fatal(err)
-	}
-	// Flatpak asks the system bus (accounts service) for parental
-	// controls before installing an app; these machines run no system
-	// bus, so a bus of the test's stands in (without that service:
-	// parental controls off, as on most desktops).
+	// These machines run no system bus; a bus of the test's stands in
+	// (flatpak run sets up its proxy for Avahi on it).
 	system := testenv.SessionBus(t, au.UID, au.GID)
-	alice := au.With("DBUS_SESSION_BUS_ADDRESS="+bus, "DBUS_SYSTEM_BUS_ADDRESS="+system,
-		"DISPLAY="+x.Display, "XAUTHORITY="+x.XAuthority, "XDG_RUNTIME_DIR="+runtimeDir, "NO_AT_BRIDGE=1")
-	t0 := time.Now()
-	for _, args := range [][]string{
-		{"--user", "remote-add", "--no-gpg-verify", "ebrainpool-local", repo},
-		{"--user", "install", "-y", "--noninteractive", "ebrainpool-local", flatpakID},
-	} {
-		if out, err := alice.Exec(t.Context(), "flatpak", args...).CombinedOutput(); err != nil {
-			t.Fatalf("flatpak %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	t.Logf("installed for %s (runtime and app) in %s", au.Name, time.Since(t0).Round(time.Millisecond))
+	alice := installFlatpak(t, au.With("DBUS_SESSION_BUS_ADDRESS="+bus, "DBUS_SYSTEM_BUS_ADDRESS="+system,
+		"DISPLAY="+x.Display, "XAUTHORITY="+x.XAuthority, "NO_AT_BRIDGE=1"), repo)
 	fa := alice.Via("flatpak", "run", flatpakID)
 	fp := strings.SplitN(fa.MustRun(t, "id").Stdout, "\n", 2)[0]
 	if !strings.HasPrefix(fp, "SHA256:") {
@@ -225,24 +208,141 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	t.Logf("stopped by SIGTERM: %v", app.cmd.ProcessState)
 }
 
-// buildFlatpak builds the runtime and the app into a repository every
-// test user can read, removed when the test ends.
-func buildFlatpak(t *testing.T) string {
+// flatpakBuild is the Flatpak (runtime and app) built once for all the
+// tests of the package, in a repository every test user can read.
+type flatpakBuild struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+var flatpak flatpakBuild
+
+// repo builds the Flatpak on first use and returns its repository.
+func (f *flatpakBuild) repo(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "ebp-flatpak-")
-	if err != nil {
+	f.once.Do(func() {
+		if f.dir, f.err = os.MkdirTemp("", "ebp-flatpak-"); f.err != nil {
+			return
+		}
+		if f.err = os.Chmod(f.dir, 0o755); f.err != nil {
+			return
+		}
+		t0 := time.Now()
+		out, err := exec.Command(filepath.Join("..", "..", "packaging", "flatpak", "build.sh"), f.dir).CombinedOutput()
+		if err != nil {
+			f.err = fmt.Errorf("packaging/flatpak/build.sh: %v\n%s", err, out)
+			return
+		}
+		t.Logf("runtime and app built in %s", time.Since(t0).Round(time.Millisecond))
+	})
+	if f.err != nil {
+		t.Fatal(f.err)
+	}
+	return filepath.Join(f.dir, "repo")
+}
+
+// remove deletes the build, once every test has run.
+func (f *flatpakBuild) remove() {
+	if f.dir != "" {
+		os.RemoveAll(f.dir)
+	}
+}
+
+// installFlatpak installs runtime and app from repo for the user, as the
+// user (flatpak --user: no root), and returns the user with the runtime
+// directory flatpak run needs.
+func installFlatpak(t *testing.T, u *testenv.User, repo string) *testenv.User {
+	t.Helper()
+	runtimeDir := filepath.Join(u.Home, "run")
+	if err := os.Mkdir(runtimeDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
+	if err := os.Chown(runtimeDir, u.UID, u.GID); err != nil {
 		t.Fatal(err)
 	}
+	u = u.With("XDG_RUNTIME_DIR=" + runtimeDir)
+	// Flatpak asks the system bus (accounts service) for parental
+	// controls before installing an app; these machines run no system
+	// bus, so a bus of the test's stands in (without that service:
+	// parental controls off, as on most desktops).
+	inst := u.With("DBUS_SYSTEM_BUS_ADDRESS=" + testenv.SessionBus(t, u.UID, u.GID))
 	t0 := time.Now()
-	cmd := exec.Command(filepath.Join("..", "..", "packaging", "flatpak", "build.sh"), dir)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("packaging/flatpak/build.sh: %v\n%s", err, out)
+	for _, args := range [][]string{
+		{"--user", "remote-add", "--no-gpg-verify", "ebrainpool-local", repo},
+		{"--user", "install", "-y", "--noninteractive", "ebrainpool-local", flatpakID},
+	} {
+		if out, err := inst.Exec(t.Context(), "flatpak", args...).CombinedOutput(); err != nil {
+			t.Fatalf("flatpak %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
-	t.Logf("runtime and app built in %s", time.Since(t0).Round(time.Millisecond))
-	return filepath.Join(dir, "repo")
+	t.Logf("installed for %s (runtime and app) in %s", u.Name, time.Since(t0).Round(time.Millisecond))
+	return u
+}
+
+// The Flatpak on the three-host test bed: alice runs it (no setup) on
+// host1, bob and carol the package's daemon. Discovery goes through the
+// Flatpak's bus proxy to host1's avahi-daemon both ways: alice finds bob
+// and carol, and they find her. Alice runs X Logo from bob across the bed's
+// network, its window on her display; bob asking for alice's apps is told
+// that the Flatpak shares none.
+func TestFlatpakOnTheLAN(t *testing.T) {
+	testbed.Require(t, "xlogo", "xwininfo", "setpriv", "avahi-publish", "flatpak", "flatpak-builder", "bwrap")
+	repo := flatpak.repo(t)
+	A, B, C := newLANNodes(t, testbed.New(t, 3), "alice")
+	A.u = installFlatpak(t, A.u, repo)
+	// The Flatpak's settings live in its own XDG directories.
+	settings := filepath.Join(A.u.Home, ".config", "ebrainpool", "settings.json")
+	own := filepath.Join(A.u.Home, ".var", "app", flatpakID, "config", "ebrainpool")
+	if err := os.MkdirAll(own, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(settings, filepath.Join(own, "settings.json")); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chown", "-R", A.u.Name+":", filepath.Join(A.u.Home, ".var")).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v\n%s", err, out)
+	}
+	A.launcher = []string{"flatpak", "run", flatpakID}
+	t0 := time.Now()
+	for _, n := range []*lanNode{A, B, C} {
+		n.start(t)
+	}
+	// The command line from the Flatpak too (another flatpak run).
+	A.u = A.u.Via(A.launcher...)
+	t.Run("discovery both ways through the Flatpak's bus proxy", func(t *testing.T) {
+		A.waitPeers(t, 10*time.Second, map[string]string{B.fp: "", C.fp: ""})
+		t.Logf("the Flatpak on %s lists bob and carol %s after the daemons started", A.h.Name, time.Since(t0).Round(time.Millisecond))
+		B.waitPeers(t, 10*time.Second, map[string]string{A.fp: "", C.fp: ""})
+		C.waitPeers(t, 10*time.Second, map[string]string{A.fp: "", B.fp: ""})
+		t.Logf("bob and carol list the Flatpak %s after the daemons started", time.Since(t0).Round(time.Millisecond))
+	})
+	t.Run("alice runs X Logo from bob across the LAN", func(t *testing.T) {
+		run := A.u.Command(t.Context(), "run", "bob", "xlogo")
+		var out strings.Builder
+		run.Stdout, run.Stderr = &out, &out
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			run.Process.Kill()
+			run.Wait()
+			if t.Failed() {
+				t.Logf("ebrainpool run bob xlogo, from the Flatpak:\n%s", out.String())
+			}
+		}()
+		B.u.MustRun(t, "allow", waitPending(t, &B.node))
+		took := A.x.WaitWindow(t, "xlogo", true, 30*time.Second)
+		t.Logf("xlogo's window on alice's display %s after bob allowed", took.Round(time.Millisecond))
+		endOnlySession(t, &A.node, "outgoing", "")
+	})
+	t.Run("bob is told the Flatpak shares none", func(t *testing.T) {
+		r := B.u.Run(t, "apps", A.fp)
+		if r.Code == 0 || !strings.Contains(r.Stdout+r.Stderr, "runs eBrainPool as a Flatpak") {
+			t.Errorf("bob asking alice's apps: %s", r)
+		}
+	})
+	if b, _ := os.ReadFile(A.log); strings.Contains(string(b), "Invalid client serial") {
+		t.Errorf("Flatpak's bus proxy closed a connection of the app:\n%s", b)
+	}
 }

@@ -27,6 +27,9 @@ type lanNode struct {
 	name   string
 	daemon *exec.Cmd
 	log    string
+	// launcher runs ebrainpool in the host instead of the binary (e.g.
+	// flatpak run APP-ID).
+	launcher []string
 }
 
 // writeSettings gives the user a display name and a short consent timeout.
@@ -51,7 +54,11 @@ func (n *lanNode) start(t *testing.T) {
 func (n *lanNode) startCmd(t *testing.T, args ...string) {
 	t.Helper()
 	ctx := context.Background()
-	args = append([]string{"setpriv", "--reuid=" + strconv.Itoa(n.u.UID), "--regid=" + strconv.Itoa(n.u.GID), "--clear-groups", "--", binary}, args...)
+	launcher := n.launcher
+	if len(launcher) == 0 {
+		launcher = []string{binary}
+	}
+	args = append(append([]string{"setpriv", "--reuid=" + strconv.Itoa(n.u.UID), "--regid=" + strconv.Itoa(n.u.GID), "--clear-groups", "--"}, launcher...), args...)
 	cmd := n.h.Command(ctx, args...)
 	cmd.Env = append([]string{"HOME=" + n.u.Home, "USER=" + n.u.Name, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 		"DBUS_SYSTEM_BUS_ADDRESS=unix:path=/run/dbus/system_bus_socket"}, n.u.Env...)

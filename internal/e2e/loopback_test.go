@@ -19,7 +19,11 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m, &binary)) }
+func TestMain(m *testing.M) {
+	code := testenv.Main(m, &binary)
+	flatpak.remove()
+	os.Exit(code)
+}
 
 // node is one simulated machine on loopback: a user, its session bus and
 // its daemon.
