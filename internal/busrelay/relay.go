@@ -44,8 +44,9 @@ type Relay struct {
 	upstream string // "unix" network address (a path, or @name)
 	log      *slog.Logger
 	wg       sync.WaitGroup
+	stop     func() bool // stops closing on ctx's end
 	mu       sync.Mutex
-	conns    map[net.Conn]bool
+	clients  map[net.Conn]bool
 	closed   bool
 }
 
@@ -67,13 +68,10 @@ func Start(ctx context.Context, upstream, dir string, log *slog.Logger) (*Relay,
 		os.RemoveAll(d)
 		return nil, fmt.Errorf("bus relay: %w", err)
 	}
-	r := &Relay{ln: ln, dir: d, upstream: up, log: log, conns: map[net.Conn]bool{}}
+	r := &Relay{ln: ln, dir: d, upstream: up, log: log, clients: map[net.Conn]bool{}}
+	r.stop = context.AfterFunc(ctx, func() { r.Close() })
 	r.wg.Add(1)
 	go r.accept()
-	go func() {
-		<-ctx.Done()
-		r.Close()
-	}()
 	return r, nil
 }
 
@@ -82,16 +80,17 @@ func (r *Relay) Address() string {
 	return "unix:path=" + r.ln.Addr().String()
 }
 
-// Close stops accepting, ends every relayed connection and removes the
-// socket.
+// Close stops accepting, ends every relayed connection (closing the
+// client's side ends both) and removes the socket.
 func (r *Relay) Close() error {
+	r.stop()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return nil
 	}
 	r.closed = true
-	for c := range r.conns {
+	for c := range r.clients {
 		c.Close()
 	}
 	r.mu.Unlock()
@@ -101,20 +100,6 @@ func (r *Relay) Close() error {
 	return err
 }
 
-func (r *Relay) track(c net.Conn, on bool) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if on && r.closed {
-		return false
-	}
-	if on {
-		r.conns[c] = true
-	} else {
-		delete(r.conns, c)
-	}
-	return true
-}
-
 func (r *Relay) accept() {
 	defer r.wg.Done()
 	for {
@@ -122,12 +107,23 @@ func (r *Relay) accept() {
 		if err != nil {
 			return
 		}
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			c.Close()
+			return
+		}
+		r.clients[c] = true
+		r.mu.Unlock()
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
 			if err := r.serve(c); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, io.EOF) {
 				r.log.Debug("bus relay: connection ended", "err", err)
 			}
+			r.mu.Lock()
+			delete(r.clients, c)
+			r.mu.Unlock()
 		}()
 	}
 }
@@ -137,15 +133,9 @@ func (r *Relay) serve(client net.Conn) error {
 	defer client.Close()
 	up, err := net.DialTimeout("unix", r.upstream, 10*time.Second)
 	if err != nil {
-		return fmt.Errorf("connecting to the session bus: %w", err)
+		return fmt.Errorf("connecting to the bus: %w", err)
 	}
 	defer up.Close()
-	if !r.track(client, true) {
-		return nil
-	}
-	defer r.track(client, false)
-	r.track(up, true)
-	defer r.track(up, false)
 
 	cr, ur := bufio.NewReader(client), bufio.NewReader(up)
 	client.SetDeadline(time.Now().Add(30 * time.Second))

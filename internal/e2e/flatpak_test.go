@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,12 +45,7 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	if !strings.HasPrefix(fp, "SHA256:") {
 		t.Fatalf("ebrainpool id in the Flatpak printed %q", fp)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
+	port := freePort(t)
 
 	// bob: a host with the package's setup, sharing X Logo, knowing alice.
 	bob := newNode(t, true)
@@ -74,16 +67,7 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 		t.Fatalf("the Flatpak's StatusNotifierItem Menu: %v %v", v, err)
 	}
 	menu := conn.Object(item.Destination(), menuPath)
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		root := getLayout(t, menu)
-		if _, ok := root.find(peerLabel(root, "bob")); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bob never reached the Flatpak's tray menu: %q", root.labels())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitPeerApp(t, menu, "bob", "X Logo")
 	// It cannot share: the off icon, and no sharing toggle.
 	waitIcon(t, item, loadTrayIcons(t), "off")
 	if _, ok := getLayout(t, menu).find("Sharing unavailable (see Settings)"); !ok {
@@ -109,19 +93,7 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	t.Logf("bob's apps listed from the Flatpak %s after `flatpak run`", time.Since(tApp).Round(time.Millisecond))
 
 	t.Run("runs a peer's app", func(t *testing.T) {
-		run := fa.Command(t.Context(), "run", "bob", "xlogo")
-		var out strings.Builder
-		run.Stdout, run.Stderr = &out, &out
-		if err := run.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			run.Process.Kill()
-			run.Wait()
-			if t.Failed() {
-				t.Logf("ebrainpool run bob xlogo:\n%s", out.String())
-			}
-		}()
+		startRun(t, fa, "bob", "xlogo")
 		id := waitPending(t, bob)
 		bob.u.MustRun(t, "allow", id)
 		took := x.WaitWindow(t, "xlogo", true, 30*time.Second)
@@ -157,6 +129,7 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 		xdotool(t, x, append(keys, "space")...)
 		entry := filepath.Join(au.Home, ".config", "autostart", flatpakID+".desktop")
 		var b []byte
+		var err error
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 			if b, err = os.ReadFile(entry); err == nil {
 				break
@@ -318,19 +291,7 @@ func TestFlatpakOnTheLAN(t *testing.T) {
 		t.Logf("bob and carol list the Flatpak %s after the daemons started", time.Since(t0).Round(time.Millisecond))
 	})
 	t.Run("alice runs X Logo from bob across the LAN", func(t *testing.T) {
-		run := A.u.Command(t.Context(), "run", "bob", "xlogo")
-		var out strings.Builder
-		run.Stdout, run.Stderr = &out, &out
-		if err := run.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			run.Process.Kill()
-			run.Wait()
-			if t.Failed() {
-				t.Logf("ebrainpool run bob xlogo, from the Flatpak:\n%s", out.String())
-			}
-		}()
+		startRun(t, A.u, "bob", "xlogo")
 		B.u.MustRun(t, "allow", waitPending(t, &B.node))
 		took := A.x.WaitWindow(t, "xlogo", true, 30*time.Second)
 		t.Logf("xlogo's window on alice's display %s after bob allowed", took.Round(time.Millisecond))

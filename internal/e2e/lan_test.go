@@ -189,19 +189,8 @@ func TestThreeHostsOnTheLAN(t *testing.T) {
 	})
 
 	t.Run("A runs an app from B: window on A, process in B's sandbox, gone after end", func(t *testing.T) {
-		run := A.u.Command(t.Context(), "run", "bob", "xlogo")
-		var out strings.Builder
-		run.Stdout, run.Stderr = &out, &out
-		if err := run.Start(); err != nil {
-			t.Fatal(err)
-		}
-		id := waitPending(t, &B.node)
-		B.u.MustRun(t, "allow", id)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("ebrainpool run on A:\n%s", out.String())
-			}
-		})
+		run := startRun(t, A.u, "bob", "xlogo")
+		B.u.MustRun(t, "allow", waitPending(t, &B.node))
 		took := A.x.WaitWindow(t, "xlogo", true, 30*time.Second)
 		t.Logf("window on A %s after B allowed", took.Round(time.Millisecond))
 		start, _ := B.u.SubIDs(t)

@@ -139,6 +139,26 @@ func shareApp(t testing.TB, n *node, id, name, command string) {
 	n.u.MustRun(t, "share", id)
 }
 
+// startRun starts `ebrainpool run PEER APP` as u; it is stopped when the
+// test ends, and its output logged if the test failed.
+func startRun(t *testing.T, u *testenv.User, peer, app string) *exec.Cmd {
+	t.Helper()
+	run := u.Command(t.Context(), "run", peer, app)
+	var out strings.Builder
+	run.Stdout, run.Stderr = &out, &out
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		run.Process.Kill()
+		run.Wait()
+		if t.Failed() {
+			t.Logf("ebrainpool run %s %s as %s:\n%s", peer, app, u.Name, out.String())
+		}
+	})
+	return run
+}
+
 func waitPending(t testing.TB, n *node) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)

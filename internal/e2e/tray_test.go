@@ -78,12 +78,7 @@ func TestTrayInXfcePanel(t *testing.T) {
 	watcher, panel := startPanel(t, alice, conn)
 
 	// The desktop app, knowing bob.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
+	port := freePort(t)
 	tGUI := time.Now()
 	gui := start(t, alice.With("LIBGL_ALWAYS_SOFTWARE=1"), "desktop app", binary,
 		"gui", "--no-discovery", "--listen", "127.0.0.1:"+port, "--peer", bob.peerArg("bob"))
@@ -108,18 +103,7 @@ func TestTrayInXfcePanel(t *testing.T) {
 	waitIcon(t, item, icons, "sharing")
 
 	// The menu as the panel reads it, once bob's apps are in.
-	var root menuItem
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		root = getLayout(t, menu)
-		if sub, ok := root.find(peerLabel(root, "bob")); ok && len(sub.Children) > 0 && sub.Children[0].Label == "X Logo" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bob's apps never reached the tray menu: %q", root.labels())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	root := waitPeerApp(t, menu, "bob", "X Logo")
 	bobItem := peerLabel(root, "bob")
 	want := []string{bobItem, "---", "Open peer browser", "Sessions", "[x] Share my apps", "Settings", "---", "Quit"}
 	if got := root.labels(); !reflect.DeepEqual(got, want) {
@@ -459,6 +443,32 @@ func peerLabel(root menuItem, name string) string {
 		}
 	}
 	return name
+}
+
+// waitPeerApp waits until the tray menu lists the peer with app first in
+// its submenu, and returns the menu.
+func waitPeerApp(t *testing.T, menu dbus.BusObject, peer, app string) menuItem {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		root := getLayout(t, menu)
+		if sub, ok := root.find(peerLabel(root, peer)); ok && len(sub.Children) > 0 && sub.Children[0].Label == app {
+			return root
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's apps never reached the tray menu: %q", peer, root.labels())
+		}
+	}
+}
+
+// freePort is a loopback TCP port free a moment ago, for a --listen.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
 // click activates an item as a tray host does. The menu is rebuilt (with

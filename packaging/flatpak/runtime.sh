@@ -26,6 +26,8 @@ closure=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflic
 	--no-breaks --no-replaces --no-enhances $pkgs 2>/dev/null | grep -v '^ ' | grep -v '<' | sort -u)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# The files go to usr/ (exported with --files=usr); build-export still
+# wants the files/ of an initialized build directory, left empty.
 mkdir -p "$work/usr" "$work/files"
 # Every file of every installed package of the closure, /usr/X as X and
 # /etc/X as etc/X (Flatpak makes /etc from the runtime's etc). Debian 12
