@@ -41,6 +41,8 @@ type systemTray struct {
 	// gone is set once the library panicked: its session bus connection
 	// is closed (the session ended, or a Flatpak's bus proxy went first).
 	gone atomic.Bool
+	// shown is the menu as published, for updates in place.
+	shown []*shownItem
 }
 
 // guard calls into fyne.io/systray, which panics (prop.SetMust) once its
@@ -82,16 +84,94 @@ func (s *systemTray) SetIcon(r fyne.Resource) {
 	s.guard("setting the icon", func() { systray.SetIcon(b) })
 }
 
-// SetMenu replaces the whole menu (fyne.Menu semantics as in Fyne's tray:
-// checked items and toggles are checkboxes, disabled items greyed out).
+// SetMenu shows m (fyne.Menu semantics as in Fyne's tray: checked items
+// and toggles are checkboxes, disabled items greyed out). A menu of the
+// same shape as the one shown (the same items, separators, checkboxes and
+// submenus, in the same places) is updated in place: its items keep their
+// ids, so a click the tray host sends while a label or a check mark
+// changes (a session starting, sharing switched) still reaches the item.
+// Any other change rebuilds the menu, as the library can only append.
 func (s *systemTray) SetMenu(m *fyne.Menu) {
 	s.guard("setting the menu", func() {
+		if s.shown != nil && sameShape(s.shown, m, s.toggle) {
+			s.updateItems(s.shown, m)
+			return
+		}
 		systray.ResetMenu()
-		s.add(m, nil)
+		s.shown = s.add(m, nil)
 	})
 }
 
-func (s *systemTray) add(m *fyne.Menu, parent *systray.MenuItem) {
+// shownItem is a menu item as published: nil item for a separator.
+type shownItem struct {
+	item     *systray.MenuItem
+	checkbox bool
+	title    string
+	children []*shownItem
+	// action is what a click runs: that of the latest menu.
+	action atomic.Pointer[func()]
+}
+
+// sameShape reports whether m can be shown by updating shown in place.
+func sameShape(shown []*shownItem, m *fyne.Menu, toggle func(*fyne.MenuItem) bool) bool {
+	if len(shown) != len(m.Items) {
+		return false
+	}
+	for n, i := range m.Items {
+		si := shown[n]
+		switch {
+		case i.IsSeparator != (si.item == nil):
+			return false
+		case i.IsSeparator:
+			continue
+		case (i.Checked || toggle(i)) != si.checkbox:
+			return false
+		case (i.ChildMenu != nil) != (si.children != nil):
+			return false
+		case i.ChildMenu != nil && !sameShape(si.children, i.ChildMenu, toggle):
+			return false
+		}
+	}
+	return true
+}
+
+// updateItems changes what differs between the items shown and those of
+// m, which has their shape.
+func (s *systemTray) updateItems(shown []*shownItem, m *fyne.Menu) {
+	for n, i := range m.Items {
+		si := shown[n]
+		if si.item == nil {
+			continue
+		}
+		if si.title != i.Label {
+			si.title = i.Label
+			si.item.SetTitle(i.Label)
+		}
+		if si.item.Checked() != i.Checked {
+			if i.Checked {
+				si.item.Check()
+			} else {
+				si.item.Uncheck()
+			}
+		}
+		if si.item.Disabled() != i.Disabled {
+			if i.Disabled {
+				si.item.Disable()
+			} else {
+				si.item.Enable()
+			}
+		}
+		action := i.Action
+		si.action.Store(&action)
+		if i.ChildMenu != nil {
+			s.updateItems(si.children, i.ChildMenu)
+		}
+	}
+}
+
+// add publishes the items of m, under parent or at the top level.
+func (s *systemTray) add(m *fyne.Menu, parent *systray.MenuItem) []*shownItem {
+	shown := make([]*shownItem, 0, len(m.Items))
 	for _, i := range m.Items {
 		if i.IsSeparator {
 			if parent != nil {
@@ -99,36 +179,39 @@ func (s *systemTray) add(m *fyne.Menu, parent *systray.MenuItem) {
 			} else {
 				systray.AddSeparator()
 			}
+			shown = append(shown, &shownItem{})
 			continue
 		}
-		var item *systray.MenuItem
-		checkbox := i.Checked || s.toggle(i)
+		si := &shownItem{checkbox: i.Checked || s.toggle(i), title: i.Label}
 		switch {
-		case parent != nil && checkbox:
-			item = parent.AddSubMenuItemCheckbox(i.Label, "", i.Checked)
+		case parent != nil && si.checkbox:
+			si.item = parent.AddSubMenuItemCheckbox(i.Label, "", i.Checked)
 		case parent != nil:
-			item = parent.AddSubMenuItem(i.Label, "")
-		case checkbox:
-			item = systray.AddMenuItemCheckbox(i.Label, "", i.Checked)
+			si.item = parent.AddSubMenuItem(i.Label, "")
+		case si.checkbox:
+			si.item = systray.AddMenuItemCheckbox(i.Label, "", i.Checked)
 		default:
-			item = systray.AddMenuItem(i.Label, "")
+			si.item = systray.AddMenuItem(i.Label, "")
 		}
 		if i.Disabled {
-			item.Disable()
+			si.item.Disable()
 		}
 		if i.ChildMenu != nil {
-			s.add(i.ChildMenu, item)
+			si.children = s.add(i.ChildMenu, si.item)
 		}
 		action := i.Action
+		si.action.Store(&action)
 		// ClickedCh is closed when the menu is reset.
 		go func() {
-			for range item.ClickedCh {
-				if action != nil {
-					s.run(action)
+			for range si.item.ClickedCh {
+				if a := *si.action.Load(); a != nil {
+					s.run(a)
 				}
 			}
 		}()
+		shown = append(shown, si)
 	}
+	return shown
 }
 
 // close removes the item from the tray.

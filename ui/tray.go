@@ -125,8 +125,8 @@ func (t *tray) update() {
 		t.host.SetIcon(trayIcon(state))
 	}
 	t.state = state
-	// Only a changed menu is sent: the host gives every item a new id, and
-	// a click the tray host sends for an item of the previous menu is lost.
+	// Only a changed menu is sent: each change makes the tray host fetch
+	// the layout again (see systemTray.SetMenu for how item ids are kept).
 	m := t.menu()
 	if sig := t.menuSig(m); sig != t.shown {
 		t.shown = sig
