@@ -178,6 +178,10 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	if strings.Contains(string(b), "Invalid client serial") {
 		t.Errorf("Flatpak's bus proxy closed a connection of the app:\n%s", b)
 	}
+	// The tray item got its well-known name (finish-args own it).
+	if strings.Contains(string(b), "systray error") {
+		t.Errorf("the tray reported an error:\n%s", b)
+	}
 	t.Logf("stopped by SIGTERM: %v", app.cmd.ProcessState)
 }
 
