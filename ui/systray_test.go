@@ -2,6 +2,8 @@ package ui
 
 import (
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -47,19 +49,18 @@ func TestSystemTray(t *testing.T) {
 
 	t.Run("a changed label keeps every item's id", func(t *testing.T) {
 		s.SetMenu(sessions("Sessions"))
-		before := dbusMenu(t, menu)
+		before := testenv.ReadMenu(t, menu)
 		// A session starts while the user has the menu open.
 		s.SetMenu(sessions("Sessions (1 running)"))
-		after := dbusMenu(t, menu)
-		want := strings.Replace(before, `"Sessions"`, `"Sessions (1 running)"`, 1)
-		if after != want {
-			t.Fatalf("menu after the label changed:\n%s\nwant (the same ids):\n%s", after, want)
+		after := testenv.ReadMenu(t, menu)
+		want := before
+		want.Children = slices.Clone(before.Children)
+		want.Children[1].Label = "Sessions (1 running)"
+		if !reflect.DeepEqual(after, want) {
+			t.Fatalf("menu after the label changed:\n%+v\nwant (the same ids):\n%+v", after, want)
 		}
 		// The tray host clicks "Settings" by the id it read before.
-		id := itemID(t, before, "Settings")
-		if call := menu.Call("com.canonical.dbusmenu.Event", 0, id, "clicked", dbus.MakeVariant(int32(0)), uint32(0)); call.Err != nil {
-			t.Fatal(call.Err)
-		}
+		click(t, menu, before, "Settings")
 		waitClicked(t, &clicked, "Settings")
 	})
 	t.Run("a check mark and a disabled item change in place", func(t *testing.T) {
@@ -67,17 +68,18 @@ func TestSystemTray(t *testing.T) {
 		s.toggle = func(i *fyne.MenuItem) bool { return i.Label == "Share my apps" }
 		defer func() { s.toggle = func(*fyne.MenuItem) bool { return false } }()
 		s.SetMenu(fyne.NewMenu("", toggle, item("Settings")))
-		before := dbusMenu(t, menu)
+		before := testenv.ReadMenu(t, menu)
 		on := &fyne.MenuItem{Label: "Share my apps", Checked: true}
 		off := item("Settings")
 		off.Disabled = true
 		s.SetMenu(fyne.NewMenu("", on, off))
-		after := dbusMenu(t, menu)
-		if itemID(t, before, "Share my apps") != itemID(t, after, "Share my apps") || itemID(t, before, "Settings") != itemID(t, after, "Settings") {
-			t.Fatalf("ids changed:\n%s\n->\n%s", before, after)
+		after := testenv.ReadMenu(t, menu)
+		want := []testenv.MenuItem{
+			{ID: before.Children[0].ID, Label: "[x] Share my apps", Enabled: true},
+			{ID: before.Children[1].ID, Label: "Settings", Enabled: false},
 		}
-		if !strings.Contains(after, `"Share my apps" checkmark=1 enabled`) || !strings.Contains(after, `"Settings"  disabled`) {
-			t.Fatalf("menu after ticking and disabling:\n%s", after)
+		if before.Children[0].Label != "[ ] Share my apps" || !reflect.DeepEqual(after.Children, want) {
+			t.Fatalf("menu %+v, after ticking and disabling %+v, want %+v", before.Children, after.Children, want)
 		}
 	})
 	t.Run("a changed shape rebuilds the menu", func(t *testing.T) {
@@ -86,12 +88,12 @@ func TestSystemTray(t *testing.T) {
 		m := sessions("Sessions")
 		m.Items = append([]*fyne.MenuItem{{Label: "carol", ChildMenu: fyne.NewMenu("", item("Calculator"))}}, m.Items...)
 		s.SetMenu(m)
-		after := dbusMenu(t, menu)
-		if !strings.Contains(after, `"carol"`) || !strings.Contains(after, `"Calculator"`) || strings.Count(after, `"Settings"`) != 1 {
-			t.Fatalf("menu after a peer arrived:\n%s", after)
+		after := testenv.ReadMenu(t, menu)
+		if got, want := after.Labels(), []string{"carol", "Open peer browser", "Sessions", "---", "bob", "Settings"}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("menu after a peer arrived: %q, want %q", got, want)
 		}
 		clicked.Store("")
-		menu.Call("com.canonical.dbusmenu.Event", 0, itemID(t, after, "Calculator"), "clicked", dbus.MakeVariant(int32(0)), uint32(0))
+		click(t, menu, after, "carol", "Calculator")
 		waitClicked(t, &clicked, "Calculator")
 	})
 
@@ -137,60 +139,16 @@ func trayName(t *testing.T, conn *dbus.Conn) string {
 	return ""
 }
 
-// dbusMenu reads the menu with GetLayout and prints one line per item:
-// id, label, toggle and enabled state, indented by depth.
-func dbusMenu(t *testing.T, menu dbus.BusObject) string {
+// click sends a click on the item at path in root, as a tray host does.
+func click(t *testing.T, menu dbus.BusObject, root testenv.MenuItem, path ...string) {
 	t.Helper()
-	type layout struct {
-		ID       int32
-		Props    map[string]dbus.Variant
-		Children []dbus.Variant
+	it, ok := root.Find(path...)
+	if !ok {
+		t.Fatalf("no %q in the menu %q", path, root.Labels())
 	}
-	var rev uint32
-	var root layout
-	if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &root); err != nil {
-		t.Fatalf("GetLayout: %v", err)
+	if call := menu.Call("com.canonical.dbusmenu.Event", 0, it.ID, "clicked", dbus.MakeVariant(int32(0)), uint32(0)); call.Err != nil {
+		t.Fatalf("clicking %q: %v", path, call.Err)
 	}
-	var b strings.Builder
-	var walk func(l layout, depth int)
-	walk = func(l layout, depth int) {
-		for _, c := range l.Children {
-			var child layout
-			if err := dbus.Store([]any{c.Value()}, &child); err != nil {
-				t.Fatalf("menu item %v: %v", c, err)
-			}
-			label, _ := child.Props["label"].Value().(string)
-			if tp, _ := child.Props["type"].Value().(string); tp == "separator" {
-				label = "---"
-			}
-			var toggle string
-			if tt, _ := child.Props["toggle-type"].Value().(string); tt != "" {
-				toggle = fmt.Sprintf("%s=%v", tt, child.Props["toggle-state"].Value())
-			}
-			state := "enabled"
-			if e, ok := child.Props["enabled"].Value().(bool); ok && !e {
-				state = "disabled"
-			}
-			fmt.Fprintf(&b, "%s%d %q %s %s\n", strings.Repeat("  ", depth), child.ID, label, toggle, state)
-			walk(child, depth+1)
-		}
-	}
-	walk(root, 0)
-	return b.String()
-}
-
-// itemID finds the id of the item labelled so in a dbusMenu listing.
-func itemID(t *testing.T, listing, label string) int32 {
-	t.Helper()
-	for _, line := range strings.Split(listing, "\n") {
-		var id int32
-		if f := strings.Fields(line); len(f) > 1 && strings.Contains(line, fmt.Sprintf(" %q ", label)) {
-			fmt.Sscan(f[0], &id)
-			return id
-		}
-	}
-	t.Fatalf("no %q in the menu:\n%s", label, listing)
-	return 0
 }
 
 func waitClicked(t *testing.T, clicked *atomic.Value, label string) {

@@ -70,8 +70,8 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	waitPeerApp(t, menu, "bob", "X Logo")
 	// It cannot share: the off icon, and no sharing toggle.
 	waitIcon(t, item, loadTrayIcons(t), "off")
-	if _, ok := getLayout(t, menu).find("Sharing unavailable (see Settings)"); !ok {
-		t.Errorf("the Flatpak's tray menu %q offers sharing", getLayout(t, menu).labels())
+	if _, ok := testenv.ReadMenu(t, menu).Find("Sharing unavailable (see Settings)"); !ok {
+		t.Errorf("the Flatpak's tray menu %q offers sharing", testenv.ReadMenu(t, menu).Labels())
 	}
 	click(t, menu, "Open peer browser")
 	x.WaitWindow(t, "eBrainPool: peers", true, 60*time.Second)

@@ -106,14 +106,14 @@ func TestTrayInXfcePanel(t *testing.T) {
 	root := waitPeerApp(t, menu, "bob", "X Logo")
 	bobItem := peerLabel(root, "bob")
 	want := []string{bobItem, "---", "Open peer browser", "Sessions", "[x] Share my apps", "Settings", "---", "Quit"}
-	if got := root.labels(); !reflect.DeepEqual(got, want) {
+	if got := root.Labels(); !reflect.DeepEqual(got, want) {
 		t.Errorf("tray menu = %q\nwant %q", got, want)
 	}
-	sub, _ := root.find(bobItem)
-	if got, want := sub.labels(), []string{"X Logo", "---", "Show in peer browser"}; !reflect.DeepEqual(got, want) {
+	sub, _ := root.Find(bobItem)
+	if got, want := sub.Labels(), []string{"X Logo", "---", "Show in peer browser"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("bob's submenu = %q, want %q", got, want)
 	}
-	t.Logf("tray menu read over com.canonical.dbusmenu: %q, bob: %q", root.labels(), sub.labels())
+	t.Logf("tray menu read over com.canonical.dbusmenu: %q, bob: %q", root.Labels(), sub.Labels())
 
 	// The icon in the panel, and the panel's own menu from a real click.
 	box := iconInPanel(t, x, icons["sharing"].main)
@@ -352,91 +352,8 @@ func waitItem(t *testing.T, conn *dbus.Conn, watcher dbus.BusObject, p *proc, in
 	}
 }
 
-// menuItem is one com.canonical.dbusmenu item.
-type menuItem struct {
-	ID       int32
-	Label    string // "---" for a separator, "[x] " before a ticked checkmark
-	Enabled  bool
-	Children []menuItem
-}
-
-// getLayout reads the whole menu: GetLayout(0, -1, all properties).
-func getLayout(t *testing.T, menu dbus.BusObject) menuItem {
-	t.Helper()
-	var rev uint32
-	var layout struct {
-		ID       int32
-		Props    map[string]dbus.Variant
-		Children []dbus.Variant
-	}
-	if err := menu.Call("com.canonical.dbusmenu.GetLayout", 0, int32(0), int32(-1), []string{}).Store(&rev, &layout); err != nil {
-		t.Fatalf("com.canonical.dbusmenu.GetLayout: %v", err)
-	}
-	return toMenuItem(t, []any{layout.ID, layout.Props, layout.Children})
-}
-
-// toMenuItem converts a layout (ia{sv}av) as godbus decodes it.
-func toMenuItem(t *testing.T, v any) menuItem {
-	t.Helper()
-	f, ok := v.([]any)
-	if !ok || len(f) != 3 {
-		t.Fatalf("menu layout entry %#v is not (ia{sv}av)", v)
-	}
-	id, _ := f[0].(int32)
-	props, _ := f[1].(map[string]dbus.Variant)
-	children, _ := f[2].([]dbus.Variant)
-	m := menuItem{ID: id, Enabled: true}
-	str := func(k string) string { s, _ := props[k].Value().(string); return s }
-	if e, ok := props["enabled"].Value().(bool); ok {
-		m.Enabled = e
-	}
-	m.Label = str("label")
-	if str("type") == "separator" {
-		m.Label = "---"
-	}
-	if str("toggle-type") == "checkmark" {
-		if s, _ := props["toggle-state"].Value().(int32); s == 1 {
-			m.Label = "[x] " + m.Label
-		} else {
-			m.Label = "[ ] " + m.Label
-		}
-	}
-	if v, ok := props["visible"].Value().(bool); ok && !v {
-		m.Label = "(hidden) " + m.Label
-	}
-	for _, c := range children {
-		m.Children = append(m.Children, toMenuItem(t, c.Value()))
-	}
-	return m
-}
-
-func (m menuItem) labels() []string {
-	var out []string
-	for _, c := range m.Children {
-		out = append(out, c.Label)
-	}
-	return out
-}
-
-// find follows labels down the menu.
-func (m menuItem) find(path ...string) (menuItem, bool) {
-	for _, label := range path {
-		found := false
-		for _, c := range m.Children {
-			if c.Label == label {
-				m, found = c, true
-				break
-			}
-		}
-		if !found {
-			return menuItem{}, false
-		}
-	}
-	return m, true
-}
-
 // peerLabel is the label of a peer's item: its name and host.
-func peerLabel(root menuItem, name string) string {
+func peerLabel(root testenv.MenuItem, name string) string {
 	for _, c := range root.Children {
 		if c.Label == name || strings.HasPrefix(c.Label, name+" (") {
 			return c.Label
@@ -447,15 +364,15 @@ func peerLabel(root menuItem, name string) string {
 
 // waitPeerApp waits until the tray menu lists the peer with app first in
 // its submenu, and returns the menu.
-func waitPeerApp(t *testing.T, menu dbus.BusObject, peer, app string) menuItem {
+func waitPeerApp(t *testing.T, menu dbus.BusObject, peer, app string) testenv.MenuItem {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		root := getLayout(t, menu)
-		if sub, ok := root.find(peerLabel(root, peer)); ok && len(sub.Children) > 0 && sub.Children[0].Label == app {
+		root := testenv.ReadMenu(t, menu)
+		if sub, ok := root.Find(peerLabel(root, peer)); ok && len(sub.Children) > 0 && sub.Children[0].Label == app {
 			return root
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s's apps never reached the tray menu: %q", peer, root.labels())
+			t.Fatalf("%s's apps never reached the tray menu: %q", peer, root.Labels())
 		}
 	}
 }
@@ -471,14 +388,14 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-// click activates an item as a tray host does. The menu is rebuilt (with
-// new ids) whenever it changes, so the ids are read just before.
+// click activates an item as a tray host does, by the id it has just read
+// (the menu is rebuilt, with new ids, when its shape changes).
 func click(t *testing.T, menu dbus.BusObject, path ...string) {
 	t.Helper()
-	root := getLayout(t, menu)
-	it, ok := root.find(path...)
+	root := testenv.ReadMenu(t, menu)
+	it, ok := root.Find(path...)
 	if !ok {
-		t.Fatalf("no item %q in the tray menu %q", path, root.labels())
+		t.Fatalf("no item %q in the tray menu %q", path, root.Labels())
 	}
 	if !it.Enabled {
 		t.Fatalf("menu item %q is disabled", path)
@@ -494,12 +411,12 @@ func waitLabel(t *testing.T, menu dbus.BusObject, label string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		root := getLayout(t, menu)
-		if _, ok := root.find(label); ok {
+		root := testenv.ReadMenu(t, menu)
+		if _, ok := root.Find(label); ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the tray menu %q", label, root.labels())
+			t.Fatalf("no %q in the tray menu %q", label, root.Labels())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
