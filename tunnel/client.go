@@ -55,6 +55,13 @@ type x11Target struct {
 	realName string
 	realData []byte
 	fake     []byte
+	// For messages: the DISPLAY value, the Xauthority file ("" if there
+	// is none), whether its path is the default ~/.Xauthority and whether
+	// it is missing.
+	name         string
+	xauth        string
+	xauthDefault bool
+	xauthMissing bool
 }
 
 // RunApp connects to an endpoint, runs the granted command with X11
@@ -81,6 +88,11 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 	if !cfg.NoX11 {
 		t, err := localX11Target(cfg.Display, cfg.XAuthority)
 		if err != nil {
+			return -1, err
+		}
+		// Before connecting: a display the relay cannot use is said as
+		// such, not found out by the app on the other side.
+		if err := t.probe(ctx); err != nil {
 			return -1, err
 		}
 		x11 = t
@@ -185,17 +197,22 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 	}
 }
 
-// localX11Target reads the local display and its cookie and makes a fake one.
+// localX11Target reads the local display and its cookie and makes a fake
+// one. Errors are *DisplayError.
 func localX11Target(display, xauthority string) (*x11Target, error) {
 	if display == "" {
 		display = os.Getenv("DISPLAY")
 	}
 	if display == "" {
-		return nil, errors.New("X11 forwarding: DISPLAY is not set")
+		return nil, noDisplayError(os.Getenv("WAYLAND_DISPLAY"))
 	}
 	d, err := ParseDisplay(display)
 	if err != nil {
-		return nil, fmt.Errorf("X11 forwarding: %w", err)
+		return nil, displayErrorf(err, "DISPLAY=%s is not an X display name: %v", display, err)
+	}
+	t := &x11Target{display: d, name: display, fake: make([]byte, 16)}
+	if _, err := rand.Read(t.fake); err != nil {
+		return nil, fmt.Errorf("making fake X11 cookie: %w", err)
 	}
 	if xauthority == "" {
 		xauthority = os.Getenv("XAUTHORITY")
@@ -203,27 +220,34 @@ func localX11Target(display, xauthority string) (*x11Target, error) {
 	if xauthority == "" {
 		if home, err := os.UserHomeDir(); err == nil {
 			xauthority = filepath.Join(home, ".Xauthority")
+			t.xauthDefault = true
 		}
 	}
-	t := &x11Target{display: d, fake: make([]byte, 16)}
-	if _, err := rand.Read(t.fake); err != nil {
-		return nil, fmt.Errorf("making fake X11 cookie: %w", err)
+	t.xauth = xauthority
+	if xauthority == "" {
+		return t, nil
 	}
-	if xauthority != "" {
-		f, err := os.Open(xauthority)
-		if err == nil {
-			entries, perr := ParseXauthority(f)
-			f.Close()
-			if perr != nil && len(entries) == 0 {
-				return nil, fmt.Errorf("reading %s: %w", xauthority, perr)
-			}
-			host, _ := os.Hostname()
-			if data, ok := findCookie(entries, d, host); ok {
-				t.realName, t.realData = mitMagicCookie, data
-			}
-		} else if !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("reading Xauthority: %w", err)
+	f, err := os.Open(xauthority)
+	if errors.Is(err, os.ErrNotExist) {
+		t.xauthMissing = true
+		return t, nil
+	}
+	if err != nil {
+		cause := err
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			cause = pe.Err
 		}
+		return nil, displayErrorf(err, "cannot read %s: %v", t.xauthFile(), cause)
+	}
+	entries, perr := ParseXauthority(f)
+	f.Close()
+	if perr != nil && len(entries) == 0 {
+		return nil, displayErrorf(perr, "%s is not a valid Xauthority file: %v", t.xauthFile(), perr)
+	}
+	host, _ := os.Hostname()
+	if data, ok := findCookie(entries, d, host); ok {
+		t.realName, t.realData = mitMagicCookie, data
 	}
 	return t, nil
 }

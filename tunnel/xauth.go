@@ -126,12 +126,14 @@ func WriteXauthority(path string, entries []XauthEntry) error {
 }
 
 // findCookie picks the MIT-MAGIC-COOKIE-1 entry for display d the way Xlib
-// does: the first entry, in file order, whose number matches and whose
-// family/address matches the connection (wild matches anything).
+// (libXau) does: the first entry, in file order, whose number matches (an
+// entry without a number matches every display: mutter writes its
+// Xwayland cookie so) and whose family/address matches the connection
+// (wild matches anything).
 func findCookie(entries []XauthEntry, d Display, hostname string) ([]byte, bool) {
 	num := fmt.Sprint(d.Number)
 	for _, e := range entries {
-		if e.Name != mitMagicCookie || e.Number != num {
+		if e.Name != mitMagicCookie || (e.Number != "" && e.Number != num) {
 			continue
 		}
 		if e.Family == FamilyWild {
