@@ -55,6 +55,10 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	if progress == nil {
 		progress = func(string) {}
 	}
+	// Before asking: nobody should allow an app whose window cannot appear.
+	if err := tunnel.CheckDisplay(ctx, cfg.Display, cfg.XAuthority); err != nil {
+		return -1, err
+	}
 	progress(StageAsking)
 	c, err := control.Dial(ctx, t.Addr, control.ClientConfig{Identity: cfg.Identity, Name: cfg.Name, Expect: t.Fingerprint, Verify: cfg.Verify})
 	if err != nil {
