@@ -8,15 +8,18 @@ PREFIX ?= /usr/local
 
 # Debian packages: to build, to run, and what the tests use as real peers.
 BUILD_PKGS := gcc pkg-config lxc-dev libc6-dev libgl1-mesa-dev xorg-dev
-RUN_PKGS   := lxc uidmap dbus avahi-daemon
+# What `make deb` needs on top (Debian packaging tools).
+DEB_PKGS   := debhelper dpkg-dev fakeroot
+RUN_PKGS   := liblxc1 liblxc-common uidmap dbus avahi-daemon
 # The Flatpak's tools, and the Debian packages its local runtime is made of
 # (packaging/flatpak/runtime.sh).
 FLATPAK_PKGS := flatpak flatpak-builder bubblewrap xdg-dbus-proxy desktop-file-utils \
               libgl1 libglx-mesa0 libegl1 libegl-mesa0 libgl1-mesa-dri libx11-6 libxcursor1 \
               libxrandr2 libxinerama1 libxi6 libxxf86vm1 liblxc1 dash bash coreutils
-TEST_PKGS  := iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus dbus-daemon \
+TEST_PKGS  := lxc iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus dbus-daemon \
               xvfb xauth x11-apps x11-utils xdotool openssh-server openssh-client \
-              xfce4-panel xfconf $(FLATPAK_PKGS)
+              xfce4-panel xfconf weston xwayland lintian apparmor \
+              qemu-system-x86 debootstrap e2fsprogs $(DEB_PKGS) $(FLATPAK_PKGS)
 
 # Root runs apt-get and setup directly; anyone else goes through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -70,7 +73,7 @@ run: deps-run install
 	fi
 
 vet:
-	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(git ls-files -z '*.go' | xargs -0 gofmt -l); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 # Tests need root (user namespaces, cgroups, test users); under CI=true
@@ -83,6 +86,7 @@ bench: deps-test
 	$(SUDO) env PATH="$$PATH" scripts/bench-sandbox.sh
 
 deb: deps-build
+	$(call apt_install,$(DEB_PKGS))
 	packaging/deb/build.sh
 
 # dist/flatpak/repo: the runtime (first time) and the app; see

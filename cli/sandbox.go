@@ -101,6 +101,7 @@ func sandboxCommands() []*Command {
 	var asRoot, jsonOut bool
 	var whenIdle time.Duration
 	var envs stringList
+	var helperPath string
 	return []*Command{
 		{
 			Name: "sandbox start", Usage: "[limits] PEER",
@@ -281,6 +282,14 @@ func sandboxCommands() []*Command {
 			},
 		},
 		sandboxBenchCommand(),
+		{
+			Name: "sandbox-helper", Hidden: true,
+			Summary: "Starts sandboxes from a delegated systemd scope (started by ebrainpool itself).",
+			Flags:   func(fs *flag.FlagSet) { fs.StringVar(&helperPath, "lxcpath", "", "the user's LXC path") },
+			Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+				return sandbox.RunHelper(helperPath)
+			},
+		},
 		{
 			Name: "guest-init", Hidden: true,
 			Summary: "The init of a sandbox (runs inside the container).",

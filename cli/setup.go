@@ -13,18 +13,25 @@ func setupCommands() []*Command {
 	var remove, check bool
 	return []*Command{{
 		Name:    "setup",
-		Usage:   "--user NAME [--remove] | --check",
+		Usage:   "--user NAME [--remove] | --check [--user NAME]",
 		Summary: "One-time root setup so NAME can run sandboxes unprivileged (the only step that needs root).",
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&user, "user", "", "desktop user to set up (required)")
 			fs.BoolVar(&remove, "remove", false, "undo the setup for the user: stop its sandboxes, remove cgroups, state and the id ranges setup added")
-			fs.BoolVar(&check, "check", false, "only check the kernel and liblxc prerequisites (no root needed)")
+			fs.BoolVar(&check, "check", false, "only check the prerequisites, and with --user what setup still has to do for NAME (no root needed)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			if check {
 				ps := sandbox.Preflight()
+				if user != "" {
+					ps = append(ps, sandbox.CheckUser(sandbox.DefaultLayout(), user)...)
+				}
 				if len(ps) == 0 {
-					fmt.Fprintln(env.Stdout, "All prerequisites for unprivileged sandboxes are present.")
+					if user != "" {
+						fmt.Fprintf(env.Stdout, "All prerequisites for unprivileged sandboxes are present, and %s is set up.\n", user)
+					} else {
+						fmt.Fprintln(env.Stdout, "All prerequisites for unprivileged sandboxes are present.")
+					}
 					return nil
 				}
 				for _, p := range ps {

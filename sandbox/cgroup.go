@@ -16,6 +16,19 @@ import (
 type hierarchy struct {
 	Mount string // e.g. /sys/fs/cgroup/memory
 	V2    bool   // the unified hierarchy
+	// Options are a v1 hierarchy's mount options, its controllers among
+	// them (e.g. rw,cpu,cpuacct or rw,xattr,name=systemd).
+	Options []string
+}
+
+// has reports whether a v1 hierarchy carries the controller.
+func (h hierarchy) has(controller string) bool {
+	for _, o := range h.Options {
+		if o == controller {
+			return true
+		}
+	}
+	return false
 }
 
 // cgroupHierarchies lists the mounted cgroup hierarchies from mountinfo.
@@ -40,7 +53,11 @@ func cgroupHierarchies(mountinfo []byte) []hierarchy {
 		}
 		switch f[sep+1] {
 		case "cgroup":
-			out = append(out, hierarchy{Mount: unescapeMount(f[4])})
+			var opts []string
+			if sep+3 < len(f) {
+				opts = strings.Split(f[sep+3], ",")
+			}
+			out = append(out, hierarchy{Mount: unescapeMount(f[4]), Options: opts})
 		case "cgroup2":
 			out = append(out, hierarchy{Mount: unescapeMount(f[4]), V2: true})
 		}
@@ -66,7 +83,7 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// hybridV2Only reports whether the hierarchies are a pure cgroup v2 host.
+// pureV2 reports whether the hierarchies are a pure cgroup v2 host.
 func pureV2(hs []hierarchy) bool {
 	for _, h := range hs {
 		if !h.V2 {

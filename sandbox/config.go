@@ -76,7 +76,8 @@ type containerConfig struct {
 	CgroupV2    bool
 	MemSwap     bool   // the v1 memory controller accounts swap (memsw files)
 	Seccomp     string // path of a seccomp profile, or ""
-	AppArmor    bool   // the host has AppArmor enabled
+	// AppArmorProfile is lxc.apparmor.profile, or "" for liblxc's default.
+	AppArmorProfile string
 }
 
 // keptCaps is the capability set of the container's root: enough for the
@@ -122,8 +123,8 @@ func (c containerConfig) lxcConfig() string {
 	if c.Seccomp != "" {
 		w("lxc.seccomp.profile", c.Seccomp)
 	}
-	if !c.AppArmor {
-		w("lxc.apparmor.profile", "unconfined")
+	if c.AppArmorProfile != "" {
+		w("lxc.apparmor.profile", c.AppArmorProfile)
 	}
 	lim := c.Limits
 	if c.CgroupV2 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -22,17 +23,35 @@ func setupHint(user string, err error) error {
 // lxcErrors returns liblxc's own ERROR lines from a container log, without
 // the timestamps and source positions, most recent last.
 func lxcErrors(logFile string, max int) []string {
+	return lxcErrorsFrom(logFile, 0, max, "")
+}
+
+// attachErrors are the ERROR lines liblxc logged after offset, if its
+// attach failed (one of them comes from attach.c).
+func attachErrors(logFile string, offset int64, max int) []string {
+	if len(lxcErrorsFrom(logFile, offset, 1, "attach.c")) == 0 {
+		return nil
+	}
+	return lxcErrorsFrom(logFile, offset, max, "")
+}
+
+// lxcErrorsFrom reads ERROR lines after offset, only those whose source
+// position mentions src when src is not empty.
+func lxcErrorsFrom(logFile string, offset int64, max int, src string) []string {
 	f, err := os.Open(logFile)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return nil
+	}
 	var out []string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.Contains(line, " ERROR ") {
+		if !strings.Contains(line, " ERROR ") || (src != "" && !strings.Contains(line, src)) {
 			continue
 		}
 		// "lxc-start NAME 2026... ERROR    conf - ../src/lxc/conf.c:fn:123 - message"

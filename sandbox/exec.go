@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,10 +35,15 @@ type ExecSpec struct {
 type Process struct {
 	Pid  int
 	proc *os.Process
+	// Where liblxc logs, and how long the log was before the attach: an
+	// attach that fails after the fork only shows there.
+	peer, logFile string
+	logOff        int64
 }
 
 // Wait waits for the process to exit and returns its exit code (128+signal
-// when killed by a signal).
+// when killed by a signal). When entering the container failed (liblxc's
+// attach, after it forked), the error carries liblxc's own lines.
 func (p *Process) Wait() (int, error) {
 	st, err := p.proc.Wait()
 	if err != nil {
@@ -45,6 +51,11 @@ func (p *Process) Wait() (int, error) {
 	}
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		return 128 + int(ws.Signal()), nil
+	}
+	if code := st.ExitCode(); code != 0 && p.logFile != "" {
+		if lines := attachErrors(p.logFile, p.logOff, 8); len(lines) > 0 {
+			return code, fmt.Errorf("entering the sandbox for %s failed; liblxc said:\n  %s\n  (full log: %s)", p.peer, strings.Join(lines, "\n  "), p.logFile)
+		}
 	}
 	return st.ExitCode(), nil
 }
@@ -97,6 +108,11 @@ func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Proces
 		"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=/bin/sh",
 	}, spec.Env...)
 	opts.StdinFd, opts.StdoutFd, opts.StderrFd = std[0].Fd(), std[1].Fd(), std[2].Fd()
+	logFile := filepath.Join(m.dir(containerName(peer)), "lxc.log")
+	var logOff int64
+	if st, err := os.Stat(logFile); err == nil {
+		logOff = st.Size()
+	}
 	pid, err := c.RunCommandNoWait(spec.Args, opts)
 	if err != nil {
 		return nil, fmt.Errorf("exec %q in sandbox for %s: %w (see %s)", spec.Args[0], peer, err, filepath.Join(m.dir(containerName(peer)), "lxc.log"))
@@ -105,7 +121,7 @@ func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Proces
 	if err != nil {
 		return nil, fmt.Errorf("exec in sandbox for %s: %w", peer, err)
 	}
-	return &Process{Pid: pid, proc: proc}, nil
+	return &Process{Pid: pid, proc: proc, peer: peer, logFile: logFile, logOff: logOff}, nil
 }
 
 // WaitContext waits for the process; when ctx ends first the process gets

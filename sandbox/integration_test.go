@@ -50,6 +50,24 @@ func containerOf(t *testing.T, u *testenv.User, peer string) sandbox.Info {
 	return sandbox.Info{}
 }
 
+// payloadDir is the container's cgroup directory for controller ctrl,
+// wherever this host keeps it: below setup's per-user directories (cgroup
+// v1 or v2 without systemd), or below the user's systemd manager.
+func payloadDir(t *testing.T, u *testenv.User, name, ctrl string) string {
+	t.Helper()
+	for _, pat := range []string{
+		filepath.Join("/sys/fs/cgroup", ctrl, "ebrainpool", u.Name, "lxc.payload."+name),
+		filepath.Join("/sys/fs/cgroup/ebrainpool", u.Name, "lxc.payload."+name),
+		fmt.Sprintf("/sys/fs/cgroup/user.slice/user-%d.slice/user@%d.service/app.slice/app-ebrainpool.slice/*/lxc.payload.%s", u.UID, u.UID, name),
+	} {
+		if m, _ := filepath.Glob(pat); len(m) == 1 {
+			return m[0]
+		}
+	}
+	t.Fatalf("no %s cgroup of container %s found", ctrl, name)
+	return ""
+}
+
 func TestSandboxIsolation(t *testing.T) {
 	u := newUser(t)
 	if err := os.WriteFile(filepath.Join(u.Home, "secret.txt"), []byte("host user's data"), 0o644); err != nil {
@@ -168,12 +186,13 @@ func TestSandboxLimits(t *testing.T) {
 	u.MustRun(t, "sandbox", "start", "--pids", "64", "--memory", "96M", "--cpus", "0.5", "bomb")
 	info := containerOf(t, u, "bomb")
 	cg := func(ctrl, file string) string {
-		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, "ebrainpool", u.Name, "lxc.payload."+info.Name, file))
+		b, err := os.ReadFile(filepath.Join(payloadDir(t, u, info.Name, ctrl), file))
 		if err != nil {
 			t.Fatalf("reading the container's %s: %v", file, err)
 		}
 		return strings.TrimSpace(string(b))
 	}
+	_, v2 := os.Stat("/sys/fs/cgroup/cgroup.controllers")
 	if got := cg("pids", "pids.max"); got != "64" {
 		t.Fatalf("pids.max = %s, want 64", got)
 	}
@@ -217,9 +236,16 @@ func TestSandboxLimits(t *testing.T) {
 	t.Run("memory hog stopped by the memory limit", func(t *testing.T) {
 		u.MustRun(t, "sandbox", "start", "--pids", "64", "--memory", "96M", "bomb")
 		r := sh(t, u, "bomb", "head -c 400M /dev/zero | tail; echo status=$?")
-		failcnt, _ := strconv.Atoi(cg("memory", "memory.failcnt"))
-		peak, _ := strconv.ParseInt(cg("memory", "memory.max_usage_in_bytes"), 10, 64)
-		t.Logf("%s; memory.failcnt %d, peak %d MiB", strings.TrimSpace(r.Stdout), failcnt, peak>>20)
+		var hits string
+		var peak int64
+		if v2 == nil {
+			hits = cg("memory", "memory.events")
+			peak, _ = strconv.ParseInt(cg("memory", "memory.peak"), 10, 64)
+		} else {
+			hits = "failcnt " + cg("memory", "memory.failcnt")
+			peak, _ = strconv.ParseInt(cg("memory", "memory.max_usage_in_bytes"), 10, 64)
+		}
+		t.Logf("%s; %s, peak %d MiB", strings.TrimSpace(r.Stdout), strings.ReplaceAll(hits, "\n", ", "), peak>>20)
 		if !strings.Contains(r.Stdout, "status=137") {
 			t.Fatalf("the memory hog was not killed (want status=137): %s", r)
 		}

@@ -10,7 +10,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,13 +40,13 @@ type Manager struct {
 	uid, gid   int
 	uids, gids IDRange
 	lxcpath    string
-	cgroupDirs []string
-	v2         bool
+	hs         []hierarchy
+	cg         cgroupDriver
 	memsw      bool
 	hostEtc    []string // host /etc entries shared (those present at start)
 	topLevel   []string // host /bin, /lib*... that are real directories
 	seccomp    string
-	apparmor   bool
+	apparmor   apparmorState
 
 	mu  sync.Mutex
 	cts map[string]*lxc.Container // by container name, while running
@@ -73,7 +72,10 @@ type meta struct {
 }
 
 // NewManager checks that the one-time setup was done for the current user
-// and moves the process into the user's cgroups.
+// and that sandboxes can get their limits here, and prepares the process
+// for that (see cgroupDriver): on hosts without systemd it moves into the
+// user's cgroups; on systemd hosts it makes sure it runs below the user's
+// systemd manager. Close releases what it holds.
 func NewManager(cfg Config) (*Manager, error) {
 	if cfg.Layout.Root == "" {
 		cfg.Layout = DefaultLayout()
@@ -115,31 +117,46 @@ func NewManager(cfg Config) (*Manager, error) {
 	if len(hs) == 0 {
 		return nil, errors.New("no cgroup hierarchy is mounted in this mount namespace (is /sys/fs/cgroup hidden, e.g. by `ip netns exec`?): sandboxes need cgroups for their limits")
 	}
-	m.v2 = pureV2(hs)
-	m.cgroupDirs = cfg.Layout.userCgroupDirs(hs, m.user)
+	m.hs = hs
 	for _, h := range hs {
 		if _, err := os.Stat(filepath.Join(h.Mount, "memory.memsw.limit_in_bytes")); err == nil {
 			m.memsw = true
 		}
 	}
 	m.hostEtc, m.topLevel = existingHostEtc(), realTopLevelDirs()
-	if m.uid != 0 && !(m.v2 && isSystemdHost()) {
-		// On systemd hosts with cgroup v2 the app already runs in the user's
-		// delegated scope (systemd-run --user --scope -p Delegate=yes).
-		if err := enterCgroups(m.cgroupDirs, m.user); err != nil {
-			return nil, setupHint(m.user, err)
-		}
-	}
 	if err := checkGuestBinary(cfg.GuestBinary); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat("/usr/share/lxc/config/common.seccomp"); err == nil {
 		m.seccomp = "/usr/share/lxc/config/common.seccomp"
 	}
-	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(b)) == "Y" {
-		m.apparmor = true
+	m.apparmor = detectAppArmor("/sys/module/apparmor/parameters/enabled", "/sys/kernel/security/apparmor/policy/profiles")
+	if m.apparmor == apparmorNoProfile {
+		m.log.Warn("AppArmor is on but LXC's profile " + lxcProfile + " is not loaded (install the apparmor package, or reboot after installing it): sandboxes run without AppArmor confinement")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if m.cg, err = newDriver(ctx, m, hs); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// Warm prepares what the first sandbox start needs (on systemd hosts the
+// helper in its delegated scope), so that the first request does not wait
+// for it. Calling it is optional.
+func (m *Manager) Warm(ctx context.Context) error { return m.cg.warm(ctx) }
+
+// Close releases the manager's helper process, if any; running sandboxes
+// keep running.
+func (m *Manager) Close() {
+	m.cg.close()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, c := range m.cts {
+		lxc.Release(c)
+		delete(m.cts, name)
+	}
 }
 
 // checkGuestBinary makes sure the container's root (an unmapped subordinate
@@ -163,14 +180,6 @@ func checkGuestBinary(path string) error {
 		}
 		p = filepath.Dir(p)
 	}
-}
-
-// reenterCgroups moves the process back into the user's cgroups.
-func (m *Manager) reenterCgroups() error {
-	if m.uid == 0 || (m.v2 && isSystemdHost()) {
-		return nil
-	}
-	return enterCgroups(m.cgroupDirs, m.user)
 }
 
 // User is the desktop user the manager runs containers for.
@@ -222,10 +231,11 @@ func (m *Manager) containerConfig(name string) containerConfig {
 		GuestBinary: m.cfg.GuestBinary,
 		HostEtc:     m.hostEtc,
 		TopLevel:    m.topLevel,
-		CgroupV2:    m.v2,
+		CgroupV2:    pureV2(m.hs),
 		MemSwap:     m.memsw,
 		Seccomp:     m.seccomp,
-		AppArmor:    m.apparmor,
+
+		AppArmorProfile: m.apparmor.profile(),
 	}
 }
 
@@ -292,25 +302,22 @@ func (m *Manager) Start(ctx context.Context, peer string) error {
 	if err != nil {
 		return fmt.Errorf("loading sandbox for %s: %w", peer, err)
 	}
-	if err := c.WantCloseAllFds(true); err != nil {
+	if err := m.cg.start(ctx, c); err != nil {
 		lxc.Release(c)
-		return fmt.Errorf("starting sandbox for %s: %w", peer, err)
-	}
-	c.WantDaemonize(true)
-	err = c.Start()
-	// liblxc moves the calling process into the container's monitor cgroup;
-	// move back, or the next start nests below it and neither cgroup can
-	// ever be removed.
-	if rerr := m.reenterCgroups(); rerr != nil && err == nil {
-		err = rerr
-	}
-	if err != nil {
-		lxc.Release(c)
+		if errors.Is(err, ErrNoLimits) {
+			return err
+		}
 		return startError(peer, logFile, err)
 	}
 	if !c.Running() {
 		lxc.Release(c)
 		return startError(peer, logFile, errors.New("container is not running after start"))
+	}
+	// Never a sandbox without its limits: read them back from outside.
+	if err := m.checkLimits(c); err != nil {
+		c.Stop()
+		lxc.Release(c)
+		return fmt.Errorf("%w: the sandbox for %s started without its limits (%v), so it was stopped", ErrNoLimits, peer, err)
 	}
 	m.remember(name, c)
 	m.log.Debug("sandbox started", "peer", peer, "container", name)
@@ -482,11 +489,11 @@ func (m *Manager) List() ([]Info, error) {
 		if c, err := lxc.NewContainer(e.Name(), m.lxcpath); err == nil {
 			info.State = c.State().String()
 			if c.Running() {
-				info.Pids, _ = countProcs(c.InitPid())
-				if mem, err := c.MemoryUsage(); err == nil {
-					info.Memory = int64(mem)
+				if p, err := payloadOf(c.InitPid(), m.hs); err == nil {
+					info.Pids, _ = p.processes()
+					info.Memory, _ = p.memory()
+					info.CPU = p.cpu()
 				}
-				info.CPU = cpuTime(c)
 			}
 			lxc.Release(c)
 		}
@@ -496,40 +503,6 @@ func (m *Manager) List() ([]Info, error) {
 	return out, nil
 }
 
-// cpuTime is the CPU time used by the container's processes: cgroup v1's
-// cpuacct.usage, or v2's cpu.stat usage_usec; -1 if neither answers.
-func cpuTime(c *lxc.Container) time.Duration {
-	return parseCPUTime(c.CgroupItem("cpuacct.usage"), c.CgroupItem("cpu.stat"))
-}
-
-func parseCPUTime(cpuacctUsage, cpuStat []string) time.Duration {
-	if len(cpuacctUsage) > 0 {
-		if ns, err := strconv.ParseInt(strings.TrimSpace(cpuacctUsage[0]), 10, 64); err == nil {
-			return time.Duration(ns)
-		}
-	}
-	for _, line := range cpuStat {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "usage_usec "); ok {
-			if us, err := strconv.ParseInt(v, 10, 64); err == nil {
-				return time.Duration(us) * time.Microsecond
-			}
-		}
-	}
-	return -1
-}
-
-func cgroupInt(c *lxc.Container, key string) int {
-	v := c.CgroupItem(key)
-	if len(v) == 0 {
-		return -1
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(v[0]))
-	if err != nil {
-		return -1
-	}
-	return n
-}
-
 // Processes is the number of processes in the peer's container, its init
 // included.
 func (m *Manager) Processes(peer string) (int, error) {
@@ -537,34 +510,20 @@ func (m *Manager) Processes(peer string) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	return countProcs(c.InitPid())
+	p, err := payloadOf(c.InitPid(), m.hs)
+	if err != nil {
+		return -1, err
+	}
+	return p.processes()
 }
 
-// countProcs counts the processes in the cgroup of pid (the container's
-// payload cgroup), read from the pids (or unified) hierarchy.
-func countProcs(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+// checkLimits verifies the running container's limits from its cgroups.
+func (m *Manager) checkLimits(c *lxc.Container) error {
+	p, err := payloadOf(c.InitPid(), m.hs)
 	if err != nil {
-		return -1, fmt.Errorf("reading cgroup of pid %d: %w", pid, err)
+		return err
 	}
-	var path string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		switch {
-		case f[1] == "pids":
-			path = "/sys/fs/cgroup/pids" + f[2]
-		case f[0] == "0" && f[1] == "" && path == "":
-			path = "/sys/fs/cgroup" + f[2]
-		}
-	}
-	procs, err := os.ReadFile(filepath.Join(path, "cgroup.procs"))
-	if err != nil {
-		return -1, fmt.Errorf("counting processes of pid %d: %w", pid, err)
-	}
-	return len(strings.Fields(string(procs))), nil
+	return p.checkLimits(m.cfg.Limits, m.memsw)
 }
 
 // InitPid is the host pid of the container's init.

@@ -76,14 +76,63 @@ func Preflight() []Problem {
 		}
 	}
 	if maj, min := lxc.VersionNumber(); maj < 4 {
-		ps = append(ps, Problem{fmt.Sprintf("liblxc %d.%d is too old (4.0 or newer needed)", maj, min), "sudo apt-get install lxc"})
+		ps = append(ps, Problem{fmt.Sprintf("liblxc %d.%d is too old (4.0 or newer needed)", maj, min), "sudo apt-get install liblxc1"})
 	}
 	if _, err := os.Stat("/usr/share/lxc/config/common.seccomp"); err != nil {
-		ps = append(ps, Problem{"LXC's seccomp profile /usr/share/lxc/config/common.seccomp is missing", "sudo apt-get install lxc"})
+		ps = append(ps, Problem{"LXC's seccomp profile /usr/share/lxc/config/common.seccomp is missing", "sudo apt-get install liblxc-common"})
 	}
 	mi, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil || len(cgroupHierarchies(mi)) == 0 {
 		ps = append(ps, Problem{"no cgroup hierarchy is mounted", "mount cgroup2 on /sys/fs/cgroup (your init system normally does)"})
+	}
+	return ps
+}
+
+// CheckUser lists what the one-time setup still has to do for user (no
+// root needed): the subordinate id ranges, the state directory, the cgroup
+// directories on hosts without systemd, and on systemd hosts the
+// controllers the user's manager gets.
+func CheckUser(l Layout, name string) []Problem {
+	fix := "sudo ebrainpool setup --user " + name
+	u, err := user.Lookup(name)
+	if err != nil {
+		return []Problem{{fmt.Sprintf("there is no user %q", name), "give an existing desktop user's name"}}
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	var ps []Problem
+	if _, _, err := userRanges("/etc/subuid", "/etc/subgid", name, uid); err != nil {
+		ps = append(ps, Problem{err.Error(), fix})
+	}
+	if st, err := os.Stat(l.LXCPath(name)); err != nil {
+		ps = append(ps, Problem{fmt.Sprintf("%s is missing", l.LXCPath(name)), fix})
+	} else if s, ok := st.Sys().(*syscall.Stat_t); ok && int(s.Uid) != uid {
+		ps = append(ps, Problem{fmt.Sprintf("%s does not belong to %s", l.LXCPath(name), name), fix})
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return append(ps, Problem{"cannot read /proc/self/mountinfo: " + err.Error(), "run it on the host, not in a container"})
+	}
+	hs := cgroupHierarchies(mi)
+	if pureV2(hs) && isSystemdHost() {
+		if b, err := os.ReadFile(filepath.Join(userManagerCgroup(uid), "cgroup.controllers")); err == nil {
+			for _, c := range delegatedControllers {
+				if !contains(strings.Fields(string(b)), c) {
+					ps = append(ps, Problem{fmt.Sprintf("systemd does not delegate the %s controller to user@%d.service", c, uid),
+						"create /etc/systemd/system/user@.service.d/delegate.conf with \"[Service]\" and \"Delegate=cpu memory pids\", then sudo systemctl daemon-reload and log in again"})
+				}
+			}
+		}
+		return ps
+	}
+	for _, d := range l.userCgroupDirs(hs, name) {
+		st, err := os.Stat(d)
+		if err != nil {
+			ps = append(ps, Problem{fmt.Sprintf("cgroup %s is missing", d), fix})
+			continue
+		}
+		if s, ok := st.Sys().(*syscall.Stat_t); ok && int(s.Uid) != uid {
+			ps = append(ps, Problem{fmt.Sprintf("cgroup %s does not belong to %s", d, name), fix})
+		}
 	}
 	return ps
 }
@@ -150,12 +199,27 @@ func Setup(l Layout, o SetupOptions) error {
 	if old, err := os.ReadFile(recordPath(l, o.User)); err == nil {
 		_ = json.Unmarshal(old, &rec)
 	}
+	if err := os.MkdirAll(l.Root, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", l.Root, err)
+	}
+	// The record is saved after every change, so that --remove (and the
+	// package's purge) undoes what was done even if a later step fails.
+	save := func() error {
+		b, _ := json.MarshalIndent(rec, "", "  ")
+		return atomicfile.Write(recordPath(l, o.User), b, 0o644)
+	}
+	if err := save(); err != nil {
+		return err
+	}
 	uids, added, err := ensureRange(o.SubUID, o.User, uid)
 	if err != nil {
 		return err
 	}
 	if added {
 		rec.AddedUIDs = &uids
+		if err := save(); err != nil {
+			return err
+		}
 		step("subordinate uids %d-%d added to %s", uids.Start, uids.Start+uids.Count-1, o.SubUID)
 	} else {
 		step("subordinate uids %d-%d already in %s", uids.Start, uids.Start+uids.Count-1, o.SubUID)
@@ -166,14 +230,14 @@ func Setup(l Layout, o SetupOptions) error {
 	}
 	if added {
 		rec.AddedGIDs = &gids
+		if err := save(); err != nil {
+			return err
+		}
 		step("subordinate gids %d-%d added to %s", gids.Start, gids.Start+gids.Count-1, o.SubGID)
 	} else {
 		step("subordinate gids %d-%d already in %s", gids.Start, gids.Start+gids.Count-1, o.SubGID)
 	}
 
-	if err := os.MkdirAll(l.Root, 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", l.Root, err)
-	}
 	// The user's directory is reachable by the user and by the containers'
 	// root group (the first subordinate gid), which liblxc needs to mount
 	// the rootfs, and by nobody else.
@@ -196,27 +260,39 @@ func Setup(l Layout, o SetupOptions) error {
 	}
 	step("state directory %s", ud)
 
-	systemd := isSystemdHost()
-	switch {
-	case systemd && pureV2(hs):
-		step("systemd with cgroup v2: the app runs in the user's delegated cgroup (see README: systemd-run --user --scope -p Delegate=yes)")
-	default:
-		rec.CgroupDirs = nil
+	if pureV2(hs) && isSystemdHost() {
+		step("systemd with cgroup v2: each sandbox gets a delegated scope from %s's systemd user manager (user@%d.service); nothing to set up here", o.User, uid)
+		if !userManagerRunning(uid) && !lingering(o.User) {
+			step("note: %s's user manager starts when %s logs in (for sharing without a login: sudo loginctl enable-linger %s)", o.User, o.User, o.User)
+		}
+	} else {
 		for _, d := range l.userCgroupDirs(hs, o.User) {
-			v2 := isV2Dir(hs, d)
-			if err := createUserCgroup(d, uid, gid, v2); err != nil {
+			if err := createUserCgroup(d, uid, gid, isV2Dir(hs, d)); err != nil {
 				return err
 			}
-			rec.CgroupDirs = append(rec.CgroupDirs, d)
+			if !contains(rec.CgroupDirs, d) {
+				rec.CgroupDirs = append(rec.CgroupDirs, d)
+				if err := save(); err != nil {
+					return err
+				}
+			}
 		}
 		step("cgroup directories owned by %s in %d hierarchies (%s, ...)", o.User, len(rec.CgroupDirs), firstOr(rec.CgroupDirs, "none"))
 	}
-	b, _ := json.MarshalIndent(rec, "", "  ")
-	if err := atomicfile.Write(recordPath(l, o.User), b, 0o644); err != nil {
-		return err
-	}
 	fmt.Fprintf(o.Out, "Done. Nothing else needs root: run ebrainpool as %s.\n", o.User)
 	return nil
+}
+
+// userManagerRunning reports whether the user's systemd manager runs.
+func userManagerRunning(uid int) bool {
+	_, err := os.Stat(userManagerCgroup(uid))
+	return err == nil
+}
+
+// lingering reports whether logind keeps the user's manager without a login.
+func lingering(user string) bool {
+	_, err := os.Stat(filepath.Join("/var/lib/systemd/linger", user))
+	return err == nil
 }
 
 func isV2Dir(hs []hierarchy, dir string) bool {
@@ -233,11 +309,6 @@ func firstOr(s []string, def string) string {
 		return def
 	}
 	return s[0]
-}
-
-func isSystemdHost() bool {
-	_, err := os.Stat("/run/systemd/system")
-	return err == nil
 }
 
 // removeSetup undoes Setup: kills the user's container processes, removes
@@ -267,6 +338,11 @@ func removeSetup(l Layout, o SetupOptions, uid int, hs []hierarchy) error {
 			return err
 		}
 	}
+	if pureV2(hs) && isSystemdHost() {
+		// The sandboxes run in scopes of the user's systemd manager, which
+		// removes the scopes once their processes are gone.
+		killSandboxes(filepath.Join(userManagerCgroup(uid), "app.slice", sandboxSlice))
+	}
 	fmt.Fprintf(o.Out, "  cgroup directories removed\n")
 	if err := os.RemoveAll(l.UserDir(o.User)); err != nil {
 		return fmt.Errorf("removing %s: %w", l.UserDir(o.User), err)
@@ -287,6 +363,23 @@ func removeSetup(l Layout, o SetupOptions, uid int, hs []hierarchy) error {
 	os.Remove(recordPath(l, o.User))
 	os.Remove(l.Root) // only if empty
 	return nil
+}
+
+// killSandboxes kills the processes of every container cgroup (lxc.*)
+// below dir.
+func killSandboxes(dir string) {
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() || !strings.Contains(p[len(dir):], "/lxc.") {
+			return nil
+		}
+		b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, _ := strconv.Atoi(f); pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		return nil
+	})
 }
 
 // evacuateCgroup kills container processes below dir (their cgroups are

@@ -15,7 +15,8 @@ import (
 
 // IDRange is a subordinate uid or gid range from /etc/subuid or /etc/subgid.
 type IDRange struct {
-	Start, Count uint32
+	Start uint32 `json:"start"`
+	Count uint32 `json:"count"`
 }
 
 // subidEntry is one line of /etc/subuid or /etc/subgid.

@@ -60,6 +60,9 @@ type clientStatus struct {
 	Status string `json:"ebrainpool_client"` // "started" or "exit"
 	Code   int    `json:"code,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// Display says Error is about the requester's own display (a
+	// DisplayError), which the caller must not blame on the peer.
+	Display bool `json:"display,omitempty"`
 }
 
 // ClientProcess is how RunAppProcess starts a client process: a program
@@ -175,6 +178,8 @@ func RunAppProcess(ctx context.Context, p ClientProcess, cfg ClientConfig) (int,
 	switch {
 	case !sawFinal:
 		return -1, fmt.Errorf("running %q: client process ended without a result: %v", cfg.Command, werr)
+	case final.Error != "" && final.Display:
+		return -1, &DisplayError{msg: final.Error}
 	case final.Error != "":
 		return -1, errors.New(final.Error)
 	}
@@ -294,6 +299,8 @@ func ClientProcessMain() int {
 	st := clientStatus{Status: "exit", Code: code}
 	if err != nil {
 		st.Error = err.Error()
+		var de *DisplayError
+		st.Display = errors.As(err, &de)
 	}
 	if !report(st) {
 		return 2

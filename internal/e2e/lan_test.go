@@ -169,7 +169,7 @@ func newLANNodes(t *testing.T, bed *testbed.Bed, displays ...string) (A, B, C *l
 
 func TestThreeHostsOnTheLAN(t *testing.T) {
 	testbed.Require(t, "xlogo", "xwininfo", "setpriv", "dbus-send", "avahi-publish")
-	A, B, C := newLANNodes(t, testbed.New(t, 3), "alice")
+	A, B, C := newLANNodes(t, testbed.New(t, 3), "alice", "bob")
 	nodes := []*lanNode{A, B, C}
 	t0 := time.Now()
 	for _, n := range nodes {

@@ -299,6 +299,7 @@ func TestHostWithoutSetupSaysSo(t *testing.T) {
 	shareApp(t, host, "xlogo", "X Logo", "xlogo")
 	startDaemon(t, host)
 	req := newNode(t, false)
+	req.startDisplay(t)
 	startDaemon(t, req, "--peer", host.peerArg("carol"))
 	for _, args := range [][]string{{"apps", "carol"}, {"run", "carol", "xlogo"}} {
 		t.Run(args[0], func(t *testing.T) {

@@ -61,8 +61,13 @@ func repoRoot() string {
 
 // BuildBinary builds ./ebrainpool into a fresh world-readable directory
 // (containers bind-mount it, so their unprivileged root must reach it) and
-// returns its path and a cleanup function.
+// returns its path and a cleanup function. Where EBRAINPOOL_BIN names an
+// installed binary (the systemd VM runs the tests against the .deb's), that
+// one is used instead.
 func BuildBinary() (string, func(), error) {
+	if bin := os.Getenv("EBRAINPOOL_BIN"); bin != "" {
+		return bin, func() {}, nil
+	}
 	dir, err := os.MkdirTemp("", "ebp-bin-")
 	if err != nil {
 		return "", nil, err
@@ -147,6 +152,10 @@ func NewUser(t testing.TB, bin string, setup bool) *User {
 	u.UID, _ = strconv.Atoi(lu.Uid)
 	u.GID, _ = strconv.Atoi(lu.Gid)
 	u.Home = lu.HomeDir
+	if SystemdHost() {
+		// As on a desktop: the user has a systemd user manager.
+		u.startUserManager(t)
+	}
 	if setup {
 		cmd := exec.Command(bin, "setup", "--user", name)
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -156,7 +165,69 @@ func NewUser(t testing.TB, bin string, setup bool) *User {
 	return u
 }
 
+// SystemdHost reports whether systemd is the init system here (the VM test
+// bed); the development machines and CI hosts have none.
+func SystemdHost() bool {
+	_, err := os.Stat("/run/systemd/system")
+	return err == nil
+}
+
+// RuntimeDir is the user's XDG runtime directory on a systemd host.
+func (u *User) RuntimeDir() string { return fmt.Sprintf("/run/user/%d", u.UID) }
+
+// startUserManager gives the user a running systemd user manager through
+// logind's linger (what a login would start) and waits for it.
+func (u *User) startUserManager(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command("loginctl", "enable-linger", u.Name).CombinedOutput(); err != nil {
+		t.Fatalf("loginctl enable-linger %s: %v\n%s", u.Name, err, out)
+	}
+	u.Env = append(u.Env, "XDG_RUNTIME_DIR="+u.RuntimeDir(), "DBUS_SESSION_BUS_ADDRESS=unix:path="+u.RuntimeDir()+"/bus")
+	// A previous user with the same uid may still be on its way out: wait
+	// for this user's manager to be up, not for a stale socket.
+	unit := fmt.Sprintf("user@%d.service", u.UID)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := exec.Command("systemctl", "show", "-p", "ActiveState", "--value", unit).Output()
+		_, err := os.Stat(filepath.Join(u.RuntimeDir(), "bus"))
+		if strings.TrimSpace(string(out)) == "active" && err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the systemd user manager of %s did not start (%s is %s)", u.Name, unit, strings.TrimSpace(string(out)))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stopUserManager ends the user's manager and waits until its processes are
+// gone (userdel refuses a user with processes).
+func (u *User) stopUserManager(t testing.TB) {
+	StopUserManager(t, u.Name, u.UID)
+}
+
+// StopUserManager ends a user's systemd manager (linger off, sessions
+// terminated) and waits until it and the user's processes are gone.
+func StopUserManager(t testing.TB, name string, uid int) {
+	exec.Command("loginctl", "disable-linger", name).Run()
+	exec.Command("loginctl", "terminate-user", name).Run()
+	unit := fmt.Sprintf("user@%d.service", uid)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		out, _ := exec.Command("systemctl", "show", "-p", "ActiveState", "--value", unit).Output()
+		state := strings.TrimSpace(string(out))
+		if (state == "inactive" || state == "failed") && len(PidsOfUIDs(uid, uid)) == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("%s or processes of %s still running: %v", unit, name, PidsOfUIDs(uid, uid))
+}
+
 func (u *User) remove(t testing.TB) {
+	if SystemdHost() {
+		u.stopUserManager(t)
+	}
 	// setup --remove kills the user's containers and removes cgroups and state.
 	if out, err := exec.Command(u.Bin, "setup", "--remove", "--user", u.Name).CombinedOutput(); err != nil {
 		t.Errorf("ebrainpool setup --remove --user %s: %v\n%s", u.Name, err, out)
