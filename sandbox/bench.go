@@ -34,14 +34,14 @@ func lxcTools(systemdV2 bool) (start, attach string) {
 
 // BenchResult holds the measured durations and what leaked, if anything.
 type BenchResult struct {
-	ColdStart, WarmExec         []time.Duration // Go API: start+first exec, exec in a running container
-	CLIColdStart, CLIWarmExec   []time.Duration // lxc-start+lxc-attach, lxc-attach
+	ColdStart, WarmExec       []time.Duration // Go API: start+first exec, exec in a running container
+	CLIColdStart, CLIWarmExec []time.Duration // lxc-start+lxc-attach, lxc-attach
 	// Warm is what preparing the first start cost (the systemd driver's
 	// helper in its delegated scope; nothing elsewhere).
-	Warm          time.Duration
-	CLIStart      string // the tools compared with
-	CLIHasLimits  bool   // the tools' container got its pids limit
-	CLILimitsNote string // what was seen when it did not
+	Warm                        time.Duration
+	CLIStart                    string // the tools compared with
+	CLIHasLimits                bool   // the tools' container got its pids limit
+	CLILimitsNote               string // what was seen when it did not
 	FDsBefore, FDsAfter         int
 	MountsBefore, MountsAfter   int
 	CgroupsBefore, CgroupsAfter int
