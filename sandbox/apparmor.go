@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 )
@@ -27,17 +29,49 @@ func detectAppArmor(enabledFile, policyDir string) apparmorState {
 	if err != nil || strings.TrimSpace(string(b)) != "Y" {
 		return apparmorOff
 	}
+	if _, err := os.ReadDir(policyDir); err != nil {
+		return apparmorUnknown
+	}
+	if profileLoaded(policyDir, lxcProfile) {
+		return apparmorLoaded
+	}
+	return apparmorNoProfile
+}
+
+// ErrUsernsRestricted means AppArmor does not let this program create the
+// user namespaces sandboxes need.
+var ErrUsernsRestricted = errors.New("AppArmor restricts unprivileged user namespaces on this host (kernel.apparmor_restrict_unprivileged_userns=1) and eBrainPool's AppArmor profile is not loaded")
+
+// ownProfile is the profile the package ships for hosts with that
+// restriction (Ubuntu 23.10 and later): unconfined, with userns allowed.
+const ownProfile = "ebrainpool"
+
+// checkUserns fails where AppArmor would move this program into a profile
+// without capabilities as soon as it creates a user namespace.
+func checkUserns(restrictFile, policyDir string) error {
+	b, err := os.ReadFile(restrictFile)
+	if err != nil || strings.TrimSpace(string(b)) != "1" {
+		return nil
+	}
+	if profileLoaded(policyDir, ownProfile) {
+		return nil
+	}
+	return fmt.Errorf("%w\n  fix: install the ebrainpool package (it ships /etc/apparmor.d/ebrainpool where AppArmor 4 is installed) and run `sudo apparmor_parser -r /etc/apparmor.d/ebrainpool`, or allow it for everyone with `sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0`", ErrUsernsRestricted)
+}
+
+// profileLoaded reports whether a profile is in the kernel's policy.
+func profileLoaded(policyDir, name string) bool {
 	ents, err := os.ReadDir(policyDir)
 	if err != nil {
-		return apparmorUnknown
+		return false
 	}
 	for _, e := range ents {
 		// Entries are NAME.N.
-		if i := strings.LastIndexByte(e.Name(), '.'); i > 0 && e.Name()[:i] == lxcProfile {
-			return apparmorLoaded
+		if i := strings.LastIndexByte(e.Name(), '.'); i > 0 && e.Name()[:i] == name {
+			return true
 		}
 	}
-	return apparmorNoProfile
+	return false
 }
 
 // profile is the lxc.apparmor.profile to write, or "" for liblxc's default.

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -193,5 +194,41 @@ func TestInUserManager(t *testing.T) {
 		if got := inUserManager(cg, 1000); got != want {
 			t.Errorf("inUserManager(%q) = %v, want %v", cg, got, want)
 		}
+	}
+}
+
+func TestCheckUserns(t *testing.T) {
+	dir := t.TempDir()
+	restrict := filepath.Join(dir, "restrict")
+	policy := filepath.Join(dir, "profiles")
+	tests := []struct {
+		name     string
+		restrict string // "" : file missing (kernel without the knob)
+		profiles []string
+		wantErr  bool
+	}{
+		{"no such knob (Debian 12)", "", nil, false},
+		{"restriction off", "0\n", nil, false},
+		{"restricted, our profile loaded", "1\n", []string{"ebrainpool.12", "flatpak.3"}, false},
+		{"restricted, no profile (Ubuntu 24.04 without the package's profile)", "1\n", []string{"flatpak.3", "ebrainpool-other.4"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			os.Remove(restrict)
+			os.RemoveAll(policy)
+			if tt.restrict != "" {
+				os.WriteFile(restrict, []byte(tt.restrict), 0o644)
+			}
+			for _, p := range tt.profiles {
+				os.MkdirAll(filepath.Join(policy, p), 0o755)
+			}
+			err := checkUserns(restrict, policy)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("checkUserns = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil && (!errors.Is(err, ErrUsernsRestricted) || !strings.Contains(err.Error(), "apparmor_parser -r /etc/apparmor.d/ebrainpool")) {
+				t.Fatalf("the error names neither the cause nor the fix: %v", err)
+			}
+		})
 	}
 }

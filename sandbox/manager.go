@@ -130,7 +130,11 @@ func NewManager(cfg Config) (*Manager, error) {
 	if _, err := os.Stat("/usr/share/lxc/config/common.seccomp"); err == nil {
 		m.seccomp = "/usr/share/lxc/config/common.seccomp"
 	}
-	m.apparmor = detectAppArmor("/sys/module/apparmor/parameters/enabled", "/sys/kernel/security/apparmor/policy/profiles")
+	const policy = "/sys/kernel/security/apparmor/policy/profiles"
+	if err := checkUserns("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", policy); err != nil {
+		return nil, err
+	}
+	m.apparmor = detectAppArmor("/sys/module/apparmor/parameters/enabled", policy)
 	if m.apparmor == apparmorNoProfile {
 		m.log.Warn("AppArmor is on but LXC's profile " + lxcProfile + " is not loaded (install the apparmor package, or reboot after installing it): sandboxes run without AppArmor confinement")
 	}

@@ -53,9 +53,9 @@ func Preflight() []Problem {
 		ps = append(ps, Problem{"unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0)",
 			"sudo sysctl -w kernel.unprivileged_userns_clone=1 (and add it to /etc/sysctl.d/)"})
 	}
-	if b, err := os.ReadFile("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"); err == nil && strings.TrimSpace(string(b)) == "1" {
-		ps = append(ps, Problem{"AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)",
-			"install the ebrainpool package (it ships an AppArmor profile allowing userns) or sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0"})
+	if err := checkUserns("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", "/sys/kernel/security/apparmor/policy/profiles"); err != nil {
+		what, fix, _ := strings.Cut(err.Error(), "\n  fix: ")
+		ps = append(ps, Problem{what, fix})
 	}
 	for _, tool := range []string{"newuidmap", "newgidmap"} {
 		p, err := exec.LookPath(tool)
