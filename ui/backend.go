@@ -27,6 +27,13 @@ type Backend interface {
 	// SandboxError says why this host cannot share apps at all (setup
 	// missing, or running as a Flatpak), or nil.
 	SandboxError() error
+	// CanSetUpSharing reports whether SetUpSharing could fix that: only
+	// the one-time setup is missing (not in a Flatpak).
+	CanSetUpSharing() bool
+	// SetUpSharing runs the one-time setup through polkit (it waits for
+	// the password dialog) and makes sharing available without a restart;
+	// an EventSharingChanged follows.
+	SetUpSharing(ctx context.Context) error
 
 	Settings() config.Settings
 	SaveSettings(config.Settings) error

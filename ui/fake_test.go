@@ -39,6 +39,12 @@ type fakeBackend struct {
 	ended     []string
 	usage     []sandbox.Info
 	sbErr     error
+	canSetUp  bool
+	// setUpErr is what SetUpSharing returns (nil: sharing becomes
+	// available); onSetUp, if set, runs inside it (the dialog is open).
+	setUpErr  error
+	onSetUp   func()
+	setUps    int
 	settings  config.Settings
 	saved     int
 	local     []catalog.App
@@ -195,4 +201,20 @@ func newTestUI(t testing.TB, f *fakeBackend, clock *fakeClock) *UI {
 	return u
 }
 
-func (f *fakeBackend) SandboxError() error { return f.sbErr }
+func (f *fakeBackend) SandboxError() error   { return f.sbErr }
+func (f *fakeBackend) CanSetUpSharing() bool { return f.canSetUp }
+
+// SetUpSharing fails with setUpErr, or makes sharing available and
+// emits sharing-changed, as the daemon does.
+func (f *fakeBackend) SetUpSharing(context.Context) error {
+	f.setUps++
+	if f.onSetUp != nil {
+		f.onSetUp()
+	}
+	if f.setUpErr != nil {
+		return f.setUpErr
+	}
+	f.sbErr, f.canSetUp = nil, false
+	f.events <- daemon.Event{Kind: daemon.EventSharingChanged}
+	return nil
+}

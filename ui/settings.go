@@ -22,8 +22,12 @@ import (
 // known and blocked peers.
 type settingsView struct {
 	// sharingItem holds the sharing check and, when this host cannot
-	// share, why (its hint).
+	// share, why (sharingHint) and, when the one-time setup would fix
+	// that, the button that runs it (setup; settingUp while it runs).
 	sharingItem *widget.FormItem
+	sharingHint *widget.Label
+	setup       *widget.Button
+	settingUp   bool
 	u           *UI
 	win         fyne.Window
 
@@ -69,13 +73,13 @@ func newSettingsView(u *UI) *settingsView {
 	save := widget.NewButtonWithIcon("Save", theme.DocumentSaveIcon(), func() { s.setStatus(s.save(), "Settings saved.") })
 	save.Importance = widget.HighImportance
 
-	s.sharingItem = widget.NewFormItem("Sharing", s.sharing)
-	if err := u.b.SandboxError(); err != nil {
-		// The setting is kept (it applies once sharing is possible) but
-		// cannot be changed here; the hint says why and what to do.
-		s.sharing.Disable()
-		s.sharingItem.HintText = "Not available: " + strings.TrimSuffix(err.Error(), ".") + "."
-	}
+	// Wrapped by wrapText, not by the label: a wrapping label in a form
+	// row is laid out overlapping the rows below it until a resize.
+	s.sharingHint = widget.NewLabel("")
+	s.sharingHint.SizeName = theme.SizeNameCaptionText
+	s.sharingHint.Importance = widget.LowImportance
+	s.setup = widget.NewButtonWithIcon("Set up sharing…", theme.ConfirmIcon(), s.setUp)
+	s.sharingItem = widget.NewFormItem("Sharing", container.NewVBox(s.sharing, s.sharingHint, container.NewHBox(s.setup)))
 	general := widget.NewForm(
 		widget.NewFormItem("Your name", s.name),
 		s.sharingItem,
@@ -97,9 +101,10 @@ func newSettingsView(u *UI) *settingsView {
 			widget.NewSeparator(),
 			widget.NewLabelWithStyle("Blocked peers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.blocked))),
 	)
+	// Filled before it is laid out: the hint's size counts.
+	s.load()
 	s.win.SetContent(container.NewBorder(nil, container.NewBorder(nil, nil, nil, save, s.status), nil, nil, tabs))
 	s.win.Resize(fyne.NewSize(600, 480))
-	s.load()
 	return s
 }
 
@@ -112,6 +117,95 @@ func (s *settingsView) setStatus(err error, ok string) {
 		s.status.Importance = widget.SuccessImportance
 	}
 	s.status.Refresh()
+}
+
+// refreshSharing shows whether this host can share: the sharing check is
+// enabled only when it can; otherwise the hint says why and, when the
+// one-time setup would fix it, "Set up sharing…" is offered.
+func (s *settingsView) refreshSharing() {
+	err := s.u.b.SandboxError()
+	if err == nil {
+		s.sharing.Enable()
+		s.sharingHint.SetText("")
+		s.sharingHint.Hide()
+		s.setup.Hide()
+		return
+	}
+	// The setting is kept (it applies once sharing is possible) but
+	// cannot be changed here; the hint says why and what to do.
+	s.sharing.Disable()
+	s.sharingHint.SetText(wrapText("Not available: "+strings.TrimSuffix(strings.TrimSpace(err.Error()), ".")+".", hintColumns))
+	s.sharingHint.Show()
+	switch {
+	case !s.u.b.CanSetUpSharing():
+		s.setup.Hide()
+	case s.settingUp:
+		s.setup.Disable()
+		s.setup.Show()
+	default:
+		s.setup.Enable()
+		s.setup.Show()
+	}
+}
+
+// hintColumns is where the sharing hint is wrapped: about the width of
+// the form's second column at the window's initial size.
+const hintColumns = 60
+
+// wrapText breaks s into lines of at most n characters at spaces (a
+// longer word gets a line of its own); s's own lines stay lines.
+func wrapText(s string, n int) string {
+	var out []string
+	for _, para := range strings.Split(s, "\n") {
+		line := ""
+		for _, w := range strings.Fields(para) {
+			switch {
+			case line == "":
+				line = w
+			case len([]rune(line))+1+len([]rune(w)) > n:
+				out = append(out, line)
+				line = w
+			default:
+				line += " " + w
+			}
+		}
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n")
+}
+
+// setUp runs the one-time setup through polkit ("Set up sharing…" here
+// or in the tray), off the Fyne thread: the password dialog may stay open
+// for long.
+func (s *settingsView) setUp() {
+	if s.settingUp {
+		return
+	}
+	s.settingUp = true
+	s.status.SetText("Asking for permission to set up sharing…")
+	s.status.Importance = widget.MediumImportance
+	s.status.Refresh()
+	s.refreshSharing()
+	s.u.tray.update()
+	s.u.spawn(func() {
+		err := s.u.b.SetUpSharing(s.u.ctx)
+		s.u.do(func() { s.setUpDone(err) })
+	})
+}
+
+// setUpDone shows how the setup went.
+func (s *settingsView) setUpDone(err error) {
+	s.settingUp = false
+	s.refreshSharing()
+	s.u.tray.update()
+	switch {
+	case err != nil:
+		s.setStatus(fmt.Errorf("could not set up sharing: %w", err), "")
+	case s.u.b.Settings().Sharing:
+		s.setStatus(nil, "Sharing is set up: peers can now ask for the apps you share (see Shared apps).")
+	default:
+		s.setStatus(nil, "Sharing is set up: check \"Share my apps on the network\" and Save to share your apps.")
+	}
 }
 
 // load fills every field from the backend.
@@ -130,6 +224,7 @@ func (s *settingsView) load() {
 		s.idle.SetText(time.Duration(st.IdleStop).String())
 	}
 	s.timeout.SetText(time.Duration(st.ConsentTimeout).String())
+	s.refreshSharing()
 	onChanged := s.autostart.OnChanged
 	s.autostart.OnChanged = nil
 	s.autostart.SetChecked(autostartEnabled(s.u.opts.AutostartFile))

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -9,10 +10,13 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/ebrainpool/ebrainpool/app/catalog"
 	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/identity"
+	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
 func TestSettingsSave(t *testing.T) {
@@ -128,25 +132,184 @@ func TestSettingsSharedAppsAndPeers(t *testing.T) {
 	})
 }
 
+// Where this host cannot share, the sharing check is disabled (still
+// showing the setting), the hint names the cause, and "Set up sharing…"
+// is offered only where the one-time setup is what is missing.
 func TestSettingsWhenSharingIsUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		sbErr     error
+		canSetUp  bool
+		wantHint  string
+		wantSetup bool
+	}{
+		{"available", nil, false, "", false},
+		{"setup missing", fmt.Errorf("%w: /var/lib/ebrainpool/me is missing\n  fix: run `sudo ebrainpool setup --user me` once", sandbox.ErrNotSetUp), true,
+			"Not available: eBrainPool's one-time setup has not been done for this user: /var/lib/ebrainpool/me is missing\n  fix: run `sudo ebrainpool setup --user me` once.", true},
+		{"cannot limit sandboxes", fmt.Errorf("%w: no systemd user manager runs for me", sandbox.ErrNoLimits), false,
+			"Not available: this host cannot limit sandboxes: no systemd user manager runs for me.", false},
+		{"flatpak", daemon.ErrFlatpak, false, "Not available: " + strings.TrimSuffix(daemon.ErrFlatpak.Error(), ".") + ".", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.sbErr, f.canSetUp = tc.sbErr, tc.canSetUp
+			u := newTestUI(t, f, nil)
+			s := newSettingsView(u)
+			if s.sharing.Disabled() != (tc.sbErr != nil) || !s.sharing.Checked {
+				t.Errorf("sharing check: disabled %v checked %v, want disabled %v and still showing the setting", s.sharing.Disabled(), s.sharing.Checked, tc.sbErr != nil)
+			}
+			if got := strings.Join(strings.Fields(s.sharingHint.Text), " "); got != strings.Join(strings.Fields(tc.wantHint), " ") || s.sharingHint.Visible() != (tc.wantHint != "") {
+				t.Errorf("hint under Sharing = %q (visible %v), want %q", got, s.sharingHint.Visible(), tc.wantHint)
+			}
+			if s.setup.Visible() != tc.wantSetup || s.setup.Disabled() {
+				t.Errorf("%q: visible %v disabled %v, want visible %v and enabled", s.setup.Text, s.setup.Visible(), s.setup.Disabled(), tc.wantSetup)
+			}
+			if got := findButton(s.sharingItem.Widget, "Set up sharing…"); got != s.setup {
+				t.Errorf("the setup button is not under Sharing")
+			}
+			// Saving other settings keeps the sharing setting as it was.
+			s.name.SetText("me too")
+			if err := s.save(); err != nil {
+				t.Fatal(err)
+			}
+			if !f.settings.Sharing || f.settings.DisplayName != "me too" {
+				t.Errorf("saved %+v", f.settings)
+			}
+		})
+	}
+}
+
+// "Set up sharing…" runs the setup; while it runs the status says so and
+// neither the button nor the tray can start it again; afterwards the
+// sharing check, the hint, the button and the tray show the outcome.
+func TestSettingsSetUpSharing(t *testing.T) {
+	notSetUp := fmt.Errorf("%w: /var/lib/ebrainpool/me is missing", sandbox.ErrNotSetUp)
+	noLimits := fmt.Errorf("%w: systemd does not delegate the cpu controller(s) to user@1000.service", sandbox.ErrNoLimits)
+	for _, tc := range []struct {
+		name    string
+		sharing bool  // the setting
+		err     error // SetUpSharing's
+		// newCause, if set, is why sharing is unavailable after a
+		// setup that did not help (setup would not fix that one).
+		newCause   error
+		wantStatus string
+		wantShared bool
+	}{
+		{"success", true, nil, nil, "Sharing is set up: peers can now ask for the apps you share (see Shared apps).", true},
+		{"success, sharing off", false, nil, nil, `Sharing is set up: check "Share my apps on the network" and Save to share your apps.`, true},
+		{"cancelled", true, daemon.ErrSetupCancelled, nil, "Could not set up sharing: setup was cancelled or not authorized.", false},
+		{"setup failed", true, errors.New("the setup failed: no subordinate ids left in /etc/subuid"), nil,
+			"Could not set up sharing: the setup failed: no subordinate ids left in /etc/subuid.", false},
+		{"another cause after setup", true, fmt.Errorf("the setup finished, but sharing is still not available: %w", noLimits), noLimits,
+			"Could not set up sharing: the setup finished, but sharing is still not available: this host cannot limit sandboxes: systemd does not delegate the cpu controller(s) to user@1000.service.", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.settings.Sharing = tc.sharing
+			f.sbErr, f.canSetUp, f.setUpErr = notSetUp, true, tc.err
+			u := newTestUI(t, f, nil)
+			u.tray.install()
+			u.ShowSettings()
+			s := u.settings
+			var during []string
+			f.onSetUp = func() {
+				during = []string{s.status.Text, fmt.Sprint(s.setup.Disabled()), sharingItem(u.tray.menu()).Label, fmt.Sprint(sharingItem(u.tray.menu()).Disabled)}
+				s.setUp() // a second click, or the tray's item: ignored
+				if tc.newCause != nil {
+					f.sbErr, f.canSetUp = tc.newCause, false
+				}
+			}
+			test.Tap(s.setup)
+			if want := []string{"Asking for permission to set up sharing…", "true", "Setting up sharing…", "true"}; !reflect.DeepEqual(during, want) {
+				t.Errorf("while the setup ran: status, button disabled, tray item, its disabled = %q, want %q", during, want)
+			}
+			if f.setUps != 1 {
+				t.Errorf("SetUpSharing called %d times, want 1", f.setUps)
+			}
+			if s.status.Text != tc.wantStatus {
+				t.Errorf("status %q, want %q", s.status.Text, tc.wantStatus)
+			}
+			wantImp := widget.SuccessImportance
+			if tc.err != nil {
+				wantImp = widget.DangerImportance
+			}
+			if s.status.Importance != wantImp {
+				t.Errorf("status importance %v, want %v", s.status.Importance, wantImp)
+			}
+			f.drain(u) // sharing-changed, after a success
+			item := sharingItem(u.tray.menu())
+			switch {
+			case tc.wantShared:
+				if s.sharing.Disabled() || s.sharingHint.Visible() || s.setup.Visible() {
+					t.Errorf("after setup: sharing check disabled %v, hint %q (visible %v), setup button visible %v",
+						s.sharing.Disabled(), s.sharingHint.Text, s.sharingHint.Visible(), s.setup.Visible())
+				}
+				if item.Label != "Share my apps" || item.Checked != tc.sharing || item.Action == nil || u.tray.toggle != item {
+					t.Errorf("tray item after setup %+v, want the sharing toggle", item)
+				}
+				// The check now changes the setting.
+				test.Tap(s.sharing)
+				test.Tap(findButton(s.win.Content(), "Save"))
+				if f.settings.Sharing == tc.sharing {
+					t.Errorf("sharing setting %v after toggling it in Settings", f.settings.Sharing)
+				}
+			case tc.newCause != nil:
+				if !s.sharing.Disabled() || s.setup.Visible() || !strings.Contains(s.sharingHint.Text, "cannot limit sandboxes") {
+					t.Errorf("after a setup that did not help: check disabled %v, setup button visible %v, hint %q", s.sharing.Disabled(), s.setup.Visible(), s.sharingHint.Text)
+				}
+				if item.Label != "Sharing unavailable (see Settings)" || !item.Disabled {
+					t.Errorf("tray item %+v", item)
+				}
+			default:
+				if !s.sharing.Disabled() || !s.setup.Visible() || s.setup.Disabled() || !strings.Contains(s.sharingHint.Text, "one-time setup has not been done") {
+					t.Errorf("after a failed setup: check disabled %v, setup button visible %v disabled %v, hint %q",
+						s.sharing.Disabled(), s.setup.Visible(), s.setup.Disabled(), s.sharingHint.Text)
+				}
+				if item.Label != "Set up sharing…" || item.Disabled {
+					t.Errorf("tray item %+v, want \"Set up sharing…\" again", item)
+				}
+			}
+		})
+	}
+}
+
+// Sharing that becomes available elsewhere (the setup run from the command
+// line through the D-Bus API, say) shows in an open Settings window.
+func TestSettingsFollowSharingChanged(t *testing.T) {
 	f := newFake()
-	f.sbErr = errors.New("this host cannot share apps yet: run `sudo ebrainpool setup --user me` once")
+	f.sbErr, f.canSetUp = fmt.Errorf("%w: /var/lib/ebrainpool/me is missing", sandbox.ErrNotSetUp), true
 	u := newTestUI(t, f, nil)
-	s := newSettingsView(u)
-	if !s.sharing.Disabled() || !s.sharing.Checked {
-		t.Errorf("sharing check: disabled %v checked %v, want disabled and still showing the setting", s.sharing.Disabled(), s.sharing.Checked)
+	u.ShowSettings()
+	s := u.settings
+	if !s.sharing.Disabled() || !s.setup.Visible() {
+		t.Fatalf("before: check disabled %v, setup button visible %v", s.sharing.Disabled(), s.setup.Visible())
 	}
-	hint := s.sharingItem.HintText
-	if want := "Not available: this host cannot share apps yet: run `sudo ebrainpool setup --user me` once."; hint != want {
-		t.Errorf("hint under Sharing = %q, want %q", hint, want)
+	f.sbErr, f.canSetUp = nil, false
+	f.events <- daemon.Event{Kind: daemon.EventSharingChanged}
+	f.drain(u)
+	if s.sharing.Disabled() || s.setup.Visible() || s.sharingHint.Visible() {
+		t.Errorf("after sharing-changed: check disabled %v, setup button visible %v, hint %q", s.sharing.Disabled(), s.setup.Visible(), s.sharingHint.Text)
 	}
-	// Saving other settings keeps the sharing setting as it was.
-	s.name.SetText("me too")
-	if err := s.save(); err != nil {
-		t.Fatal(err)
+	if item := sharingItem(u.tray.menu()); item != u.tray.toggle || item.Label != "Share my apps" || u.tray.iconState() != traySharing {
+		t.Errorf("tray: sharing item %+v (toggle %v), icon %s", item, u.tray.toggle, u.tray.iconState())
 	}
-	if !f.settings.Sharing || f.settings.DisplayName != "me too" {
-		t.Errorf("saved %+v", f.settings)
+}
+
+func TestWrapText(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"", 10, ""},
+		{"short", 10, "short"},
+		{"one two three four", 9, "one two\nthree\nfour"},
+		{"a verylongwordindeed b", 5, "a\nverylongwordindeed\nb"},
+		{"first line\n  fix: run `sudo x`", 12, "first line\nfix: run\n`sudo x`"},
+	} {
+		if got := wrapText(tc.in, tc.n); got != tc.want {
+			t.Errorf("wrapText(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
 	}
 }
 

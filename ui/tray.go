@@ -182,14 +182,23 @@ func (t *tray) menu() *fyne.Menu {
 	}
 	sharing := fyne.NewMenuItem("Share my apps", nil)
 	t.toggle = nil
-	if t.u.b.SandboxError() != nil {
-		// Why is in Settings; the toggle would change nothing.
-		sharing.Label = "Sharing unavailable (see Settings)"
-		sharing.Disabled = true
-	} else {
+	switch {
+	case t.u.b.SandboxError() == nil:
 		sharing.Checked = t.u.b.Settings().Sharing
 		sharing.Action = func() { t.u.setSharing(!sharing.Checked) }
 		t.toggle = sharing
+	case t.u.settings != nil && t.u.settings.settingUp:
+		sharing.Label = "Setting up sharing…"
+		sharing.Disabled = true
+	case t.u.b.CanSetUpSharing():
+		// The one-time setup is what is missing: run it (in Settings,
+		// which shows how it goes).
+		sharing.Label = "Set up sharing…"
+		sharing.Action = t.u.setUpSharing
+	default:
+		// Why is in Settings; the toggle would change nothing.
+		sharing.Label = "Sharing unavailable (see Settings)"
+		sharing.Disabled = true
 	}
 	quit := fyne.NewMenuItem("Quit", t.u.Quit)
 	quit.IsQuit = true

@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,8 +11,11 @@ import (
 	"testing"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/systray"
 
+	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
 func labels(m *fyne.Menu) []string {
@@ -85,29 +89,135 @@ func TestTrayMenu(t *testing.T) {
 	})
 }
 
-// A host that cannot share at all (setup missing, or the Flatpak) shows
-// the off icon and no sharing toggle, whatever the setting says.
-func TestTrayWhenSharingIsUnavailable(t *testing.T) {
-	f := newFake()
-	f.sbErr = errors.New("the Flatpak cannot create the LXC sandboxes apps are shared in")
-	u := newTestUI(t, f, nil)
-	u.tray.install()
-	if got := u.tray.iconState(); got != trayOff {
-		t.Errorf("icon %s while sharing is on but unavailable, want %s", got, trayOff)
-	}
-	m := u.tray.menu()
-	var item *fyne.MenuItem
+// sharingItem is the tray menu's sharing item (the toggle, or what
+// stands in for it).
+func sharingItem(m *fyne.Menu) *fyne.MenuItem {
 	for _, i := range m.Items {
-		if strings.HasPrefix(i.Label, "Shar") {
-			item = i
+		if strings.Contains(i.Label, "Shar") || strings.Contains(i.Label, "shar") {
+			return i
 		}
 	}
-	if item == nil || item.Label != "Sharing unavailable (see Settings)" || !item.Disabled || item.Checked || u.tray.toggle != nil {
-		t.Fatalf("sharing item %+v (toggle %v), want a disabled \"Sharing unavailable (see Settings)\"", item, u.tray.toggle)
+	return nil
+}
+
+// A host that cannot share at all shows the off icon and no sharing
+// toggle, whatever the setting says: "Set up sharing…" where the one-time
+// setup is what is missing, else a disabled item pointing to Settings.
+func TestTrayWhenSharingIsUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		sbErr    error
+		canSetUp bool
+		want     string
+		enabled  bool
+	}{
+		{"flatpak", daemon.ErrFlatpak, false, "Sharing unavailable (see Settings)", false},
+		{"cannot limit sandboxes", fmt.Errorf("%w: no systemd user manager runs for me", sandbox.ErrNoLimits), false, "Sharing unavailable (see Settings)", false},
+		{"liblxc failed", errors.New("liblxc failed"), false, "Sharing unavailable (see Settings)", false},
+		{"setup missing", fmt.Errorf("%w: /var/lib/ebrainpool/me is missing", sandbox.ErrNotSetUp), true, "Set up sharing…", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.sbErr, f.canSetUp = tc.sbErr, tc.canSetUp
+			u := newTestUI(t, f, nil)
+			u.tray.install()
+			if got := u.tray.iconState(); got != trayOff {
+				t.Errorf("icon %s while sharing is on but unavailable, want %s", got, trayOff)
+			}
+			item := sharingItem(u.tray.menu())
+			if item == nil || item.Label != tc.want || item.Disabled == tc.enabled || (item.Action != nil) != tc.enabled || item.Checked || u.tray.toggle != nil {
+				t.Fatalf("sharing item %+v (toggle %v), want %q enabled %v", item, u.tray.toggle, tc.want, tc.enabled)
+			}
+			f.sessions = []dbusapi.Session{{ID: "s", Direction: "outgoing"}}
+			if got := u.tray.iconState(); got != trayActive {
+				t.Errorf("icon %s with a session running, want %s", got, trayActive)
+			}
+		})
 	}
-	f.sessions = []dbusapi.Session{{ID: "s", Direction: "outgoing"}}
-	if got := u.tray.iconState(); got != trayActive {
-		t.Errorf("icon %s with a session running, want %s", got, trayActive)
+}
+
+// shapeOf is the menu as systemTray would have published it, for
+// sameShape (no D-Bus involved).
+func shapeOf(m *fyne.Menu, toggle func(*fyne.MenuItem) bool) []*shownItem {
+	var out []*shownItem
+	for _, i := range m.Items {
+		if i.IsSeparator {
+			out = append(out, &shownItem{})
+			continue
+		}
+		si := &shownItem{item: &systray.MenuItem{}, checkbox: i.Checked || toggle(i), title: i.Label}
+		if i.ChildMenu != nil {
+			si.children = shapeOf(i.ChildMenu, toggle)
+		}
+		out = append(out, si)
+	}
+	return out
+}
+
+// "Set up sharing…" in the tray opens Settings and runs the setup there;
+// the item says so while it runs (in place: the same shape) and becomes
+// the sharing toggle after (a new shape: a checkbox).
+func TestTraySetUpSharing(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		after  string
+		status string
+	}{
+		{"success", nil, "Share my apps", "Sharing is set up: peers can now ask for the apps you share (see Shared apps)."},
+		{"cancelled", daemon.ErrSetupCancelled, "Set up sharing…", "Could not set up sharing: setup was cancelled or not authorized."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			f.sbErr, f.canSetUp, f.setUpErr = fmt.Errorf("%w: /var/lib/ebrainpool/me is missing", sandbox.ErrNotSetUp), true, tc.err
+			u := newTestUI(t, f, nil)
+			h := &countingHost{}
+			u.tray.host = h
+			u.tray.install()
+			toggle := func(i *fyne.MenuItem) bool { return i == u.tray.toggle }
+			before := u.tray.menu()
+			var during *fyne.Menu
+			var status string
+			var shown bool
+			f.onSetUp = func() {
+				during = u.tray.menu()
+				status = u.settings.status.Text
+				shown = u.shown[u.settings.win]
+			}
+			item := sharingItem(before)
+			if item == nil || item.Label != "Set up sharing…" || item.Action == nil {
+				t.Fatalf("sharing item %+v, want \"Set up sharing…\" with an action", item)
+			}
+			menus := h.menus
+			item.Action()
+			if f.setUps != 1 || !shown || status != "Asking for permission to set up sharing…" {
+				t.Fatalf("setup calls %d, Settings shown %v, its status %q while the setup ran", f.setUps, shown, status)
+			}
+			if it := sharingItem(during); it.Label != "Setting up sharing…" || !it.Disabled {
+				t.Errorf("tray item while the setup ran: %+v", it)
+			}
+			if !sameShape(shapeOf(before, toggle), during, toggle) {
+				t.Error("the menu while the setup runs is not updated in place")
+			}
+			f.drain(u)
+			after := u.tray.menu()
+			if it := sharingItem(after); it.Label != tc.after {
+				t.Errorf("tray item after the setup: %q, want %q", it.Label, tc.after)
+			}
+			if got := u.settings.status.Text; got != tc.status {
+				t.Errorf("Settings status %q, want %q", got, tc.status)
+			}
+			// Sent: the "Setting up sharing…" menu and the one after.
+			if h.menus != menus+2 {
+				t.Errorf("the tray host got %d menus during the setup, want 2", h.menus-menus)
+			}
+			if same := sameShape(shapeOf(before, toggle), after, toggle); same != (tc.err != nil) {
+				t.Errorf("menu after the setup has the shape of the one before: %v, want %v", same, tc.err != nil)
+			}
+			if tc.err == nil && u.tray.iconState() != traySharing {
+				t.Errorf("icon %s after the setup, want %s", u.tray.iconState(), traySharing)
+			}
+		})
 	}
 }
 

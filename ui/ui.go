@@ -268,6 +268,8 @@ func (u *UI) handle(ev daemon.Event) {
 		u.launches.finished(ev.Launch, ev.Exit, ev.Err)
 		u.launchesChanged()
 		u.refreshSessions()
+	case daemon.EventSharingChanged:
+		u.sharingChanged()
 	}
 }
 

@@ -48,6 +48,22 @@ func (u *UI) ShowSettings() {
 	u.showWindow(u.settings.win)
 }
 
+// sharingChanged follows the daemon's sharing becoming available (or its
+// cause changing): the tray and Settings read it again.
+func (u *UI) sharingChanged() {
+	if u.settings != nil {
+		u.settings.refreshSharing()
+	}
+	u.tray.update()
+}
+
+// setUpSharing runs the one-time setup from the tray: in Settings, which
+// shows its progress and outcome.
+func (u *UI) setUpSharing() {
+	u.ShowSettings()
+	u.settings.setUp()
+}
+
 // setSharing turns sharing on or off (tray menu).
 func (u *UI) setSharing(on bool) {
 	s := u.b.Settings()

@@ -8,7 +8,7 @@ import (
 
 // Event is something the GUI (or the D-Bus API) shows: a peer came or went,
 // a consent prompt appeared or ended, one of our launches progressed or
-// finished.
+// finished, sharing became available (or its cause changed).
 type Event struct {
 	Kind    string          // one of the Event* constants
 	Peer    dbusapi.Peer    // EventPeerAdded; EventPeerRemoved has only Fingerprint
@@ -18,7 +18,7 @@ type Event struct {
 	Launch  string          // launch id for EventLaunch*
 	Stage   string          // EventLaunchProgress
 	Exit    int             // EventLaunchFinished
-	Err     string          // EventLaunchFinished
+	Err     string          // EventLaunchFinished; EventSharingChanged: why sharing is unavailable ("" when it is available)
 }
 
 // Event kinds.
@@ -29,6 +29,9 @@ const (
 	EventRequestResolved = "request-resolved"
 	EventLaunchProgress  = "launch-progress"
 	EventLaunchFinished  = "launch-finished"
+	// EventSharingChanged: whether this host can share apps changed
+	// (RetrySharing): views read SandboxError and CanSetUpSharing again.
+	EventSharingChanged = "sharing-changed"
 )
 
 // Events returns a channel of events until ctx ends. A subscriber that
@@ -75,5 +78,7 @@ func (d *Daemon) publish(ev Event) {
 		api.LaunchProgress(ev.Launch, ev.Stage)
 	case EventLaunchFinished:
 		api.LaunchFinished(ev.Launch, int32(ev.Exit), ev.Err)
+	case EventSharingChanged:
+		api.SharingChanged(ev.Err == "", ev.Err)
 	}
 }

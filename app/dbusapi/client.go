@@ -82,6 +82,26 @@ func (c *Client) EndSession(ctx context.Context, id string) error {
 	return c.call(ctx, "EndSession", nil, id)
 }
 
+// SharingStatus says whether this host shares apps and, when it cannot,
+// why and whether SetUpSharing would fix it.
+func (c *Client) SharingStatus(ctx context.Context) (available, canSetUp bool, reason string, err error) {
+	call := c.obj.CallWithContext(ctx, Interface+".SharingStatus", 0)
+	if call.Err != nil {
+		return false, false, "", remoteErr(call.Err)
+	}
+	if err := call.Store(&available, &canSetUp, &reason); err != nil {
+		return false, false, "", fmt.Errorf("reading the SharingStatus reply: %w", err)
+	}
+	return available, canSetUp, reason, nil
+}
+
+// SetUpSharing asks the daemon to run the one-time setup through polkit;
+// it returns once sharing is available or with the reason it is not. It
+// waits while polkit asks for a password: give ctx a generous deadline.
+func (c *Client) SetUpSharing(ctx context.Context) error {
+	return c.call(ctx, "SetUpSharing", nil)
+}
+
 // Launch asks the daemon to run app from peer and returns the launch id at
 // once; use Run to wait for the result.
 func (c *Client) Launch(ctx context.Context, peer, app string) (string, error) {

@@ -2,7 +2,8 @@
 // the daemon exports it (with introspection), the command line and other
 // programs use it through Client. Launch is asynchronous: it returns an id
 // at once and LaunchProgress / LaunchFinished signals follow, because
-// consent alone may take longer than a D-Bus call may last.
+// consent alone may take longer than a D-Bus call may last. SetUpSharing
+// blocks while polkit asks for a password: call it with a long timeout.
 package dbusapi
 
 import (
@@ -75,6 +76,13 @@ type Backend interface {
 	Block(peer string) error
 	Sessions() []Session
 	EndSession(id string) error
+	// SandboxError says why this host cannot share apps, or nil;
+	// CanSetUpSharing whether SetUpSharing could fix that (only the
+	// one-time setup is missing); SetUpSharing runs that setup through
+	// polkit and makes sharing available without a restart.
+	SandboxError() error
+	CanSetUpSharing() bool
+	SetUpSharing(ctx context.Context) error
 }
 
 // ErrNotRunning means no daemon owns the bus name.
@@ -107,6 +115,22 @@ func (o object) Block(peer string) *dbus.Error      { return dbusErr(o.b.Block(p
 func (o object) Sessions() ([]Session, *dbus.Error) { return o.b.Sessions(), nil }
 func (o object) EndSession(id string) *dbus.Error   { return dbusErr(o.b.EndSession(id)) }
 
+// SharingStatus says whether this host shares apps and, when it cannot,
+// why and whether SetUpSharing would fix it.
+func (o object) SharingStatus() (available, canSetUp bool, reason string, _ *dbus.Error) {
+	if err := o.b.SandboxError(); err != nil {
+		return false, o.b.CanSetUpSharing(), err.Error(), nil
+	}
+	return true, false, "", nil
+}
+
+// SetUpSharing runs the one-time setup through polkit (pkexec asks for an
+// administrator's password) and returns once sharing is available, or
+// with the reason it is not.
+func (o object) SetUpSharing() *dbus.Error {
+	return dbusErr(o.b.SetUpSharing(context.Background()))
+}
+
 // Signals, with their argument names for introspection.
 var signals = []introspect.Signal{
 	{Name: "PeerAdded", Args: []introspect.Arg{{Name: "peer", Type: sigOf(Peer{})}}},
@@ -115,6 +139,7 @@ var signals = []introspect.Signal{
 	{Name: "RequestResolved", Args: []introspect.Arg{{Name: "id", Type: "s"}, {Name: "allowed", Type: "b"}, {Name: "reason", Type: "s"}}},
 	{Name: "LaunchProgress", Args: []introspect.Arg{{Name: "id", Type: "s"}, {Name: "stage", Type: "s"}}},
 	{Name: "LaunchFinished", Args: []introspect.Arg{{Name: "id", Type: "s"}, {Name: "exit_status", Type: "i"}, {Name: "error", Type: "s"}}},
+	{Name: "SharingChanged", Args: []introspect.Arg{{Name: "available", Type: "b"}, {Name: "reason", Type: "s"}}},
 }
 
 func sigOf(v any) string { return dbus.SignatureOf(v).String() }
@@ -174,6 +199,12 @@ func (s *Server) LaunchProgress(id, stage string) { s.emit("LaunchProgress", id,
 // status, or -1 and the error.
 func (s *Server) LaunchFinished(id string, exit int32, errText string) {
 	s.emit("LaunchFinished", id, exit, errText)
+}
+
+// SharingChanged announces that whether this host can share apps changed:
+// available, or the reason it is not.
+func (s *Server) SharingChanged(available bool, reason string) {
+	s.emit("SharingChanged", available, reason)
 }
 
 // remoteErr turns a D-Bus error from the daemon into a plain error.

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,6 +53,12 @@ type backend struct {
 	mu      sync.Mutex
 	srv     *Server
 	answers []string
+	// sharing: why it is unavailable, whether setup would help, what the
+	// next SetUpSharing returns, how often it was called.
+	sbErr    error
+	canSetUp bool
+	setUpErr error
+	setUps   int
 }
 
 func (b *backend) Peers() []Peer {
@@ -100,6 +108,32 @@ func (b *backend) Sessions() []Session {
 	return []Session{{ID: "s1", Direction: "incoming", App: "XEyes", State: "running"}}
 }
 func (b *backend) EndSession(id string) error { return nil }
+func (b *backend) SandboxError() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sbErr
+}
+func (b *backend) CanSetUpSharing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.canSetUp
+}
+
+// SetUpSharing fails with setUpErr, or makes sharing available and
+// announces it, as the daemon does.
+func (b *backend) SetUpSharing(ctx context.Context) error {
+	b.mu.Lock()
+	b.setUps++
+	err, srv := b.setUpErr, b.srv
+	if err == nil {
+		b.sbErr, b.canSetUp = nil, false
+	}
+	b.mu.Unlock()
+	if err == nil {
+		srv.SharingChanged(true, "")
+	}
+	return err
+}
 
 func TestAPI(t *testing.T) {
 	addr := sessionBus(t)
@@ -130,13 +164,26 @@ func TestAPI(t *testing.T) {
 				}
 			}
 		}
-		for _, want := range []string{"ListPeers", "ListApps", "Launch", "Pending", "Answer", "Block", "Sessions", "EndSession"} {
+		for _, want := range []string{"ListPeers", "ListApps", "Launch", "Pending", "Answer", "Block", "Sessions", "EndSession", "SharingStatus", "SetUpSharing"} {
 			if !strings.Contains(strings.Join(methods, " "), want) {
 				t.Errorf("method %s not introspectable (have %v)", want, methods)
 			}
 		}
-		if len(sigs) != 6 {
+		if len(sigs) != 7 || !slices.Contains(sigs, "SharingChanged") {
 			t.Errorf("signals %v", sigs)
+		}
+		for _, i := range node.Interfaces {
+			for _, m := range i.Methods {
+				if i.Name == Interface && m.Name == "SharingStatus" {
+					var out []string
+					for _, a := range m.Args {
+						out = append(out, a.Direction+":"+a.Type)
+					}
+					if got := strings.Join(out, " "); got != "out:b out:b out:s" {
+						t.Errorf("SharingStatus args %q, want out:b out:b out:s", got)
+					}
+				}
+			}
 		}
 	})
 	t.Run("typed calls", func(t *testing.T) {
@@ -174,6 +221,51 @@ func TestAPI(t *testing.T) {
 		}
 		if code, err := c.Run(ctx, "bob", "xeyes", true, func(string) {}); err != nil || code != 0 {
 			t.Fatalf("detach: %d %v", code, err)
+		}
+	})
+	t.Run("set up sharing", func(t *testing.T) {
+		b.mu.Lock()
+		b.sbErr = errors.New("eBrainPool's one-time setup has not been done for this user")
+		b.canSetUp = true
+		b.setUpErr = errors.New("setup was cancelled or not authorized")
+		b.mu.Unlock()
+		available, canSetUp, reason, err := c.SharingStatus(ctx)
+		if err != nil || available || !canSetUp || !strings.Contains(reason, "one-time setup") {
+			t.Fatalf("status before setup: available %v, can set up %v, reason %q, %v", available, canSetUp, reason, err)
+		}
+		if err := c.SetUpSharing(ctx); err == nil || err.Error() != "setup was cancelled or not authorized" {
+			t.Fatalf("cancelled setup: %v", err)
+		}
+		match := []dbus.MatchOption{dbus.WithMatchObjectPath(Path), dbus.WithMatchMember("SharingChanged")}
+		if err := c.conn.AddMatchSignal(match...); err != nil {
+			t.Fatal(err)
+		}
+		defer c.conn.RemoveMatchSignal(match...)
+		sigs := make(chan *dbus.Signal, 8)
+		c.conn.Signal(sigs)
+		defer c.conn.RemoveSignal(sigs)
+		b.mu.Lock()
+		b.setUpErr = nil
+		b.mu.Unlock()
+		if err := c.SetUpSharing(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case s := <-sigs:
+			if s.Name != Interface+".SharingChanged" || !reflect.DeepEqual(s.Body, []any{true, ""}) {
+				t.Errorf("signal %s %v, want SharingChanged [true \"\"]", s.Name, s.Body)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("no SharingChanged signal")
+		}
+		available, canSetUp, reason, err = c.SharingStatus(ctx)
+		if err != nil || !available || canSetUp || reason != "" {
+			t.Errorf("status after setup: available %v, can set up %v, reason %q, %v", available, canSetUp, reason, err)
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.setUps != 2 {
+			t.Errorf("SetUpSharing reached the backend %d times, want 2", b.setUps)
 		}
 	})
 	t.Run("one daemon per user", func(t *testing.T) {
