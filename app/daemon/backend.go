@@ -7,14 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ebrainpool/ebrainpool/app/control"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/app/identity"
 	"github.com/ebrainpool/ebrainpool/app/session"
+	"github.com/ebrainpool/ebrainpool/sandbox"
+	"github.com/ebrainpool/ebrainpool/tunnel"
 )
 
 var _ dbusapi.Backend = (*Daemon)(nil)
@@ -59,7 +65,10 @@ func (d *Daemon) Apps(ctx context.Context, peer string) ([]dbusapi.App, error) {
 // explain turns errors into sentences a user understands.
 func explain(peer string, err error) error {
 	var r *control.RefusedError
+	var de *tunnel.DisplayError
 	switch {
+	case errors.As(err, &de):
+		return err // our own display: the peer was not involved
 	case errors.As(err, &r):
 		return fmt.Errorf("%s: %s", peer, r.Reason)
 	case errors.Is(err, identity.ErrKeyChanged):
@@ -197,4 +206,220 @@ func newID() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Setting up sharing from the app (the GUI's "Set up sharing…", the D-Bus
+// SetUpSharing): the one-time root setup through polkit, then a new
+// sandbox manager swapped in without a restart.
+
+// Why SetUpSharing failed, when pkexec says so.
+var (
+	// ErrSetupCancelled is pkexec's exit status 126: the user dismissed
+	// the authentication dialog, or is not allowed to authenticate.
+	ErrSetupCancelled = errors.New("setup was cancelled or not authorized")
+	// ErrSetupAuth is pkexec's exit status 127.
+	ErrSetupAuth = errors.New("authentication failed, or pkexec could not run the setup")
+)
+
+// sharingState is what RetrySharing needs from Run (guarded by Daemon.mu):
+// the context managers are warmed in while Run serves, and whether Run
+// has ended (a manager made later would never be closed).
+type sharingState struct {
+	setup   sync.Mutex // one SetUpSharing or RetrySharing at a time (not under mu)
+	warmCtx context.Context
+	stop    context.CancelFunc
+	warming sync.WaitGroup
+	ended   bool
+}
+
+// CanSetUpSharing reports whether SetUpSharing could make sharing
+// available: only the one-time setup is missing (not the Flatpak, not a
+// host that cannot limit sandboxes, not liblxc).
+func (d *Daemon) CanSetUpSharing() bool {
+	return !d.opts.InFlatpak && errors.Is(d.SandboxError(), sandbox.ErrNotSetUp)
+}
+
+// SetUpSharing runs the one-time setup for the current user through
+// polkit (`pkexec EXE setup --user NAME`, asking for an administrator's
+// password) and then makes sharing available without a restart (see
+// RetrySharing). It returns nil at once when sharing is available,
+// ErrFlatpak in a Flatpak, and the cause unchanged when it is not missing
+// setup (setup would not fix it).
+func (d *Daemon) SetUpSharing(ctx context.Context) error {
+	d.sharing.setup.Lock()
+	defer d.sharing.setup.Unlock()
+	if d.opts.InFlatpak {
+		return ErrFlatpak
+	}
+	cause := d.SandboxError()
+	if cause == nil {
+		return nil
+	}
+	if !errors.Is(cause, sandbox.ErrNotSetUp) {
+		return cause
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the ebrainpool program to set up sharing: %w", err)
+	}
+	u, err := user.Current()
+	if err != nil {
+		return fmt.Errorf("looking up the current user: %w", err)
+	}
+	argv := []string{"pkexec", exe, "setup", "--user", u.Username}
+	d.log.Info("setting up sharing", "command", strings.Join(argv, " "))
+	out, err := d.opts.Elevate(ctx, argv)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("setting up sharing: %w", ctx.Err())
+		}
+		err = setupError(u.Username, out, err)
+		d.log.Warn("setting up sharing failed", "err", err, "output", string(out))
+		return err
+	}
+	d.log.Info("setup done", "output", string(out))
+	if err := d.retrySharing(); err != nil {
+		return fmt.Errorf("the setup finished, but sharing is still not available: %w", err)
+	}
+	return nil
+}
+
+// runElevated is the default Options.Elevate.
+func runElevated(ctx context.Context, argv []string) ([]byte, error) {
+	return exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+}
+
+// setupError says why pkexec EXE setup failed.
+func setupError(user string, out []byte, err error) error {
+	var st interface{ ExitCode() int }
+	code := -1
+	if errors.As(err, &st) {
+		code = st.ExitCode()
+	}
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		return fmt.Errorf("setting up sharing needs pkexec, which is not installed: install the pkexec package, or run `sudo ebrainpool setup --user %s` in a terminal", user)
+	case code == 126:
+		return ErrSetupCancelled
+	case code == 127:
+		if said := lastLines(out, 3); said != "" {
+			return fmt.Errorf("%w (pkexec: %s)", ErrSetupAuth, said)
+		}
+		return ErrSetupAuth
+	case code > 0:
+		// Setup's own error: the CLI prints it last, as "ebrainpool setup: ...".
+		s := strings.TrimSpace(string(out))
+		if i := strings.LastIndex(s, "ebrainpool setup: "); i >= 0 {
+			s = strings.TrimSpace(s[i+len("ebrainpool setup: "):])
+		} else {
+			s = lastLines(out, 5)
+		}
+		if s == "" {
+			return fmt.Errorf("the setup failed (exit status %d) without saying why", code)
+		}
+		if len(s) > 2000 {
+			s = s[:2000] + "…"
+		}
+		return fmt.Errorf("the setup failed: %s", s)
+	}
+	return fmt.Errorf("running the setup through pkexec: %w", err)
+}
+
+// lastLines is the last n non-empty lines of out, joined by "; ".
+func lastLines(out []byte, n int) string {
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "; ")
+}
+
+// RetrySharing makes a sandbox manager again, with the configuration New
+// used, and on success swaps it in everywhere (the host's sessions, the
+// sandbox list, what peers are told): sharing becomes available without a
+// restart. On failure the new cause replaces the old one (after setup, a
+// host may turn out unable to limit sandboxes). Either way an
+// EventSharingChanged follows. It does nothing when sharing is available.
+func (d *Daemon) RetrySharing() error {
+	d.sharing.setup.Lock()
+	defer d.sharing.setup.Unlock()
+	return d.retrySharing()
+}
+
+func (d *Daemon) retrySharing() error {
+	if d.opts.InFlatpak {
+		return ErrFlatpak
+	}
+	if d.SandboxError() == nil {
+		return nil
+	}
+	m, err := sandbox.NewManager(d.sbCfg)
+	if err != nil {
+		d.mu.Lock()
+		d.sbErr = err
+		d.mu.Unlock()
+		d.host.SetSandboxes(noSandbox{err})
+		d.log.Warn("still not sharing apps", "err", err)
+		d.publish(Event{Kind: EventSharingChanged, Err: err.Error()})
+		return err
+	}
+	d.mu.Lock()
+	if d.sharing.ended {
+		d.mu.Unlock()
+		m.Close()
+		return errors.New("eBrainPool is shutting down")
+	}
+	d.sandbox, d.sbErr = m, nil
+	d.warmLocked(m)
+	d.mu.Unlock()
+	d.host.SetSandboxes(m)
+	d.log.Info("sharing apps: the sandboxes are available now")
+	d.publish(Event{Kind: EventSharingChanged})
+	return nil
+}
+
+// warmSandboxes starts warming the current manager (Run calls it) and
+// lets RetrySharing warm the managers it swaps in.
+func (d *Daemon) warmSandboxes(ctx context.Context) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sharing.warmCtx, d.sharing.stop = context.WithCancel(ctx)
+	if d.sandbox != nil {
+		d.warmLocked(d.sandbox)
+	}
+}
+
+// warmLocked prepares m in the background once Run serves (d.mu held).
+func (d *Daemon) warmLocked(m *sandbox.Manager) {
+	ctx := d.sharing.warmCtx
+	if ctx == nil || d.sharing.ended {
+		return // Run warms it when it starts
+	}
+	d.sharing.warming.Add(1)
+	go func() {
+		defer d.sharing.warming.Done()
+		if err := m.Warm(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("preparing sandboxes", "err", err)
+		}
+	}()
+}
+
+// closeSandboxes stops warming and closes the current manager (Run's end).
+func (d *Daemon) closeSandboxes() {
+	d.mu.Lock()
+	d.sharing.ended = true
+	stop, m := d.sharing.stop, d.sandbox
+	d.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	d.sharing.warming.Wait()
+	if m != nil {
+		m.Close()
+	}
 }

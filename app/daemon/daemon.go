@@ -52,6 +52,12 @@ type Options struct {
 	// InFlatpak says the daemon runs inside a Flatpak, whose sandbox cannot
 	// create LXC containers: it then runs apps from peers but shares none.
 	InFlatpak bool
+	// Elevate runs argv, the one-time setup through polkit ("pkexec",
+	// this executable, "setup", "--user", NAME), and returns its combined
+	// output; an error with an ExitCode() int method (as *exec.ExitError
+	// has) carries pkexec's exit status. Default: run it (see
+	// SetUpSharing); tests replace it.
+	Elevate func(ctx context.Context, argv []string) ([]byte, error)
 	// Display and XAuthority for apps we run from peers (default $DISPLAY,
 	// $XAUTHORITY).
 	Display, XAuthority string
@@ -72,8 +78,10 @@ type Daemon struct {
 	settings config.Settings
 	consent  *consent.Engine
 	host     *session.Host
-	sandbox  *sandbox.Manager // nil when setup is missing
-	sbErr    error
+	sandbox  *sandbox.Manager // nil when setup is missing; guarded by mu (RetrySharing swaps it)
+	sbErr    error            // guarded by mu
+	sbCfg    sandbox.Config   // what New made the manager with
+	sharing  sharingState     // see RetrySharing
 	ln       net.Listener
 	disc     *discovery.Service
 	api      *dbusapi.Server
@@ -157,6 +165,10 @@ func New(opts Options) (*Daemon, error) {
 	if sbCfg.Logger == nil {
 		sbCfg.Logger = d.log
 	}
+	d.sbCfg = sbCfg
+	if d.opts.Elevate == nil {
+		d.opts.Elevate = runElevated
+	}
 	if opts.InFlatpak {
 		d.sbErr = ErrFlatpak
 	} else {
@@ -225,21 +237,31 @@ func (d *Daemon) notSharing() string {
 		return "sharing is turned off on this host"
 	case d.opts.InFlatpak:
 		return "this host runs eBrainPool as a Flatpak, which runs apps from other machines but cannot share its own (sharing needs the ebrainpool package installed there)"
-	case d.sandbox == nil:
-		return "this host cannot share apps yet: its one-time setup has not been done (its user runs `sudo ebrainpool setup --user NAME` there once)"
+	}
+	if err := d.SandboxError(); err != nil {
+		return session.SandboxRefusal(err)
 	}
 	return ""
 }
 
 // SandboxError says why apps cannot be shared (setup missing), or nil.
-func (d *Daemon) SandboxError() error { return d.sbErr }
+func (d *Daemon) SandboxError() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sbErr
+}
 
 // Run serves until ctx ends.
 func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Whatever the return, the goroutines are told to stop before they are
+	// waited for (waiting first hung Run on an early error).
+	defer func() { cancel(); wg.Wait() }()
+	// The sandbox manager current when Run ends (RetrySharing may have
+	// swapped one in) is closed after the host: its sessions' teardown and
+	// idle stops still use it.
+	defer d.closeSandboxes()
 	defer d.host.Close()
 	defer d.consent.Close()
 	if !d.opts.NoAPI {
@@ -265,6 +287,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	srv := &control.Server{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Handler: observer{d}, Logger: d.log}
 	wg.Add(1)
 	go func() { defer wg.Done(); srv.Serve(ctx, d.ln) }()
+	// The first request should not wait for what starting a sandbox
+	// needs (on systemd hosts: the helper in its delegated scope).
+	d.warmSandboxes(ctx)
 	if !d.opts.NoDiscovery {
 		dial := d.opts.SystemBus
 		if dial == nil {

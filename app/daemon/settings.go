@@ -75,10 +75,13 @@ func (d *Daemon) AnswerFull(id string, allow, remember, block bool) error {
 // SandboxUsage lists the sandboxes with their state, processes and memory
 // (nil when this user cannot run sandboxes).
 func (d *Daemon) SandboxUsage() []sandbox.Info {
-	if d.sandbox == nil {
+	d.mu.Lock()
+	m := d.sandbox // RetrySharing may swap it
+	d.mu.Unlock()
+	if m == nil {
 		return nil
 	}
-	l, err := d.sandbox.List()
+	l, err := m.List()
 	if err != nil {
 		d.log.Warn("listing sandboxes", "err", err)
 	}

@@ -113,6 +113,22 @@ func NewHost(cfg HostConfig) *Host {
 	return &Host{cfg: cfg, log: cfg.Logger, sessions: map[string]*HostSession{}, stoppers: map[string]context.CancelFunc{}}
 }
 
+// SetSandboxes replaces the sandboxes new sessions start in (the daemon
+// swaps in a sandbox manager once the one-time setup is done, without a
+// restart). Sessions already granted keep theirs.
+func (h *Host) SetSandboxes(sb Sandboxes) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cfg.Sandboxes = sb
+}
+
+// sandboxes are the current Sandboxes (see SetSandboxes).
+func (h *Host) sandboxes() Sandboxes {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.cfg.Sandboxes
+}
+
 // Catalog lists the shared apps with their icons.
 func (h *Host) Catalog(ctx context.Context, p control.Peer) ([]control.AppInfo, error) {
 	if why := h.cfg.NotSharing(); why != "" {
@@ -165,6 +181,22 @@ func refusal(o consent.Outcome) error {
 	return control.Refuse(control.CodeDenied, "the host denied the request")
 }
 
+// SandboxRefusal is what a requester is told when this host's sandbox
+// cannot run: the real cause, in the requester's terms (the fix is the
+// host user's, shown on the host's own screen).
+func SandboxRefusal(err error) string {
+	first := func(err error) string { s, _, _ := strings.Cut(err.Error(), "\n"); return s }
+	switch {
+	case errors.Is(err, sandbox.ErrNoLimits):
+		return first(err)
+	case errors.Is(err, sandbox.ErrNotSetUp):
+		return "this host cannot share apps yet: its one-time setup has not been done (its user runs `sudo ebrainpool setup --user NAME` there once, or Set up sharing in its Settings)"
+	case err != nil:
+		return "the host could not start a sandbox for you (liblxc failed there; the host's log has its messages)"
+	}
+	return ""
+}
+
 // Launch decides on a request and, if allowed, prepares the sandbox and the
 // forward and returns the grant.
 func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progress func(string)) (*control.Grant, error) {
@@ -188,13 +220,14 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 		return nil, refusal(out)
 	}
 	progress(StageSandbox)
-	if err := h.cfg.Sandboxes.Start(ctx, peer); err != nil {
+	sb := h.sandboxes()
+	if err := sb.Start(ctx, peer); err != nil {
 		h.log.Error("starting sandbox", "peer", peer, "err", err)
-		return nil, control.Refuse(control.CodeUnavailable, "the host could not start a sandbox for you (its log says why; has `ebrainpool setup` been run there?)")
+		return nil, control.Refuse(control.CodeUnavailable, SandboxRefusal(err))
 	}
 	progress(StageForward)
 	s := &HostSession{ID: newID(), Peer: peer, PeerName: p.Name, From: from.String(), App: app.ID, AppName: app.Name, Since: time.Now()}
-	handoff, hostKey, err := EndpointHandoff(h.cfg.Sandboxes, peer, p.Key, app.Exec, func() {
+	handoff, hostKey, err := EndpointHandoff(sb, peer, p.Key, app.Exec, func() {
 		h.mu.Lock()
 		s.Connected = true
 		h.mu.Unlock()
@@ -288,7 +321,7 @@ func (h *Host) watch(s *HostSession) {
 		h.wg.Add(1)
 		go func() {
 			defer h.wg.Done()
-			if err := h.cfg.Sandboxes.StopWhenIdle(ctx, s.Peer, h.cfg.IdleStop, time.Second); err != nil && !errors.Is(err, context.Canceled) {
+			if err := h.sandboxes().StopWhenIdle(ctx, s.Peer, h.cfg.IdleStop, time.Second); err != nil && !errors.Is(err, context.Canceled) {
 				h.log.Warn("stopping idle sandbox", "peer", s.Peer, "err", err)
 			}
 		}()
