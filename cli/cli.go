@@ -50,6 +50,7 @@ func commands() []*Command {
 	all = append(all, tunnelCommands()...)
 	all = append(all, appCommands()...)
 	all = append(all, guiCommands()...)
+	all = append(all, manCommand())
 	return all
 }
 
