@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -79,6 +80,49 @@ func explain(peer string, err error) error {
 	return fmt.Errorf("could not reach %s: %w", peer, err)
 }
 
+// outcomeOf is the Outcome of a launch that failed with err.
+func outcomeOf(err error) dbusapi.Outcome {
+	var r *control.RefusedError
+	var de *tunnel.DisplayError
+	switch {
+	case errors.As(err, &de):
+		return dbusapi.OutcomeNoDisplay
+	case errors.As(err, &r):
+		return refusalOutcome(r.Code)
+	case errors.Is(err, context.Canceled):
+		return dbusapi.OutcomeEnded
+	case errors.Is(err, identity.ErrKeyChanged), errors.Is(err, identity.ErrFingerprintMismatch),
+		errors.Is(err, context.DeadlineExceeded):
+		return dbusapi.OutcomeUnreachable
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return dbusapi.OutcomeUnreachable
+	}
+	return dbusapi.OutcomeFailed
+}
+
+// refusalOutcome is the Outcome of a refusal code from the host.
+func refusalOutcome(code string) dbusapi.Outcome {
+	switch code {
+	case control.CodeDenied:
+		return dbusapi.OutcomeDenied
+	case control.CodeTimeout:
+		return dbusapi.OutcomeNoAnswer
+	case control.CodeBlocked:
+		return dbusapi.OutcomeBlocked
+	case control.CodeBusy, control.CodeRateLimited:
+		return dbusapi.OutcomeRateLimited
+	case control.CodeNoSuchApp:
+		return dbusapi.OutcomeNotShared
+	case control.CodeCanceled:
+		return dbusapi.OutcomeEnded
+	case control.CodeShuttingDown:
+		return dbusapi.OutcomeUnreachable
+	}
+	return dbusapi.OutcomeFailed
+}
+
 // Launch starts running app from peer in the background and returns its id;
 // LaunchProgress and LaunchFinished signals follow.
 func (d *Daemon) Launch(peer, app string) (string, error) {
@@ -112,13 +156,14 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 		d.mu.Lock()
 		delete(d.outgoing, o.id)
 		d.mu.Unlock()
-		msg := ""
+		msg, outcome := "", dbusapi.OutcomeExited
 		if err != nil {
 			msg = explain(p.Name, err).Error()
+			outcome = outcomeOf(err)
 			code = -1
 		}
-		d.log.Info("launch finished", "id", o.id, "peer", p.Name, "app", app, "status", code, "err", msg)
-		d.publish(Event{Kind: EventLaunchFinished, Launch: o.id, Exit: code, Err: msg})
+		d.log.Info("launch finished", "id", o.id, "peer", p.Name, "app", app, "status", code, "outcome", outcome, "err", msg)
+		d.publish(Event{Kind: EventLaunchFinished, Launch: o.id, Exit: code, Err: msg, Outcome: outcome})
 	}()
 	return o.id, nil
 }

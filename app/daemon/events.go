@@ -19,6 +19,9 @@ type Event struct {
 	Stage   string          // EventLaunchProgress
 	Exit    int             // EventLaunchFinished
 	Err     string          // EventLaunchFinished; EventSharingChanged: why sharing is unavailable ("" when it is available)
+	// Outcome is how the launch ended (EventLaunchFinished): OutcomeExited
+	// with Exit, else why, with Err saying it in words.
+	Outcome dbusapi.Outcome
 }
 
 // Event kinds.
@@ -77,7 +80,7 @@ func (d *Daemon) publish(ev Event) {
 	case EventLaunchProgress:
 		api.LaunchProgress(ev.Launch, ev.Stage)
 	case EventLaunchFinished:
-		api.LaunchFinished(ev.Launch, int32(ev.Exit), ev.Err)
+		api.LaunchFinished(ev.Launch, int32(ev.Exit), ev.Err, ev.Outcome)
 	case EventSharingChanged:
 		api.SharingChanged(ev.Err == "", ev.Err)
 	}

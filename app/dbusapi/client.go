@@ -111,7 +111,8 @@ func (c *Client) Launch(ctx context.Context, peer, app string) (string, error) {
 
 // Run launches app from peer and waits until it ends (or, with detach,
 // until it runs), reporting stages to progress. It returns the app's exit
-// status; a refusal or failure is an error with the daemon's reason.
+// status; a refusal or failure is a *LaunchError with the daemon's reason
+// and its Outcome.
 func (c *Client) Run(ctx context.Context, peer, app string, detach bool, progress func(string)) (int, error) {
 	match := []dbus.MatchOption{dbus.WithMatchObjectPath(Path), dbus.WithMatchInterface(Interface)}
 	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
@@ -146,12 +147,44 @@ func (c *Client) Run(ctx context.Context, peer, app string, detach bool, progres
 					}
 				}
 			case Interface + ".LaunchFinished":
-				code, _ := s.Body[1].(int32)
-				if msg, _ := s.Body[2].(string); msg != "" {
-					return int(code), fmt.Errorf("%s", msg)
+				code, msg, outcome := FinishedArgs(s.Body)
+				if msg != "" || (outcome != OutcomeExited && outcome != "") {
+					return int(code), &LaunchError{Outcome: outcome, Message: msg}
 				}
 				return int(code), nil
 			}
 		}
 	}
+}
+
+// LaunchError is a launch that did not end with the app's exit status:
+// refused, failed, or ended before the app exited. Outcome says why as a
+// code; Message is the daemon's sentence.
+type LaunchError struct {
+	Outcome Outcome
+	Message string
+}
+
+func (e *LaunchError) Error() string {
+	if e.Message == "" {
+		return string(e.Outcome)
+	}
+	return e.Message
+}
+
+// FinishedArgs reads a LaunchFinished signal's body (after the id): the
+// exit status, the error text and the outcome. A daemon from before the
+// outcome argument gives "" as the outcome.
+func FinishedArgs(body []any) (exit int32, errText string, outcome Outcome) {
+	if len(body) > 1 {
+		exit, _ = body[1].(int32)
+	}
+	if len(body) > 2 {
+		errText, _ = body[2].(string)
+	}
+	if len(body) > 3 {
+		s, _ := body[3].(string)
+		outcome = Outcome(s)
+	}
+	return exit, errText, outcome
 }

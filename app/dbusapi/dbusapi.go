@@ -138,7 +138,7 @@ var signals = []introspect.Signal{
 	{Name: "RequestPending", Args: []introspect.Arg{{Name: "request", Type: sigOf(Request{})}}},
 	{Name: "RequestResolved", Args: []introspect.Arg{{Name: "id", Type: "s"}, {Name: "allowed", Type: "b"}, {Name: "reason", Type: "s"}}},
 	{Name: "LaunchProgress", Args: []introspect.Arg{{Name: "id", Type: "s"}, {Name: "stage", Type: "s"}}},
-	{Name: "LaunchFinished", Args: []introspect.Arg{{Name: "id", Type: "s"}, {Name: "exit_status", Type: "i"}, {Name: "error", Type: "s"}}},
+	{Name: "LaunchFinished", Args: []introspect.Arg{{Name: "id", Type: "s"}, {Name: "exit_status", Type: "i"}, {Name: "error", Type: "s"}, {Name: "outcome", Type: "s"}}},
 	{Name: "SharingChanged", Args: []introspect.Arg{{Name: "available", Type: "b"}, {Name: "reason", Type: "s"}}},
 }
 
@@ -196,9 +196,12 @@ func (s *Server) RequestResolved(id string, allowed bool, reason string) {
 func (s *Server) LaunchProgress(id, stage string) { s.emit("LaunchProgress", id, stage) }
 
 // LaunchFinished reports the end of one of our launches: the app's exit
-// status, or -1 and the error.
-func (s *Server) LaunchFinished(id string, exit int32, errText string) {
-	s.emit("LaunchFinished", id, exit, errText)
+// status, or -1 and the error; outcome is how it ended, as a code (an
+// Outcome: "exited" with the exit status, else why). Its arguments are
+// (id s, exit_status i, error s, outcome s); the fourth came last, so a
+// reader of the first three keeps working.
+func (s *Server) LaunchFinished(id string, exit int32, errText string, outcome Outcome) {
+	s.emit("LaunchFinished", id, exit, errText, string(outcome))
 }
 
 // SharingChanged announces that whether this host can share apps changed:

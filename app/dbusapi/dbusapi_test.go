@@ -84,10 +84,10 @@ func (b *backend) Launch(peer, app string) (string, error) {
 		srv.LaunchProgress("L1", "waiting for consent")
 		srv.LaunchProgress("L1", "running")
 		if app == "denied" {
-			srv.LaunchFinished("L1", -1, "refused (denied): the host denied the request")
+			srv.LaunchFinished("L1", -1, "refused (denied): the host denied the request", OutcomeDenied)
 			return
 		}
-		srv.LaunchFinished("L1", 3, "")
+		srv.LaunchFinished("L1", 3, "", OutcomeExited)
 	}()
 	return "L1", nil
 }
@@ -173,6 +173,17 @@ func TestAPI(t *testing.T) {
 			t.Errorf("signals %v", sigs)
 		}
 		for _, i := range node.Interfaces {
+			for _, sig := range i.Signals {
+				if i.Name == Interface && sig.Name == "LaunchFinished" {
+					var out []string
+					for _, a := range sig.Args {
+						out = append(out, a.Name+":"+a.Type)
+					}
+					if got := strings.Join(out, " "); got != "id:s exit_status:i error:s outcome:s" {
+						t.Errorf("LaunchFinished args %q, want id:s exit_status:i error:s outcome:s", got)
+					}
+				}
+			}
 			for _, m := range i.Methods {
 				if i.Name == Interface && m.Name == "SharingStatus" {
 					var out []string
@@ -216,8 +227,9 @@ func TestAPI(t *testing.T) {
 			t.Fatalf("run: %d %v %v", code, err, stages)
 		}
 		_, err = c.Run(ctx, "bob", "denied", false, nil)
-		if err == nil || !strings.Contains(err.Error(), "denied") {
-			t.Fatalf("refusal: %v", err)
+		var le *LaunchError
+		if !errors.As(err, &le) || le.Outcome != OutcomeDenied || !strings.Contains(err.Error(), "denied") {
+			t.Fatalf("refusal: %v, want a *LaunchError with outcome %q", err, OutcomeDenied)
 		}
 		if code, err := c.Run(ctx, "bob", "xeyes", true, func(string) {}); err != nil || code != 0 {
 			t.Fatalf("detach: %d %v", code, err)
