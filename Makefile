@@ -19,7 +19,8 @@ FLATPAK_PKGS := flatpak flatpak-builder bubblewrap xdg-dbus-proxy desktop-file-u
 TEST_PKGS  := lxc iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus dbus-daemon \
               xvfb xauth x11-apps x11-utils xdotool openssh-server openssh-client \
               xfce4-panel xfconf weston xwayland lintian apparmor \
-              qemu-system-x86 debootstrap e2fsprogs $(DEB_PKGS) $(FLATPAK_PKGS)
+              qemu-system-x86 debootstrap e2fsprogs libxml2-utils groff-base man-db appstream file \
+              $(DEB_PKGS) $(FLATPAK_PKGS)
 
 # Root runs apt-get and setup directly; anyone else goes through sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)

@@ -140,7 +140,17 @@ func NewUser(t testing.TB, bin string, setup bool) *User {
 	var b [3]byte
 	rand.Read(b[:])
 	name := "ebpt" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("useradd", "-m", "-U", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
+	// A uid of its own: useradd would hand the last deleted user's uid to
+	// the next, and on systemd hosts logind's delayed stop of that uid's
+	// user manager would then hit the new user's.
+	uid := 20000 + int(b[0])<<8 | int(b[1])
+	for {
+		if _, err := user.LookupId(strconv.Itoa(uid)); err != nil {
+			break
+		}
+		uid++
+	}
+	if out, err := exec.Command("useradd", "-m", "-U", "-u", strconv.Itoa(uid), "-s", "/bin/sh", name).CombinedOutput(); err != nil {
 		t.Fatalf("useradd %s: %v\n%s", name, err, out)
 	}
 	u := &User{Name: name, Bin: bin}
