@@ -195,8 +195,8 @@ func listCommand[T any](name, summary, header string, fetch func(*dbusapi.Client
 func peersCommand() *Command {
 	return listCommand("peers", "List the peers found on the network.", "NAME\tHOST\tADDRESS\tFINGERPRINT\tTRUST",
 		(*dbusapi.Client).Peers, func(p dbusapi.Peer) string {
-			trust := p.Trust
-			if trust == "changed" {
+			trust := string(p.Trust)
+			if p.Trust == dbusapi.TrustChanged {
 				trust = "KEY CHANGED - refused"
 			}
 			return strings.Join([]string{p.Name, p.Host, net.JoinHostPort(p.Address, strconv.Itoa(int(p.Port))), p.Short, trust}, "\t")
@@ -214,7 +214,7 @@ func pendingCommand() *Command {
 func sessionsCommand() *Command {
 	return listCommand("sessions", "List apps peers run here and apps you run on peers.", "ID\tDIRECTION\tPEER\tAPP\tSINCE\tSTATE",
 		(*dbusapi.Client).Sessions, func(s dbusapi.Session) string {
-			return strings.Join([]string{s.ID, s.Direction, s.PeerName, s.App, time.Unix(s.Since, 0).Format(time.TimeOnly), s.State}, "\t")
+			return strings.Join([]string{s.ID, string(s.Direction), s.PeerName, s.App, time.Unix(s.Since, 0).Format(time.TimeOnly), string(s.State)}, "\t")
 		})
 }
 

@@ -19,7 +19,7 @@ func BenchmarkPeerBrowser(b *testing.B) {
 	for _, n := range []int{3, 200} {
 		peers := make([]dbusapi.Peer, n)
 		for i := range peers {
-			peers[i] = peer(fmt.Sprintf("peer%03d", i), fmt.Sprintf("desk-%03d", i), []string{"verified", "new", "changed"}[i%3])
+			peers[i] = peer(fmt.Sprintf("peer%03d", i), fmt.Sprintf("desk-%03d", i), []dbusapi.Trust{dbusapi.TrustVerified, dbusapi.TrustNew, dbusapi.TrustChanged}[i%3])
 		}
 		setup := func(b *testing.B) *UI {
 			f := newFake()

@@ -176,7 +176,7 @@ func (f *fakeBackend) drain(u *UI) {
 	}
 }
 
-func peer(name, host, trust string) dbusapi.Peer {
+func peer(name, host string, trust dbusapi.Trust) dbusapi.Peer {
 	fp := "SHA256:" + name
 	return dbusapi.Peer{Fingerprint: fp, Short: name[:1] + "x7-k2m9-" + name, Name: name, Host: host,
 		Address: "192.168.1.20", Port: 7400, Trust: trust}

@@ -8,12 +8,10 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 )
 
-// stages are a launch's steps in order, as the daemon reports them.
-var stages = [...]string{"asking", "waiting for consent", "starting sandbox", "opening connection", "connecting", "running"}
-
-// stageStep is a stage's position (1-based) in stages, 0 if unknown.
-func stageStep(stage string) int {
-	for i, s := range stages {
+// stageStep is a stage's position (1-based) in dbusapi.Stages, 0 if
+// unknown.
+func stageStep(stage dbusapi.Stage) int {
+	for i, s := range dbusapi.Stages {
 		if s == stage {
 			return i + 1
 		}
@@ -28,7 +26,7 @@ type launchState struct {
 	peer     string // fingerprint
 	peerName string
 	app      string // display name
-	stage    string
+	stage    dbusapi.Stage
 	done     bool
 	exit     int
 	err      string
@@ -43,7 +41,7 @@ func (l *launchState) text() string {
 		return fmt.Sprintf("%s on %s ended with status %d.", l.app, l.peerName, l.exit)
 	case l.done:
 		return fmt.Sprintf("%s on %s has closed.", l.app, l.peerName)
-	case l.stage == "running":
+	case l.stage == dbusapi.StageRunning:
 		return fmt.Sprintf("%s on %s is running.", l.app, l.peerName)
 	case l.stage == "":
 		return fmt.Sprintf("%s on %s: starting…", l.app, l.peerName)
@@ -56,7 +54,7 @@ func (l *launchState) fraction() float64 {
 	if l.done {
 		return 1
 	}
-	return float64(stageStep(l.stage)) / float64(len(stages))
+	return float64(stageStep(l.stage)) / float64(len(dbusapi.Stages))
 }
 
 func (l *launchState) failed() bool { return l.done && l.err != "" }
@@ -100,7 +98,7 @@ func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, err erro
 	if name == "" {
 		name = p.Short
 	}
-	l := &launchState{id: id, seq: ls.seq, peer: p.Fingerprint, peerName: name, app: app.Name, stage: "asking"}
+	l := &launchState{id: id, seq: ls.seq, peer: p.Fingerprint, peerName: name, app: app.Name, stage: dbusapi.StageAsking}
 	if l.app == "" {
 		l.app = app.ID
 	}
@@ -114,7 +112,7 @@ func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, err erro
 // progress and finished ignore launches started elsewhere (the command
 // line, through D-Bus): events are handled on the Fyne thread after the
 // Launch call that made the id, so an unknown id is not ours.
-func (ls *launches) progress(id, stage string) {
+func (ls *launches) progress(id string, stage dbusapi.Stage) {
 	if l, ok := ls.byID[id]; ok && !l.done {
 		l.stage = stage
 	}

@@ -16,18 +16,18 @@ import (
 
 // trustText describes a peer's trust state in plain language and says
 // whether it is a warning.
-func trustText(trust string) (string, bool) {
+func trustText(trust dbusapi.Trust) (string, bool) {
 	switch trust {
-	case "verified":
+	case dbusapi.TrustVerified:
 		return "known, key verified", false
-	case "new":
+	case dbusapi.TrustNew:
 		return "new: not met before", false
-	case "changed":
+	case dbusapi.TrustChanged:
 		return "KEY CHANGED: may be an impostor", true
-	case "name-clash":
+	case dbusapi.TrustNameClash:
 		return "same name as another peer you know", true
 	}
-	return trust, false
+	return string(trust), false
 }
 
 // peerBrowser is the window listing peers and their apps.
@@ -266,11 +266,11 @@ func (pb *peerBrowser) showDetail() {
 	pb.detail.SetText(fmt.Sprintf("Host: %s (%s)\nFingerprint: %s\nStatus: %s", p.Host, p.Address, p.Short, t))
 	pb.warning.RemoveAll()
 	switch p.Trust {
-	case "changed":
+	case dbusapi.TrustChanged:
 		pb.warning.Add(warningBanner("WARNING: the key of " + p.Name + " has changed since you first met it. " +
 			"Someone may be impersonating it. Do not use it unless its owner tells you they reinstalled; " +
 			"then forget the peer in Settings and meet it again."))
-	case "name-clash":
+	case dbusapi.TrustNameClash:
 		pb.warning.Add(warningBanner("Another peer you know already uses the name " + p.Name +
 			". Check the fingerprint with its owner before you use it."))
 	}
@@ -326,7 +326,7 @@ func (pb *peerBrowser) appRow(p dbusapi.Peer, a dbusapi.App) fyne.CanvasObject {
 	}
 	btn := widget.NewButtonWithIcon("Launch", theme.MediaPlayIcon(), func() { pb.u.launch(p, a) })
 	btn.Importance = widget.HighImportance
-	if p.Trust == "changed" {
+	if p.Trust == dbusapi.TrustChanged {
 		btn.Disable()
 	}
 	return container.NewBorder(nil, nil, container.NewCenter(icon), container.NewCenter(btn), text)
@@ -364,12 +364,12 @@ func launchRow(u *UI, l *launchState, changed func()) fyne.CanvasObject {
 		x.Importance = widget.LowImportance
 		return container.NewBorder(nil, nil, nil, x, label)
 	}
-	if l.stage == "running" {
+	if l.stage == dbusapi.StageRunning {
 		return label
 	}
 	bar := widget.NewProgressBar()
 	bar.TextFormatter = func() string {
-		return fmt.Sprintf("step %d of %d", stageStep(l.stage), len(stages))
+		return fmt.Sprintf("step %d of %d", stageStep(l.stage), len(dbusapi.Stages))
 	}
 	bar.SetValue(l.fraction())
 	return container.NewVBox(label, bar)

@@ -86,16 +86,16 @@ func TestPeerBrowserSearch(t *testing.T) {
 
 func TestPeerBrowserTrust(t *testing.T) {
 	for _, tc := range []struct {
-		trust      string
+		trust      dbusapi.Trust
 		warning    string // in the banner; "" means no banner
 		launchable bool
 	}{
-		{"verified", "", true},
-		{"new", "", true},
-		{"changed", "WARNING: the key of mallory has changed", false},
-		{"name-clash", "already uses the name mallory", true},
+		{dbusapi.TrustVerified, "", true},
+		{dbusapi.TrustNew, "", true},
+		{dbusapi.TrustChanged, "WARNING: the key of mallory has changed", false},
+		{dbusapi.TrustNameClash, "already uses the name mallory", true},
 	} {
-		t.Run(tc.trust, func(t *testing.T) {
+		t.Run(string(tc.trust), func(t *testing.T) {
 			f := newFake()
 			p := peer("mallory", "m-pc", tc.trust)
 			f.peers = []dbusapi.Peer{p}
@@ -114,7 +114,7 @@ func TestPeerBrowserTrust(t *testing.T) {
 			if btn.Disabled() == tc.launchable {
 				t.Errorf("Launch disabled = %v, want %v", btn.Disabled(), !tc.launchable)
 			}
-			if text, warn := trustText(tc.trust); warn != (tc.trust == "changed" || tc.trust == "name-clash") || text == "" {
+			if text, warn := trustText(tc.trust); warn != (tc.trust == dbusapi.TrustChanged || tc.trust == dbusapi.TrustNameClash) || text == "" {
 				t.Errorf("trustText(%q) = %q, %v", tc.trust, text, warn)
 			}
 		})
@@ -149,12 +149,12 @@ func TestLaunchProgressAndErrors(t *testing.T) {
 	if !reflect.DeepEqual(f.launched, []string{"SHA256:alice/org.gimp.GIMP"}) {
 		t.Fatalf("launched = %v", f.launched)
 	}
-	for _, stage := range stages[1:] {
-		t.Run(stage, func(t *testing.T) {
+	for _, stage := range dbusapi.Stages[1:] {
+		t.Run(string(stage), func(t *testing.T) {
 			f.events <- daemon.Event{Kind: daemon.EventLaunchProgress, Launch: "launch-1", Stage: stage}
 			f.drain(u)
 			got := joined(u.peers.launchBox)
-			if !strings.Contains(got, "GIMP on alice") || !strings.Contains(got, stage) {
+			if !strings.Contains(got, "GIMP on alice") || !strings.Contains(got, string(stage)) {
 				t.Errorf("launch area = %q, want the stage %q", got, stage)
 			}
 			if u.tray.iconState() != trayActive {

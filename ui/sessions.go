@@ -104,7 +104,7 @@ func (s *sessionsView) refresh() {
 	seen := map[string]cpuSample{}
 	for _, x := range s.u.b.Sessions() {
 		info, ok := usage[x.Peer]
-		if x.Direction == "incoming" {
+		if x.Direction == dbusapi.DirectionIncoming {
 			var prev *cpuSample
 			if p, had := s.cpu[x.Peer]; had {
 				prev = &p
@@ -117,7 +117,7 @@ func (s *sessionsView) refresh() {
 		} else {
 			state := ""
 			if x.State != "" {
-				state = " · " + x.State
+				state = " · " + string(x.State)
 			}
 			s.outgoing.Add(s.row(x, fmt.Sprintf("%s on %s · %s%s", x.App, x.PeerName,
 				sinceText(time.Unix(x.Since, 0), now), state)))

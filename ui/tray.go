@@ -219,14 +219,14 @@ func (t *tray) peerItem(p dbusapi.Peer) *fyne.MenuItem {
 	if p.Host != "" {
 		label += " (" + p.Host + ")"
 	}
-	if p.Trust == "changed" {
+	if p.Trust == dbusapi.TrustChanged {
 		label = "⚠ " + label + ": KEY CHANGED"
 	}
 	item := fyne.NewMenuItem(label, nil)
 	var sub []*fyne.MenuItem
 	pa, ok := t.apps[p.Fingerprint]
 	switch {
-	case p.Trust == "changed":
+	case p.Trust == dbusapi.TrustChanged:
 		sub = append(sub, disabledItem("Its key changed: see the peer browser"))
 	case !ok:
 		sub = append(sub, disabledItem("Loading apps…"))

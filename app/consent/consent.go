@@ -56,11 +56,20 @@ type Outcome struct {
 	Reason  Reason
 }
 
+// EventKind says what an Event is about.
+type EventKind string
+
+// Event kinds.
+const (
+	EventPrompt   EventKind = "prompt"   // a prompt appeared
+	EventResolved EventKind = "resolved" // a prompt was decided (Outcome)
+)
+
 // Event tells watchers (the popup, the D-Bus API) about prompts.
 type Event struct {
-	Kind    string // "prompt" or "resolved"
+	Kind    EventKind
 	Request Request
-	Outcome Outcome // for "resolved"
+	Outcome Outcome // for EventResolved
 }
 
 // Rules are the persistent decisions.
@@ -217,7 +226,7 @@ func (e *Engine) Ask(ctx context.Context, req Request) (Outcome, error) {
 	p := &pending{req: req, answer: make(chan reply, 1)}
 	e.pending[req.ID] = p
 	e.byPeer[req.Peer] = req.ID
-	e.notify(Event{Kind: "prompt", Request: req})
+	e.notify(Event{Kind: EventPrompt, Request: req})
 	e.mu.Unlock()
 
 	timer := time.NewTimer(e.cfg.Timeout)
@@ -234,7 +243,7 @@ func (e *Engine) Ask(ctx context.Context, req Request) (Outcome, error) {
 	e.mu.Lock()
 	delete(e.pending, req.ID)
 	delete(e.byPeer, req.Peer)
-	e.notify(Event{Kind: "resolved", Request: req, Outcome: out})
+	e.notify(Event{Kind: EventResolved, Request: req, Outcome: out})
 	e.mu.Unlock()
 	return out, nil
 }

@@ -106,7 +106,7 @@ func (c *Client) call(ctx context.Context, req *Msg) (ssh.Channel, func(), error
 	switch {
 	case hello.Type == TypeRefused:
 		done()
-		return nil, nil, &RefusedError{Code: hello.Code, Reason: hello.Reason}
+		return nil, nil, refusal(hello)
 	case hello.Type != TypeHello || pickVersion([]int{hello.Version}) == 0:
 		done()
 		return nil, nil, Refuse(CodeVersion, fmt.Sprintf("the peer answered with protocol version %d, this build speaks %v", hello.Version, Versions))
@@ -139,7 +139,7 @@ func (c *Client) reply(ctx context.Context, ch ssh.Channel, want string, progres
 				progress(m.Stage)
 			}
 		case TypeRefused:
-			return nil, &RefusedError{Code: m.Code, Reason: m.Reason}
+			return nil, refusal(m)
 		case want:
 			return m, nil
 		default:

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -50,7 +51,7 @@ type Msg struct {
 	Stage    string    `json:"stage,omitempty"`    // progress
 	Apps     []AppInfo `json:"apps,omitempty"`     // apps
 	Grant    *Grant    `json:"grant,omitempty"`    // grant
-	Code     string    `json:"code,omitempty"`     // refused
+	Code     Code      `json:"code,omitempty"`     // refused
 	Reason   string    `json:"reason,omitempty"`   // refused
 }
 
@@ -75,35 +76,81 @@ type Grant struct {
 	Expires time.Time `json:"expires"`
 }
 
+// Code says why a request was refused, precisely enough for the
+// requester to tell its user the host's real cause.
+type Code string
+
 // Refusal codes.
 const (
-	CodeDenied       = "denied"
-	CodeTimeout      = "timeout"
-	CodeBlocked      = "blocked"
-	CodeBusy         = "busy"
-	CodeRateLimited  = "rate-limited"
-	CodeNoSuchApp    = "no-such-app"
-	CodeUnavailable  = "unavailable" // sharing off, setup missing on the host...
-	CodeVersion      = "version"
-	CodeBadRequest   = "bad-request"
-	CodeInternal     = "internal"
-	CodeCanceled     = "canceled"
-	CodeShuttingDown = "shutting-down"
+	CodeDenied      Code = "denied"  // the host's user said no
+	CodeTimeout     Code = "timeout" // nobody answered before the host's consent timeout
+	CodeBlocked     Code = "blocked"
+	CodeBusy        Code = "busy" // a request of this peer already waits for an answer
+	CodeRateLimited Code = "rate-limited"
+	CodeNoSuchApp   Code = "no-such-app" // not shared (or not installed)
+	// Why the host cannot share now (each replaces what older hosts sent
+	// as CodeUnavailable): sharing turned off (or a host that cannot
+	// share, the Flatpak), the one-time setup missing, sandboxes that
+	// cannot be limited, a sandbox that failed to start.
+	CodeSharingOff    Code = "sharing-off"
+	CodeSetupMissing  Code = "setup-missing"
+	CodeNoLimits      Code = "no-limits"
+	CodeSandboxFailed Code = "sandbox-failed"
+	// CodeUnavailable is what hosts before the split sent for all four;
+	// this build never sends it and reads it as LegacyUnavailable says.
+	CodeUnavailable Code = "unavailable"
+	// CodeEnded answers an End for a session the host itself ended (its
+	// user ended it, or the host shut down): the requester learns that
+	// the session did not just fail.
+	CodeEnded        Code = "ended"
+	CodeVersion      Code = "version"
+	CodeBadRequest   Code = "bad-request"
+	CodeInternal     Code = "internal"
+	CodeCanceled     Code = "canceled"
+	CodeShuttingDown Code = "shutting-down"
 )
+
+// LegacyUnavailable is the precise code for a CodeUnavailable refusal from
+// an older host, from the sentences those hosts sent; CodeUnavailable
+// when the reason is none of them.
+func LegacyUnavailable(reason string) Code {
+	switch {
+	case strings.Contains(reason, "sharing is turned off"), strings.Contains(reason, "as a Flatpak"):
+		return CodeSharingOff
+	case strings.Contains(reason, "one-time setup has not been done"):
+		return CodeSetupMissing
+	case strings.Contains(reason, "cannot limit sandboxes"):
+		return CodeNoLimits
+	case strings.Contains(reason, "could not start a sandbox"):
+		return CodeSandboxFailed
+	}
+	return CodeUnavailable
+}
 
 // RefusedError is a refusal from the other side (or the handler's way to
 // refuse), with a code and a sentence for the user.
 type RefusedError struct {
-	Code, Reason string
+	Code   Code
+	Reason string
 }
 
 func (e *RefusedError) Error() string { return fmt.Sprintf("refused (%s): %s", e.Code, e.Reason) }
 
 // Refuse builds a RefusedError.
-func Refuse(code, reason string) error { return &RefusedError{Code: code, Reason: reason} }
+func Refuse(code Code, reason string) error { return &RefusedError{Code: code, Reason: reason} }
+
+// refusal is the RefusedError of a refused message; an older host's
+// CodeUnavailable becomes the precise code.
+func refusal(m *Msg) *RefusedError {
+	code := m.Code
+	if code == CodeUnavailable {
+		code = LegacyUnavailable(m.Reason)
+	}
+	return &RefusedError{Code: code, Reason: m.Reason}
+}
 
 // IsRefused reports whether err is a refusal with the given code ("" any).
-func IsRefused(err error, code string) bool {
+func IsRefused(err error, code Code) bool {
 	var r *RefusedError
 	return errors.As(err, &r) && (code == "" || r.Code == code)
 }

@@ -103,7 +103,7 @@ func outcomeOf(err error) dbusapi.Outcome {
 }
 
 // refusalOutcome is the Outcome of a refusal code from the host.
-func refusalOutcome(code string) dbusapi.Outcome {
+func refusalOutcome(code control.Code) dbusapi.Outcome {
 	switch code {
 	case control.CodeDenied:
 		return dbusapi.OutcomeDenied
@@ -119,6 +119,16 @@ func refusalOutcome(code string) dbusapi.Outcome {
 		return dbusapi.OutcomeEnded
 	case control.CodeShuttingDown:
 		return dbusapi.OutcomeUnreachable
+	case control.CodeSharingOff:
+		return dbusapi.OutcomeSharingOff
+	case control.CodeSetupMissing:
+		return dbusapi.OutcomeSetupMissing
+	case control.CodeNoLimits:
+		return dbusapi.OutcomeNoLimits
+	case control.CodeSandboxFailed:
+		return dbusapi.OutcomeSandboxFailed
+	case control.CodeEnded:
+		return dbusapi.OutcomeEndedByHost
 	}
 	return dbusapi.OutcomeFailed
 }
@@ -135,11 +145,11 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 		return "", err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	o := &outgoing{id: newID(), peer: string(p.Fingerprint), peerName: p.Name, app: app, since: time.Now(), state: session.StageAsking, cancel: cancel}
+	o := &outgoing{id: newID(), peer: string(p.Fingerprint), peerName: p.Name, app: app, since: time.Now(), state: dbusapi.StageAsking, cancel: cancel}
 	d.mu.Lock()
 	d.outgoing[o.id] = o
 	d.mu.Unlock()
-	progress := func(stage string) {
+	progress := func(stage dbusapi.Stage) {
 		d.mu.Lock()
 		o.state = stage
 		d.mu.Unlock()
@@ -201,15 +211,15 @@ func (d *Daemon) Block(peer string) error {
 func (d *Daemon) Sessions() []dbusapi.Session {
 	var out []dbusapi.Session
 	for _, s := range d.host.Sessions() {
-		state := "granted"
+		state := dbusapi.StageGranted
 		if s.Connected {
-			state = "running"
+			state = dbusapi.StageRunning
 		}
-		out = append(out, dbusapi.Session{ID: s.ID, Direction: "incoming", Peer: s.Peer, PeerName: s.PeerName, App: s.AppName, Since: s.Since.Unix(), State: state})
+		out = append(out, dbusapi.Session{ID: s.ID, Direction: dbusapi.DirectionIncoming, Peer: s.Peer, PeerName: s.PeerName, App: s.AppName, Since: s.Since.Unix(), State: state})
 	}
 	d.mu.Lock()
 	for _, o := range d.outgoing {
-		out = append(out, dbusapi.Session{ID: o.id, Direction: "outgoing", Peer: o.peer, PeerName: o.peerName, App: o.app, Since: o.since.Unix(), State: o.state})
+		out = append(out, dbusapi.Session{ID: o.id, Direction: dbusapi.DirectionOutgoing, Peer: o.peer, PeerName: o.peerName, App: o.app, Since: o.since.Unix(), State: o.state})
 	}
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Since < out[j].Since })

@@ -97,7 +97,7 @@ type Daemon struct {
 type outgoing struct {
 	id, peer, peerName, app string
 	since                   time.Time
-	state                   string
+	state                   dbusapi.Stage
 	cancel                  context.CancelFunc
 }
 
@@ -230,18 +230,19 @@ func (d *Daemon) Settings() config.Settings {
 	return d.settings
 }
 
-// notSharing is what peers are told when this host shares nothing.
-func (d *Daemon) notSharing() string {
+// notSharing is the refusal peers get when this host shares nothing, or
+// nil.
+func (d *Daemon) notSharing() error {
 	switch {
 	case !d.Settings().Sharing:
-		return "sharing is turned off on this host"
+		return control.Refuse(control.CodeSharingOff, "sharing is turned off on this host")
 	case d.opts.InFlatpak:
-		return "this host runs eBrainPool as a Flatpak, which runs apps from other machines but cannot share its own (sharing needs the ebrainpool package installed there)"
+		return control.Refuse(control.CodeSharingOff, "this host runs eBrainPool as a Flatpak, which runs apps from other machines but cannot share its own (sharing needs the ebrainpool package installed there)")
 	}
 	if err := d.SandboxError(); err != nil {
-		return session.SandboxRefusal(err)
+		return control.Refuse(session.SandboxRefusal(err))
 	}
-	return ""
+	return nil
 }
 
 // SandboxError says why apps cannot be shared (setup missing), or nil.
@@ -353,9 +354,9 @@ func (d *Daemon) onDiscovery(ev discovery.Event) {
 func (d *Daemon) forwardConsentEvents(ctx context.Context) {
 	for ev := range d.consent.Watch(ctx) {
 		switch ev.Kind {
-		case "prompt":
+		case consent.EventPrompt:
 			d.publish(Event{Kind: EventRequestPending, Request: apiRequest(ev.Request)})
-		case "resolved":
+		case consent.EventResolved:
 			d.publish(Event{Kind: EventRequestResolved, Request: apiRequest(ev.Request), Allowed: ev.Outcome.Allowed, Reason: string(ev.Outcome.Reason)})
 		}
 	}
@@ -434,25 +435,25 @@ func (d *Daemon) peers() []discovery.Peer {
 }
 
 // trust says how a peer relates to the pins.
-func (d *Daemon) trust(p discovery.Peer) string {
+func (d *Daemon) trust(p discovery.Peer) dbusapi.Trust {
 	d.mu.Lock()
 	changed := d.changed[p.Fingerprint]
 	d.mu.Unlock()
 	if changed {
-		return "changed"
+		return dbusapi.TrustChanged
 	}
 	if pin, ok := d.pins.Lookup(p.Fingerprint); ok {
 		if pin.NameClash {
-			return "name-clash"
+			return dbusapi.TrustNameClash
 		}
-		return "verified"
+		return dbusapi.TrustVerified
 	}
 	for _, pin := range d.pins.Pins() {
 		if pin.Name == p.Name {
-			return "name-clash" // a new key under a known peer's name
+			return dbusapi.TrustNameClash // a new key under a known peer's name
 		}
 	}
-	return "new"
+	return dbusapi.TrustNew
 }
 
 func pickAddr(p discovery.Peer) (netip.Addr, bool) {

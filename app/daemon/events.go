@@ -10,13 +10,13 @@ import (
 // a consent prompt appeared or ended, one of our launches progressed or
 // finished, sharing became available (or its cause changed).
 type Event struct {
-	Kind    string          // one of the Event* constants
+	Kind    EventKind       // one of the Event* constants
 	Peer    dbusapi.Peer    // EventPeerAdded; EventPeerRemoved has only Fingerprint
 	Request dbusapi.Request // EventRequestPending; EventRequestResolved has ID
 	Allowed bool            // EventRequestResolved
 	Reason  string          // EventRequestResolved
 	Launch  string          // launch id for EventLaunch*
-	Stage   string          // EventLaunchProgress
+	Stage   dbusapi.Stage   // EventLaunchProgress
 	Exit    int             // EventLaunchFinished
 	Err     string          // EventLaunchFinished; EventSharingChanged: why sharing is unavailable ("" when it is available)
 	// Outcome is how the launch ended (EventLaunchFinished): OutcomeExited
@@ -24,17 +24,20 @@ type Event struct {
 	Outcome dbusapi.Outcome
 }
 
+// EventKind says what an Event is about.
+type EventKind string
+
 // Event kinds.
 const (
-	EventPeerAdded       = "peer-added"
-	EventPeerRemoved     = "peer-removed"
-	EventRequestPending  = "request-pending"
-	EventRequestResolved = "request-resolved"
-	EventLaunchProgress  = "launch-progress"
-	EventLaunchFinished  = "launch-finished"
+	EventPeerAdded       EventKind = "peer-added"
+	EventPeerRemoved     EventKind = "peer-removed"
+	EventRequestPending  EventKind = "request-pending"
+	EventRequestResolved EventKind = "request-resolved"
+	EventLaunchProgress  EventKind = "launch-progress"
+	EventLaunchFinished  EventKind = "launch-finished"
 	// EventSharingChanged: whether this host can share apps changed
 	// (RetrySharing): views read SandboxError and CanSetUpSharing again.
-	EventSharingChanged = "sharing-changed"
+	EventSharingChanged EventKind = "sharing-changed"
 )
 
 // Events returns a channel of events until ctx ends. A subscriber that

@@ -264,8 +264,8 @@ func runSharingChild(sock, bin string) error {
 	case <-time.After(30 * time.Second):
 		return errors.New("no sharing-changed event after the setup")
 	}
-	if err := d.SandboxError(); err != nil || d.CanSetUpSharing() || d.notSharing() != "" {
-		return fmt.Errorf("after setup: sharing error %v, can set up %v, peers told %q", err, d.CanSetUpSharing(), d.notSharing())
+	if err := d.SandboxError(); err != nil || d.CanSetUpSharing() || d.notSharing() != nil {
+		return fmt.Errorf("after setup: sharing error %v, can set up %v, peers told %v", err, d.CanSetUpSharing(), d.notSharing())
 	}
 
 	// After, without a restart: the catalog, and a launch whose sandbox

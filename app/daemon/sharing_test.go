@@ -168,8 +168,8 @@ func TestSetUpSharing(t *testing.T) {
 				t.Errorf("events %+v, want none", got)
 			}
 			// Peers are still told the cause, when sharing is unavailable.
-			if why := d.notSharing(); (why == "") != tc.available {
-				t.Errorf("peers are told %q", why)
+			if why := d.notSharing(); (why == nil) != tc.available {
+				t.Errorf("peers are told %v", why)
 			}
 		})
 	}
@@ -226,7 +226,7 @@ func TestNotSetUpRefusesPeers(t *testing.T) {
 	d := newTestDaemon(t, Options{Elevate: (&elevator{err: exitStatus(126)}).elevate})
 	_, err := d.host.Catalog(context.Background(), control.Peer{Name: "bob", Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}})
 	var r *control.RefusedError
-	if !errors.As(err, &r) || r.Code != control.CodeUnavailable || !strings.Contains(r.Reason, "one-time setup has not been done") {
+	if !errors.As(err, &r) || r.Code != control.CodeSetupMissing || !strings.Contains(r.Reason, "one-time setup has not been done") {
 		t.Fatalf("catalog without setup: %v", err)
 	}
 }

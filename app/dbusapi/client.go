@@ -114,6 +114,8 @@ func (c *Client) Launch(ctx context.Context, peer, app string) (string, error) {
 // status; a refusal or failure is a *LaunchError with the daemon's reason
 // and its Outcome.
 func (c *Client) Run(ctx context.Context, peer, app string, detach bool, progress func(string)) (int, error) {
+	// progress takes a plain string (a Stage's value) so callers need not
+	// convert to print it.
 	match := []dbus.MatchOption{dbus.WithMatchObjectPath(Path), dbus.WithMatchInterface(Interface)}
 	if err := c.conn.AddMatchSignalContext(ctx, match...); err != nil {
 		return -1, fmt.Errorf("subscribing to launch signals: %w", err)
@@ -142,7 +144,7 @@ func (c *Client) Run(ctx context.Context, peer, app string, detach bool, progres
 			case Interface + ".LaunchProgress":
 				if stage, _ := s.Body[1].(string); progress != nil {
 					progress(stage)
-					if detach && stage == "running" {
+					if detach && Stage(stage) == StageRunning {
 						return 0, nil
 					}
 				}

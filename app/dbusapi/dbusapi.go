@@ -22,9 +22,7 @@ const (
 	Path      = dbus.ObjectPath("/io/github/ebrainpool/EBrainPool1")
 )
 
-// Peer is a discovered peer. Trust is "verified" (pinned key matches),
-// "new" (first seen), "changed" (a pinned peer shows another key: refused)
-// or "name-clash" (a new key under a name already pinned to another key).
+// Peer is a discovered peer; Trust is one of the Trust* constants.
 type Peer struct {
 	Fingerprint string
 	Short       string
@@ -32,7 +30,7 @@ type Peer struct {
 	Host        string
 	Address     string
 	Port        uint16
-	Trust       string
+	Trust       Trust
 }
 
 // App is one app a peer shares.
@@ -54,16 +52,17 @@ type Request struct {
 	Deadline  int64 // unix seconds
 }
 
-// Session is an app a peer runs here ("incoming") or one we run on a
-// peer ("outgoing").
+// Session is an app a peer runs here (DirectionIncoming) or one we run on
+// a peer (DirectionOutgoing). State is StageGranted or StageRunning for an
+// incoming session, the launch's current Stage for an outgoing one.
 type Session struct {
 	ID        string
-	Direction string
+	Direction Direction
 	Peer      string
 	PeerName  string
 	App       string
 	Since     int64 // unix seconds
-	State     string
+	State     Stage
 }
 
 // Backend is what the daemon provides behind the API.
@@ -193,7 +192,7 @@ func (s *Server) RequestResolved(id string, allowed bool, reason string) {
 }
 
 // LaunchProgress reports a stage of one of our launches.
-func (s *Server) LaunchProgress(id, stage string) { s.emit("LaunchProgress", id, stage) }
+func (s *Server) LaunchProgress(id string, stage Stage) { s.emit("LaunchProgress", id, string(stage)) }
 
 // LaunchFinished reports the end of one of our launches: the app's exit
 // status, or -1 and the error; outcome is how it ended, as a code (an

@@ -24,6 +24,7 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/catalog"
 	"github.com/ebrainpool/ebrainpool/app/consent"
 	"github.com/ebrainpool/ebrainpool/app/control"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/sandbox"
 	"github.com/ebrainpool/ebrainpool/tunnel"
 	"golang.org/x/crypto/ssh"
@@ -38,13 +39,6 @@ type Sandboxes interface {
 	StopWhenIdle(ctx context.Context, peer string, idle, poll time.Duration) error
 }
 
-// Stages reported to the requester while a launch is prepared.
-const (
-	StageConsent = "waiting for consent"
-	StageSandbox = "starting sandbox"
-	StageForward = "opening connection"
-)
-
 // endpointKeyPath is where, inside a sandbox, its endpoint's host key lives.
 const endpointKeyPath = "/etc/ebrainpool/ssh_host_ed25519_key"
 
@@ -57,8 +51,9 @@ type HostConfig struct {
 	Apps func() []catalog.App
 	Icon func(catalog.App) []byte
 	// NotSharing says why this host shares no apps now (sharing turned
-	// off, setup missing), or "" when it shares.
-	NotSharing func() string
+	// off, setup missing) as a refusal (control.Refuse with the precise
+	// code), or nil when it shares.
+	NotSharing func() error
 	// KnownPeer reports whether a peer was seen before (for the popup).
 	KnownPeer func(fingerprint string) bool
 	// ForwardIdle closes a granted forward not used within it (default 60s).
@@ -108,7 +103,7 @@ func NewHost(cfg HostConfig) *Host {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.NotSharing == nil {
-		cfg.NotSharing = func() string { return "" }
+		cfg.NotSharing = func() error { return nil }
 	}
 	return &Host{cfg: cfg, log: cfg.Logger, sessions: map[string]*HostSession{}, stoppers: map[string]context.CancelFunc{}}
 }
@@ -131,8 +126,8 @@ func (h *Host) sandboxes() Sandboxes {
 
 // Catalog lists the shared apps with their icons.
 func (h *Host) Catalog(ctx context.Context, p control.Peer) ([]control.AppInfo, error) {
-	if why := h.cfg.NotSharing(); why != "" {
-		return nil, control.Refuse(control.CodeUnavailable, why)
+	if err := h.cfg.NotSharing(); err != nil {
+		return nil, err
 	}
 	var out []control.AppInfo
 	for _, a := range h.cfg.Apps() {
@@ -182,26 +177,27 @@ func refusal(o consent.Outcome) error {
 }
 
 // SandboxRefusal is what a requester is told when this host's sandbox
-// cannot run: the real cause, in the requester's terms (the fix is the
-// host user's, shown on the host's own screen).
-func SandboxRefusal(err error) string {
+// cannot run: the cause as a refusal code and in the requester's terms
+// (the fix is the host user's, shown on the host's own screen). For a nil
+// err it returns "", "".
+func SandboxRefusal(err error) (control.Code, string) {
 	first := func(err error) string { s, _, _ := strings.Cut(err.Error(), "\n"); return s }
 	switch {
 	case errors.Is(err, sandbox.ErrNoLimits):
-		return first(err)
+		return control.CodeNoLimits, first(err)
 	case errors.Is(err, sandbox.ErrNotSetUp):
-		return "this host cannot share apps yet: its one-time setup has not been done (its user runs `sudo ebrainpool setup --user NAME` there once, or Set up sharing in its Settings)"
+		return control.CodeSetupMissing, "this host cannot share apps yet: its one-time setup has not been done (its user runs `sudo ebrainpool setup --user NAME` there once, or Set up sharing in its Settings)"
 	case err != nil:
-		return "the host could not start a sandbox for you (liblxc failed there; the host's log has its messages)"
+		return control.CodeSandboxFailed, "the host could not start a sandbox for you (liblxc failed there; the host's log has its messages)"
 	}
-	return ""
+	return "", ""
 }
 
 // Launch decides on a request and, if allowed, prepares the sandbox and the
 // forward and returns the grant.
 func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progress func(string)) (*control.Grant, error) {
-	if why := h.cfg.NotSharing(); why != "" {
-		return nil, control.Refuse(control.CodeUnavailable, why)
+	if err := h.cfg.NotSharing(); err != nil {
+		return nil, err
 	}
 	app, ok := h.findApp(appID)
 	if !ok {
@@ -209,7 +205,7 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 	}
 	peer := string(p.Fingerprint)
 	from := hostOf(p.Addr)
-	progress(StageConsent)
+	progress(string(dbusapi.StageConsent))
 	known := h.cfg.KnownPeer != nil && h.cfg.KnownPeer(peer)
 	out, err := h.cfg.Consent.Ask(ctx, consent.Request{Peer: peer, PeerName: p.Name, Host: p.Name, From: from.String(), App: app.Name, FirstTime: !known})
 	if err != nil {
@@ -219,13 +215,13 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 		h.log.Info("launch refused", "peer", peer, "name", p.Name, "app", app.ID, "reason", out.Reason)
 		return nil, refusal(out)
 	}
-	progress(StageSandbox)
+	progress(string(dbusapi.StageSandbox))
 	sb := h.sandboxes()
 	if err := sb.Start(ctx, peer); err != nil {
 		h.log.Error("starting sandbox", "peer", peer, "err", err)
-		return nil, control.Refuse(control.CodeUnavailable, SandboxRefusal(err))
+		return nil, control.Refuse(SandboxRefusal(err))
 	}
-	progress(StageForward)
+	progress(string(dbusapi.StageForward))
 	s := &HostSession{ID: newID(), Peer: peer, PeerName: p.Name, From: from.String(), App: app.ID, AppName: app.Name, Since: time.Now()}
 	handoff, hostKey, err := EndpointHandoff(sb, peer, p.Key, app.Exec, func() {
 		h.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ebrainpool/ebrainpool/app/control"
 	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
@@ -15,21 +16,30 @@ func TestSandboxRefusal(t *testing.T) {
 	tests := []struct {
 		name    string
 		err     error
+		code    control.Code
 		want    string
 		notWant string
 	}{
 		{"limits cannot be applied",
 			fmt.Errorf("%w: no systemd user manager runs for hana (user@1000.service: no login session and no linger)\n  fix: log in", sandbox.ErrNoLimits),
-			"this host cannot limit sandboxes: no systemd user manager runs for hana", "setup"},
+			control.CodeNoLimits, "this host cannot limit sandboxes: no systemd user manager runs for hana", "setup"},
 		{"setup missing",
 			fmt.Errorf("%w: /var/lib/ebrainpool/hana/containers is missing\n  fix: run `sudo ebrainpool setup --user hana`", sandbox.ErrNotSetUp),
-			"one-time setup has not been done", ""},
+			control.CodeSetupMissing, "one-time setup has not been done", ""},
 		{"liblxc failed", errors.New("starting sandbox for x: container is not running after start; liblxc said:\n  Failed to mount"),
-			"liblxc failed there", "setup"},
+			control.CodeSandboxFailed, "liblxc failed there", "setup"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := SandboxRefusal(tt.err)
+			code, got := SandboxRefusal(tt.err)
+			if code != tt.code {
+				t.Errorf("SandboxRefusal code = %q, want %q", code, tt.code)
+			}
+			// An older requester reading the old code "unavailable" gets
+			// the same code back from the sentence.
+			if legacy := control.LegacyUnavailable(got); legacy != tt.code {
+				t.Errorf("LegacyUnavailable(%q) = %q, want %q", got, legacy, tt.code)
+			}
 			if !strings.Contains(got, tt.want) {
 				t.Fatalf("SandboxRefusal = %q, want %q in it", got, tt.want)
 			}

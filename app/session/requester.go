@@ -11,16 +11,10 @@ import (
 	"time"
 
 	"github.com/ebrainpool/ebrainpool/app/control"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/app/identity"
 	"github.com/ebrainpool/ebrainpool/tunnel"
 	"golang.org/x/crypto/ssh"
-)
-
-// Stages on the requester's side, after the host's.
-const (
-	StageAsking     = "asking"
-	StageConnecting = "connecting"
-	StageRunning    = "running"
 )
 
 // Target is the peer to run an app on: where its control port is and the
@@ -38,7 +32,7 @@ type RunConfig struct {
 	// Display and XAuthority default to $DISPLAY and $XAUTHORITY.
 	Display, XAuthority string
 	Stdout, Stderr      io.Writer
-	Progress            func(stage string)
+	Progress            func(stage dbusapi.Stage)
 	Logger              *slog.Logger
 	// ClientProcess, if set, runs the SSH client in a process of its own
 	// (tunnel.RunAppProcess), where the X11 data path does not share the
@@ -53,19 +47,19 @@ type RunConfig struct {
 func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) {
 	progress := cfg.Progress
 	if progress == nil {
-		progress = func(string) {}
+		progress = func(dbusapi.Stage) {}
 	}
 	// Before asking: nobody should allow an app whose window cannot appear.
 	if err := tunnel.CheckDisplay(ctx, cfg.Display, cfg.XAuthority); err != nil {
 		return -1, err
 	}
-	progress(StageAsking)
+	progress(dbusapi.StageAsking)
 	c, err := control.Dial(ctx, t.Addr, control.ClientConfig{Identity: cfg.Identity, Name: cfg.Name, Expect: t.Fingerprint, Verify: cfg.Verify})
 	if err != nil {
 		return -1, err
 	}
 	defer c.Close()
-	g, err := c.Launch(ctx, app, progress)
+	g, err := c.Launch(ctx, app, func(stage string) { progress(dbusapi.Stage(stage)) })
 	if err != nil {
 		return -1, err
 	}
@@ -73,12 +67,12 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	if err != nil {
 		return -1, fmt.Errorf("the grant's host key: %w", err)
 	}
-	progress(StageConnecting)
+	progress(dbusapi.StageConnecting)
 	ccfg := tunnel.ClientConfig{
 		Addr: net.JoinHostPort(g.Host, strconv.Itoa(g.Port)), HostKey: hostKey, Identity: cfg.Identity,
 		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority,
 		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Logger: cfg.Logger,
-		Started: func() { progress(StageRunning) },
+		Started: func() { progress(dbusapi.StageRunning) },
 	}
 	var code int
 	if cfg.ClientProcess != nil {
