@@ -358,3 +358,23 @@ func PidsOfUIDs(lo, hi int) []int {
 	}
 	return pids
 }
+
+// BuildCache is the directory build/NAME of the repository, for what tests
+// keep between runs because it is slow to make (the VM root, chroots). The
+// build directory gets a go.mod of its own, so that `go ... ./...` never
+// walks into those trees.
+func BuildCache(t testing.TB, name string) string {
+	t.Helper()
+	build := filepath.Join(repoRoot(), "build")
+	if err := os.MkdirAll(filepath.Join(build, name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mod := filepath.Join(build, "go.mod")
+	if _, err := os.Stat(mod); err != nil {
+		content := "// Caches of the tests (VM root, chroots); this go.mod keeps `go ./...` out.\nmodule ebrainpool.invalid/build-cache\n"
+		if err := os.WriteFile(mod, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(build, name)
+}

@@ -51,7 +51,7 @@ func TestDebian12Desktop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache := filepath.Join(repo, "build", "vm")
+	cache := testenv.BuildCache(t, "vm")
 	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Minute)
 	defer cancel()
 	share, err := os.MkdirTemp("", "ebp-vm-")

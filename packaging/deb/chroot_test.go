@@ -43,7 +43,7 @@ func cachedChroot(t testing.TB, name, suite, need string, include ...string) str
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "debootstrap", "chroot")
-	dir := filepath.Join(repoRoot(t), "build", name)
+	dir := testenv.BuildCache(t, name)
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -617,7 +617,7 @@ func (s *fakeState) check(t *testing.T, step string, present bool) {
 // apt cache; the function returned saves the new ones back.
 func aptArchives(t *testing.T, root string) func() {
 	t.Helper()
-	keep := filepath.Join(repoRoot(t), "build", "deb-chroot", "apt-archives-bookworm")
+	keep := testenv.BuildCache(t, filepath.Join("deb-chroot", "apt-archives-bookworm"))
 	dst := filepath.Join(root, "var/cache/apt/archives")
 	os.MkdirAll(keep, 0o755)
 	debs, _ := filepath.Glob(filepath.Join(keep, "*.deb"))
