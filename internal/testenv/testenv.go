@@ -201,6 +201,11 @@ func (u *User) startUserManager(t testing.TB) {
 		out, _ := exec.Command("systemctl", "show", "-p", "ActiveState", "--value", unit).Output()
 		_, err := os.Stat(filepath.Join(u.RuntimeDir(), "bus"))
 		if strings.TrimSpace(string(out)) == "active" && err == nil {
+			// And until it has started its default target, as after a
+			// login: a request queues behind that start-up.
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			u.Exec(ctx, "systemctl", "--user", "is-system-running", "--wait").Run()
 			return
 		}
 		if time.Now().After(deadline) {
