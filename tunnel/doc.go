@@ -2,12 +2,23 @@
 // to the sandbox on a colleague's host and its windows back:
 //
 //   - forward.go: the host side, a temporary single-session TCP port forward
-//     that hands its one accepted socket straight into the container
-//     (inetd style, no relay process);
+//     that hands each accepted socket straight into the container (inetd
+//     style, no relay process); with a reporting Handoff only a connection
+//     that authenticated is the session, and failed attempts are bounded;
 //   - endpoint.go: the guest side, an SSH server on that one socket that
-//     runs only the approved command and forwards its X11 connections back;
+//     runs only the approved command and forwards its X11 connections back,
+//     and the claim protocol through which it tells the forward it
+//     authenticated (ClaimOver, ServeClaimed);
 //   - client.go: the requester side, an SSH client that pins the endpoint's
 //     host key, asks for X11 forwarding with a fake cookie and relays X11
 //     connections to the real local display with the real cookie;
+//   - clientproc.go: that client in a process of its own (RunAppProcess,
+//     ClientProcessMain), signing through an agent on a socket pair;
+//   - display.go: checking the requester's display before asking, with a
+//     specific error for each way it can be unusable (DisplayError);
+//   - x11.go: X display names, dialing a display, the X connection setup
+//     and the relay;
+//   - xauth.go: reading and writing Xauthority files;
+//   - keys.go: OpenSSH host and identity keys on disk;
 //   - grant.go: helpers for a manual grant usable with stock OpenSSH.
 package tunnel

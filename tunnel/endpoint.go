@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,6 +66,10 @@ type EndpointConfig struct {
 	MaxChannels int
 	// MaxX11Conns caps the X11 connections the app may open.
 	MaxX11Conns int
+	// Claim, if set, is called once the connection has authenticated,
+	// before anything is served: an error ends the connection (another
+	// connection of the same forward is the session). See ClaimOver.
+	Claim func() error
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -100,6 +105,99 @@ func StdioConn() (net.Conn, error) {
 		devnull.Close()
 	}
 	return c, nil
+}
+
+// The claim protocol between a forward's Handoff and the endpoint process
+// it starts (guest-sshd --claim-fd): once its connection authenticated the
+// endpoint writes claimAsk on the descriptor and waits for one byte,
+// claimGranted (its connection is the forward's session) or anything else
+// (another connection is). The descriptor is one end of a socket pair;
+// the endpoint writes nothing else on it.
+const (
+	claimAsk     = 'a'
+	claimGranted = 'y'
+	claimDenied  = 'n'
+)
+
+// ErrNotTheSession is the endpoint's error when its forward answered that
+// another connection is the session.
+var ErrNotTheSession = errors.New("another connection is this grant's session")
+
+// ClaimOver is an EndpointConfig.Claim for an endpoint process whose
+// forward answers on f (guest-sshd --claim-fd), waiting at most timeout.
+func ClaimOver(f *os.File, timeout time.Duration) func() error {
+	return func() error {
+		c, err := net.FileConn(f) // a non-blocking copy, with deadlines
+		if err != nil {
+			return fmt.Errorf("claiming the session: %w", err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(timeout))
+		var b [1]byte
+		if _, err := c.Write([]byte{claimAsk}); err != nil {
+			return fmt.Errorf("claiming the session: %w", err)
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			return fmt.Errorf("claiming the session: %w", err)
+		}
+		if b[0] != claimGranted {
+			return ErrNotTheSession
+		}
+		return nil
+	}
+}
+
+// ServeClaimed is a Handoff's side of the claim protocol: it makes the
+// socket pair, runs start with the endpoint's end (start hands it to the
+// endpoint process as the descriptor --claim-fd names, and returns once
+// the process has exited), and answers the endpoint's claim through
+// Authenticated(ctx), calling granted when its connection became the
+// session. It returns start's error; one wrapping ErrNotAuthenticated
+// when the endpoint never became the session (a wrong key, a handshake
+// that failed or stalled, a connection that lost the race).
+func ServeClaimed(ctx context.Context, start func(endpoint *os.File) error, granted func()) error {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("claim socket pair: %w", err)
+	}
+	hostFile, endpoint := os.NewFile(uintptr(fds[0]), "claim"), os.NewFile(uintptr(fds[1]), "claim-endpoint")
+	host, err := net.FileConn(hostFile)
+	hostFile.Close()
+	if err != nil {
+		endpoint.Close()
+		return fmt.Errorf("claim socket: %w", err)
+	}
+	defer host.Close()
+	var claimed atomic.Bool
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		var b [1]byte
+		if _, err := io.ReadFull(host, b[:]); err != nil || b[0] != claimAsk {
+			return
+		}
+		reply := byte(claimDenied)
+		if Authenticated(ctx) {
+			claimed.Store(true)
+			reply = claimGranted
+			if granted != nil {
+				granted()
+			}
+		}
+		host.Write([]byte{reply})
+	}()
+	err = start(endpoint)
+	endpoint.Close()
+	// The endpoint has exited: a claim it did not send now never comes.
+	host.SetReadDeadline(time.Now())
+	<-answered
+	if !claimed.Load() {
+		if err == nil {
+			return ErrNotAuthenticated
+		}
+		return fmt.Errorf("%w: %w", ErrNotAuthenticated, err)
+	}
+	return err
 }
 
 // ServeEndpoint serves one SSH connection on conn: it authenticates the
@@ -157,14 +255,22 @@ func ServeEndpoint(ctx context.Context, conn net.Conn, cfg EndpointConfig) error
 	sconn, chans, reqs, err := ssh.NewServerConn(conn, sc)
 	if err != nil {
 		log.Warn("endpoint handshake failed", "err", err)
-		return fmt.Errorf("endpoint ssh handshake: %w", err)
+		return fmt.Errorf("%w: endpoint ssh handshake: %w", ErrNotAuthenticated, err)
 	}
 	defer sconn.Close()
-	conn.SetDeadline(time.Time{})
 	if sconn.Permissions == nil || sconn.Permissions.Extensions[permFingerprint] != wantFP {
-		return errors.New("endpoint: connection authenticated without the authorized key")
+		return fmt.Errorf("%w: connection authenticated without the authorized key", ErrNotAuthenticated)
 	}
 	log.Info("endpoint session authenticated", "key", wantFP, "user", sconn.User())
+	if cfg.Claim != nil {
+		// Still under the handshake deadline: a forward that does not
+		// answer cannot hold the connection.
+		if err := cfg.Claim(); err != nil {
+			log.Warn("endpoint connection is not the session", "err", err)
+			return fmt.Errorf("endpoint: %w", err)
+		}
+	}
+	conn.SetDeadline(time.Time{})
 
 	go func() {
 		for r := range reqs {

@@ -1,0 +1,224 @@
+package tunnel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// claimEndpointEnv switches the test binary into an endpoint that reports
+// its authentication on descriptor 2, as guest-sshd --claim-fd 2 does.
+// It is checked in init, before TestMain.
+const claimEndpointEnv = "EBP_TUNNEL_TEST_CLAIM_ENDPOINT"
+
+func init() {
+	if spec := os.Getenv(claimEndpointEnv); spec != "" {
+		os.Exit(claimEndpointMain(spec))
+	}
+}
+
+func claimEndpointMain(specJSON string) int {
+	var spec endpointSpec
+	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	signer, err := LoadOrCreateHostKey(spec.HostKey)
+	if err != nil {
+		return 2
+	}
+	key, err := ParseAuthorizedKey(spec.AuthorizedKey)
+	if err != nil {
+		return 2
+	}
+	conn, err := StdioConn()
+	if err != nil {
+		return 2
+	}
+	err = ServeEndpoint(ctx, conn, EndpointConfig{
+		HostKey: signer, AuthorizedKey: key, Command: spec.Command, Env: spec.Env,
+		HandshakeTimeout: spec.Handshake,
+		Claim:            ClaimOver(os.NewFile(2, "claim"), 5*time.Second),
+		Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)), // stderr is the claim
+	})
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+// claimRig is a forward allowing several attempts whose Handoff starts an
+// endpoint process per connection, with the claim protocol on its stderr
+// (ServeClaimed), as session.EndpointHandoff does through the sandbox.
+type claimRig struct {
+	fwd      *Forward
+	hostKey  keyPair
+	client   keyPair
+	sessions atomic.Int32 // connections that became the session
+	started  atomic.Int32 // endpoint processes started
+}
+
+func newClaimRig(t *testing.T, command []string, handshake time.Duration) *claimRig {
+	t.Helper()
+	dir := t.TempDir()
+	r := &claimRig{hostKey: newKeyPair(t, dir, "host_key"), client: newKeyPair(t, dir, "id_ed25519")}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(endpointSpec{
+		HostKey: r.hostKey.path, AuthorizedKey: authorizedLine(r.client.signer.PublicKey()),
+		Command: command, Handshake: handshake, Env: []string{"PATH=" + os.Getenv("PATH")},
+	})
+	h := HandoffFunc(func(ctx context.Context, conn *net.TCPConn) error {
+		return ServeClaimed(ctx, func(claim *os.File) error {
+			f, err := conn.File()
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			cmd := exec.Command(self)
+			cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TMPDIR=" + dir, claimEndpointEnv + "=" + string(spec)}
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = f, f, claim
+			if err := cmd.Start(); err != nil {
+				return err
+			}
+			r.started.Add(1)
+			f.Close()
+			stop := context.AfterFunc(ctx, func() { cmd.Process.Signal(syscall.SIGTERM) })
+			defer stop()
+			if err := cmd.Wait(); err != nil {
+				return fmt.Errorf("endpoint: %w", err)
+			}
+			return nil
+		}, func() { r.sessions.Add(1) })
+	})
+	r.fwd, err = OpenForward(context.Background(), ForwardConfig{
+		ListenIP: net.IPv4(127, 0, 0, 1), AllowFrom: net.IPv4(127, 0, 0, 1),
+		IdleTimeout: 20 * time.Second, Handoff: h, Attempts: DefaultAuthAttempts, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.fwd.Close() })
+	return r
+}
+
+func (r *claimRig) run(key keyPair, command string) (int, error) {
+	return RunApp(context.Background(), ClientConfig{
+		Addr: r.fwd.Addr().String(), HostKey: r.hostKey.signer.PublicKey(), Identity: key.signer,
+		Command: command, NoX11: true, HandshakeTimeout: 10 * time.Second,
+	})
+}
+
+// A connection that fails SSH authentication does not use up the grant:
+// the rightful requester still gets its one session; only an
+// authenticated connection is the session, and failed attempts are bounded.
+func TestForwardCountsOnlyAuthenticatedSessions(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, r *claimRig)
+	}{
+		{"wrong key, then the right key", func(t *testing.T, r *claimRig) {
+			other := newKeyPair(t, t.TempDir(), "other")
+			if _, err := r.run(other, "true"); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+				t.Fatalf("wrong key: %v, want an authentication error", err)
+			}
+			if st, err := r.run(r.client, "true"); err != nil || st != 0 {
+				t.Fatalf("right key after a wrong one: status %d, %v", st, err)
+			}
+			waitDone(t, r.fwd, 5*time.Second)
+			if err := r.fwd.Err(); err != nil {
+				t.Errorf("forward result %v, want nil (a clean session)", err)
+			}
+			if n := r.sessions.Load(); n != 1 {
+				t.Errorf("%d sessions, want 1", n)
+			}
+			if refusedQuickly(t, r.fwd.Addr().String(), "127.0.0.1", time.Second) == false {
+				t.Error("a connection after the session was not refused")
+			}
+		}},
+		{"three wrong keys close the grant", func(t *testing.T, r *claimRig) {
+			other := newKeyPair(t, t.TempDir(), "other")
+			for i := 0; i < DefaultAuthAttempts; i++ {
+				if _, err := r.run(other, "true"); err == nil {
+					t.Fatalf("wrong key attempt %d succeeded", i+1)
+				}
+			}
+			waitDone(t, r.fwd, 5*time.Second)
+			if !errors.Is(r.fwd.Err(), ErrTooManyAttempts) {
+				t.Errorf("forward result %v, want ErrTooManyAttempts", r.fwd.Err())
+			}
+			if _, err := r.run(r.client, "true"); err == nil {
+				t.Error("the right key was served after the attempts ran out")
+			}
+			if n := r.sessions.Load(); n != 0 {
+				t.Errorf("%d sessions, want 0", n)
+			}
+		}},
+		{"a stalled connection does not hold the requester back", func(t *testing.T, r *claimRig) {
+			stalled, err := net.Dial("tcp", r.fwd.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stalled.Close()
+			stalled.Write([]byte("SSH-2.0-slowpoke\r\n")) // and then nothing
+			for deadline := time.Now().Add(5 * time.Second); r.started.Load() < 1 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			start := time.Now()
+			if st, err := r.run(r.client, "true"); err != nil || st != 0 {
+				t.Fatalf("right key beside a stalled connection: status %d, %v", st, err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("the session waited %v for the stalled connection", d)
+			}
+			// The stalled connection ends with the session that won.
+			if closed, _ := closedWithin(stalled, 5*time.Second); !closed {
+				t.Error("the stalled connection was kept open after another became the session")
+			}
+			waitDone(t, r.fwd, 5*time.Second)
+		}},
+		{"a second authenticated connection is refused", func(t *testing.T, r *claimRig) {
+			done := make(chan error, 1)
+			go func() { _, err := r.run(r.client, "sleep 3"); done <- err }()
+			for deadline := time.Now().Add(5 * time.Second); r.sessions.Load() < 1 && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if r.sessions.Load() != 1 {
+				t.Fatal("the first connection did not become the session")
+			}
+			if _, err := r.run(r.client, "sleep 3"); err == nil {
+				t.Error("a second connection with the right key was served")
+			}
+			if err := <-done; err != nil {
+				t.Errorf("the first session: %v", err)
+			}
+			if n := r.sessions.Load(); n != 1 {
+				t.Errorf("%d sessions, want 1", n)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			command := []string{"true"}
+			if strings.Contains(tc.name, "second") {
+				command = []string{"sleep", "3"}
+			}
+			tc.run(t, newClaimRig(t, command, 3*time.Second))
+		})
+	}
+}
