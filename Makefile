@@ -63,8 +63,17 @@ install: build
 run: deps-run install
 	@id -u $(RUN_USER) >/dev/null 2>&1 || { echo ">> creating local user $(RUN_USER)"; $(SUDO) useradd -m -U -s /bin/bash $(RUN_USER); }
 	$(SUDO) $(PREFIX)/bin/ebrainpool setup --user $(RUN_USER)
+	@# On systemd, sandboxes get their cgroups from the user's systemd manager,
+	@# which runs while the user is logged in; a user who is not (the demo user)
+	@# gets one through logind's linger.
+	@uid=$$(id -u $(RUN_USER)); if [ -d /run/systemd/system ] && [ ! -S /run/user/$$uid/systemd/private ]; then \
+		echo ">> $(RUN_USER) is not logged in: keeping a systemd user manager for it (loginctl enable-linger $(RUN_USER))"; \
+		$(SUDO) loginctl enable-linger $(RUN_USER); \
+		for i in $$(seq 100); do [ -S /run/user/$$uid/systemd/private ] && break; sleep 0.2; done; \
+	fi
 	@echo ">> a sandbox as $(RUN_USER), and a program run in it"
 	cd / && $(SUDO) runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox exec demo -- sh -c 'echo "inside the sandbox: $$(id), network: $$(ls /sys/class/net)"'
+	cd / && $(SUDO) runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox stop demo
 	@if [ -n "$$DISPLAY" ]; then \
 		echo ">> starting the desktop app as $(RUN_USER) (tray icon; quit from its menu)"; \
 		cd / && $(SUDO) runuser -u $(RUN_USER) -- env DISPLAY="$$DISPLAY" XAUTHORITY="$${XAUTHORITY:-$$HOME/.Xauthority}" dbus-run-session -- $(PREFIX)/bin/ebrainpool; \
