@@ -222,8 +222,31 @@ func (m *Manager) lock(ctx context.Context, name string) (func(), error) {
 	}
 }
 
-// containerConfig is the peer's container configuration.
-func (m *Manager) containerConfig(name string) containerConfig {
+// SetLimits changes the limits of the sandboxes started from now on (a
+// running sandbox keeps its own until it restarts); zero means
+// DefaultLimits.
+func (m *Manager) SetLimits(l Limits) error {
+	if l == (Limits{}) {
+		l = DefaultLimits()
+	}
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cfg.Limits = l
+	return nil
+}
+
+// Limits are the limits sandboxes start with now.
+func (m *Manager) Limits() Limits {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg.Limits
+}
+
+// containerConfig is the peer's container configuration with limits lim.
+func (m *Manager) containerConfig(name string, lim Limits) containerConfig {
 	return containerConfig{
 		Name:        name,
 		Hostname:    name,
@@ -231,7 +254,7 @@ func (m *Manager) containerConfig(name string) containerConfig {
 		LogFile:     filepath.Join(m.dir(name), "lxc.log"),
 		UIDs:        m.uids,
 		GIDs:        m.gids,
-		Limits:      m.cfg.Limits,
+		Limits:      lim,
 		GuestBinary: m.cfg.GuestBinary,
 		HostEtc:     m.hostEtc,
 		TopLevel:    m.topLevel,
@@ -245,9 +268,9 @@ func (m *Manager) containerConfig(name string) containerConfig {
 
 // define creates the container's directory, rootfs and config if needed
 // and rewrites the config (limits or the binary path may have changed).
-func (m *Manager) define(peer, name string) error {
+func (m *Manager) define(peer, name string, lim Limits) error {
 	dir := m.dir(name)
-	cc := m.containerConfig(name)
+	cc := m.containerConfig(name, lim)
 	fresh := false
 	if _, err := os.Stat(filepath.Join(dir, "meta.json")); errors.Is(err, os.ErrNotExist) {
 		fresh = true
@@ -297,7 +320,8 @@ func (m *Manager) Start(ctx context.Context, peer string) error {
 	if c != nil {
 		lxc.Release(c)
 	}
-	if err := m.define(peer, name); err != nil {
+	lim := m.Limits() // one set for the config and the check, whatever SetLimits does meanwhile
+	if err := m.define(peer, name, lim); err != nil {
 		return err
 	}
 	logFile := filepath.Join(m.dir(name), "lxc.log")
@@ -318,7 +342,7 @@ func (m *Manager) Start(ctx context.Context, peer string) error {
 		return startError(peer, logFile, errors.New("container is not running after start"))
 	}
 	// Never a sandbox without its limits: read them back from outside.
-	if err := m.checkLimits(c); err != nil {
+	if err := m.checkLimits(c, lim); err != nil {
 		c.Stop()
 		lxc.Release(c)
 		return fmt.Errorf("%w: the sandbox for %s started without its limits (%v), so it was stopped", ErrNoLimits, peer, err)
@@ -467,7 +491,7 @@ func (m *Manager) Reset(ctx context.Context, peer string) error {
 		return err
 	}
 	defer unlock()
-	return m.define(peer, name)
+	return m.define(peer, name, m.Limits())
 }
 
 // List describes the user's containers, sorted by peer.
@@ -521,13 +545,13 @@ func (m *Manager) Processes(peer string) (int, error) {
 	return p.processes()
 }
 
-// checkLimits verifies the running container's limits from its cgroups.
-func (m *Manager) checkLimits(c *lxc.Container) error {
+// checkLimits verifies the running container's limits lim from its cgroups.
+func (m *Manager) checkLimits(c *lxc.Container, lim Limits) error {
 	p, err := payloadOf(c.InitPid(), m.hs)
 	if err != nil {
 		return err
 	}
-	return p.checkLimits(m.cfg.Limits, m.memsw)
+	return p.checkLimits(lim, m.memsw)
 }
 
 // InitPid is the host pid of the container's init.

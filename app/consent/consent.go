@@ -222,14 +222,15 @@ func (e *Engine) Ask(ctx context.Context, req Request) (Outcome, error) {
 	e.overall.take()
 	req.ID = newID()
 	req.Asked = now
-	req.Deadline = now.Add(e.cfg.Timeout)
+	timeout := e.cfg.Timeout
+	req.Deadline = now.Add(timeout)
 	p := &pending{req: req, answer: make(chan reply, 1)}
 	e.pending[req.ID] = p
 	e.byPeer[req.Peer] = req.ID
 	e.notify(Event{Kind: EventPrompt, Request: req})
 	e.mu.Unlock()
 
-	timer := time.NewTimer(e.cfg.Timeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var out Outcome
 	select {
@@ -246,6 +247,18 @@ func (e *Engine) Ask(ctx context.Context, req Request) (Outcome, error) {
 	e.notify(Event{Kind: EventResolved, Request: req, Outcome: out})
 	e.mu.Unlock()
 	return out, nil
+}
+
+// SetTimeout changes how long a prompt waits for an answer (<= 0: the
+// default) for the requests asked from now on; prompts already shown keep
+// the deadline they were given.
+func (e *Engine) SetTimeout(d time.Duration) {
+	if d <= 0 {
+		d = 60 * time.Second
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cfg.Timeout = d
 }
 
 // ErrUnknownRequest means the request is no longer pending.

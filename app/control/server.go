@@ -34,7 +34,7 @@ type Handler interface {
 // Server accepts control connections.
 type Server struct {
 	Identity ssh.Signer // the host's identity (its SSH host key)
-	Name     string     // display name sent in hello
+	Name     string     // display name sent in hello (SetName changes it)
 	Handler  Handler
 	Logger   *slog.Logger
 	// HandshakeTimeout bounds the SSH handshake and each hello (default 10s).
@@ -74,6 +74,19 @@ func (s *Server) defaults() {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
+}
+
+// SetName changes the display name sent in the hellos from now on.
+func (s *Server) SetName(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Name = name
+}
+
+func (s *Server) name() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Name
 }
 
 // Serve accepts connections on ln until ctx ends.
@@ -244,7 +257,7 @@ func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, peer Peer) {
 		return
 	}
 	peer.Name = boundName(hello.Name)
-	if err := writeMsg(ch, &Msg{Type: TypeHello, Version: v, Name: s.Name}); err != nil {
+	if err := writeMsg(ch, &Msg{Type: TypeHello, Version: v, Name: s.name()}); err != nil {
 		return
 	}
 	req, err := readTimed(s.HandshakeTimeout)
