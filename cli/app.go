@@ -2,10 +2,9 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"github.com/godbus/dbus/v5"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/godbus/dbus/v5"
 
 	"github.com/ebrainpool/ebrainpool/app/catalog"
 	"github.com/ebrainpool/ebrainpool/app/config"
@@ -31,21 +32,6 @@ func appCommands() []*Command {
 		pendingCommand(), answerCommand("allow", true), answerCommand("deny", false), blockCommand(),
 		sessionsCommand(), endCommand(), shareCommand(true), shareCommand(false), localAppsCommand(),
 	}
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func withClient(ctx context.Context, f func(*dbusapi.Client) error) error {
-	c, err := dbusapi.Connect()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return f(c)
 }
 
 // peerFlag is a peer given by hand: FINGERPRINT@HOST:PORT.
@@ -114,7 +100,8 @@ func daemonCommand() *Command {
 	var level string
 	return &Command{
 		Name: "daemon", Usage: "[--listen ADDR] [--no-discovery] [--peer FP@IP:PORT[=NAME]]...",
-		Summary: "Run eBrainPool without the GUI: discovery, sharing, launches and the D-Bus API.",
+		Summary:  "Run eBrainPool without the GUI: discovery, sharing, launches and the D-Bus API.",
+		FlagArgs: map[string]string{"log-level": "debug|info|warn|error"},
 		Flags: func(fs *flag.FlagSet) {
 			df.register(fs)
 			fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
@@ -145,9 +132,14 @@ func printBanner(w io.Writer, d *daemon.Daemon) {
 }
 
 func idCommand() *Command {
+	var asJSON bool
 	return &Command{
-		Name: "id", Usage: "", Summary: "Show your identity: fingerprint and its short form (created on first use).",
+		Name: "id", Usage: "[--json]", Summary: "Show your identity: fingerprint and its short form (created on first use).",
+		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			if fs.NArg() != 0 {
+				return usageError("id takes no arguments")
+			}
 			dirs, err := config.UserDirs()
 			if err != nil {
 				return err
@@ -156,6 +148,9 @@ func idCommand() *Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return printJSON(env.Stdout, idView(id.Fingerprint()))
+			}
 			fmt.Fprintf(env.Stdout, "%s\n%s\n", id.Fingerprint(), id.Fingerprint().Short())
 			return nil
 		},
@@ -163,23 +158,23 @@ func idCommand() *Command {
 }
 
 // listCommand is a command that lists what the daemon knows: a table, or
-// JSON (an empty list as [], never null) with --json.
-func listCommand[T any](name, summary, header string, fetch func(*dbusapi.Client, context.Context) ([]T, error), row func(T) string) *Command {
+// with --json an array of view(item) ([] when empty).
+func listCommand[T, V any](name, summary, header string, fetch func(*dbusapi.Client, context.Context) ([]T, error), row func(T) string, view func(T) V) *Command {
 	var asJSON bool
 	return &Command{
 		Name: name, Usage: "[--json]", Summary: summary,
 		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			if fs.NArg() != 0 {
+				return usageError("%s takes no arguments", name)
+			}
 			return withClient(ctx, func(c *dbusapi.Client) error {
 				items, err := fetch(c, ctx)
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					if items == nil {
-						items = []T{}
-					}
-					return printJSON(env.Stdout, items)
+					return printList(env.Stdout, items, view)
 				}
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, header)
@@ -200,7 +195,7 @@ func peersCommand() *Command {
 				trust = "KEY CHANGED - refused"
 			}
 			return strings.Join([]string{p.Name, p.Host, net.JoinHostPort(p.Address, strconv.Itoa(int(p.Port))), p.Short, trust}, "\t")
-		})
+		}, peerView)
 }
 
 func pendingCommand() *Command {
@@ -208,20 +203,21 @@ func pendingCommand() *Command {
 		(*dbusapi.Client).Pending, func(r dbusapi.Request) string {
 			left := time.Until(time.Unix(r.Deadline, 0)).Round(time.Second)
 			return fmt.Sprintf("%s\t%s\t%s\t%s\t%v\t%s", r.ID, r.PeerName, r.From, r.App, r.FirstTime, left)
-		})
+		}, requestView)
 }
 
 func sessionsCommand() *Command {
 	return listCommand("sessions", "List apps peers run here and apps you run on peers.", "ID\tDIRECTION\tPEER\tAPP\tSINCE\tSTATE",
 		(*dbusapi.Client).Sessions, func(s dbusapi.Session) string {
 			return strings.Join([]string{s.ID, string(s.Direction), s.PeerName, s.App, time.Unix(s.Since, 0).Format(time.TimeOnly), string(s.State)}, "\t")
-		})
+		}, sessionView)
 }
 
 func appsCommand() *Command {
 	var asJSON bool
 	return &Command{
 		Name: "apps", Usage: "[--json] PEER", Summary: "List the apps PEER shares (PEER: name, host or fingerprint prefix).",
+		Args:  []string{"peer"},
 		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			peer, err := onePeer(fs)
@@ -234,15 +230,7 @@ func appsCommand() *Command {
 					return err
 				}
 				if asJSON {
-					type app struct {
-						ID, Name, Comment string
-						HasIcon           bool
-					}
-					out := []app{}
-					for _, a := range apps {
-						out = append(out, app{a.ID, a.Name, a.Comment, len(a.Icon) > 0})
-					}
-					return printJSON(env.Stdout, out)
+					return printList(env.Stdout, apps, appView)
 				}
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "APP\tNAME\tDESCRIPTION")
@@ -255,26 +243,49 @@ func appsCommand() *Command {
 	}
 }
 
+// catalogLookup bounds the look-up of an app's ID in the peer's catalog
+// before a launch; past it (or when the catalog cannot be read) the app
+// is asked for as given, and the launch reports why it cannot run.
+const catalogLookup = 5 * time.Second
+
 func runCommand() *Command {
 	var detach bool
 	return &Command{
-		Name: "run", Usage: "[--detach] PEER APP", Summary: "Run APP from PEER with its windows here; waits until it ends.",
-		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&detach, "detach", false, "return once the app runs") },
+		Name: "run", Usage: "[--detach] PEER APP",
+		Summary: "Run APP from PEER with its windows here; waits until it ends.",
+		Details: "APP is a desktop ID from `ebrainpool apps PEER`, or an app's visible name there (\"XTerm\"), " +
+			"ignoring case, when only one app has it. Progress goes to standard error. " +
+			"When the app ran, run exits with the app's own status; otherwise with one of eBrainPool's.",
+		ShowExits: true,
+		Args:      []string{"peer", "app"},
+		Flags:     func(fs *flag.FlagSet) { fs.BoolVar(&detach, "detach", false, "return once the app runs") },
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			if fs.NArg() != 2 {
 				return usageError("expected PEER APP")
 			}
+			peer, app := fs.Arg(0), fs.Arg(1)
 			return withClient(ctx, func(c *dbusapi.Client) error {
-				code, err := c.Run(ctx, fs.Arg(0), fs.Arg(1), detach, func(stage string) {
-					fmt.Fprintf(env.Stderr, "%s: %s\n", fs.Arg(1), stage)
-				})
-				if err != nil {
+				lookCtx, cancel := context.WithTimeout(ctx, catalogLookup)
+				apps, err := c.Apps(lookCtx, peer)
+				cancel()
+				switch {
+				case errors.Is(err, dbusapi.ErrNotRunning):
 					return err
+				case err == nil:
+					if app, err = resolveApp(peer, app, apps); err != nil {
+						return err
+					}
 				}
-				if code != 0 {
-					return exitError(code)
+				status, err := c.Run(ctx, peer, app, detach, func(stage string) {
+					fmt.Fprintf(env.Stderr, "%s: %s\n", app, stage)
+				})
+				if ctx.Err() != nil {
+					return errors.New("interrupted: the session was ended")
 				}
-				return nil
+				if err == nil && status > 0 {
+					fmt.Fprintf(env.Stderr, "%s: exited with status %d\n", app, status)
+				}
+				return runError(app, status, err)
 			})
 		},
 	}
@@ -288,15 +299,15 @@ func answerCommand(name string, allow bool) *Command {
 	}
 	return &Command{
 		Name: name, Usage: "[--remember] ID", Summary: verb + " a pending request (see `ebrainpool pending`).",
+		Args: []string{"request"},
 		Flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&remember, "remember", false, "remember the answer for this peer and app")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
-			id, err := onePeer(fs)
-			if err != nil {
+			if fs.NArg() != 1 {
 				return usageError("expected one request ID")
 			}
-			return withClient(ctx, func(c *dbusapi.Client) error { return c.Answer(ctx, id, allow, remember) })
+			return withClient(ctx, func(c *dbusapi.Client) error { return c.Answer(ctx, fs.Arg(0), allow, remember) })
 		},
 	}
 }
@@ -304,6 +315,7 @@ func answerCommand(name string, allow bool) *Command {
 func blockCommand() *Command {
 	return &Command{
 		Name: "block", Usage: "PEER|REQUEST-ID", Summary: "Block a peer: its requests are refused without asking you.",
+		Args: []string{"peer-or-request"},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			peer, err := onePeer(fs)
 			if err != nil {
@@ -317,24 +329,25 @@ func blockCommand() *Command {
 func endCommand() *Command {
 	return &Command{
 		Name: "end", Usage: "ID", Summary: "End a session (see `ebrainpool sessions`).",
+		Args: []string{"session"},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
-			id, err := onePeer(fs)
-			if err != nil {
+			if fs.NArg() != 1 {
 				return usageError("expected one session ID")
 			}
-			return withClient(ctx, func(c *dbusapi.Client) error { return c.EndSession(ctx, id) })
+			return withClient(ctx, func(c *dbusapi.Client) error { return c.EndSession(ctx, fs.Arg(0)) })
 		},
 	}
 }
 
 func shareCommand(share bool) *Command {
 	var all bool
-	name, summary := "share", "Share apps installed here with peers (by desktop ID; see `ebrainpool local-apps`)."
+	name, summary, kind := "share", "Share apps installed here with peers (by desktop ID; see `ebrainpool local-apps`).", "local-app..."
 	if !share {
-		name, summary = "unshare", "Stop sharing apps."
+		name, summary, kind = "unshare", "Stop sharing apps.", "shared-app..."
 	}
 	return &Command{
 		Name: name, Usage: "[--all] [APP...]", Summary: summary,
+		Args:  []string{kind},
 		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&all, "all", false, "every installed graphical app") },
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			if !all && fs.NArg() == 0 {
@@ -378,12 +391,20 @@ func localApps() (config.Dirs, []catalog.App, catalog.Sharing, error) {
 }
 
 func localAppsCommand() *Command {
+	var asJSON bool
 	return &Command{
-		Name: "local-apps", Usage: "", Summary: "List the graphical apps installed here and whether each is shared.",
+		Name: "local-apps", Usage: "[--json]", Summary: "List the graphical apps installed here and whether each is shared.",
+		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print JSON") },
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			if fs.NArg() != 0 {
+				return usageError("local-apps takes no arguments")
+			}
 			_, apps, s, err := localApps()
 			if err != nil {
 				return err
+			}
+			if asJSON {
+				return printList(env.Stdout, apps, func(a catalog.App) localAppJSON { return localAppView(a, s) })
 			}
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "APP\tNAME\tSHARED\tCOMMAND")

@@ -27,7 +27,8 @@ func guiCommand() *Command {
 	var verbose bool
 	return &Command{
 		Name: "gui", Usage: "[flags]",
-		Summary: "Run the desktop app: the tray icon, peer browser and request popups, with the daemon in the same process (the default).",
+		Summary:  "Run the desktop app: the tray icon, peer browser and request popups, with the daemon in the same process (the default).",
+		FlagArgs: map[string]string{"show": "peers|sessions|settings|none"},
 		Flags: func(fs *flag.FlagSet) {
 			df.register(fs)
 			fs.BoolVar(&verbose, "v", false, "log debug messages")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"io"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 )
 
 // manCommand prints the ebrainpool(1) manual page, made from the same
@@ -22,7 +25,7 @@ func manCommand() *Command {
 		Name: "man", Usage: "[--version V] [--date YYYY-MM-DD]", Hidden: true,
 		Summary: "Print the ebrainpool(1) manual page (roff) made from the command table.",
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&version, "version", "", "version shown in the page footer")
+			fs.StringVar(&version, "version", Version(), "version shown in the page footer")
 			fs.StringVar(&date, "date", "", "date shown in the page footer (default: from SOURCE_DATE_EPOCH, else none)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
@@ -86,7 +89,10 @@ func WriteMan(w io.Writer, version, date string) error {
 		".PP",
 		roffText("Sharing needs a one-time setup by root for each desktop user: `sudo ebrainpool setup --user NAME` "+
 			"(or Set up sharing in the app's Settings). Everything else runs as the desktop user. "+
-			"Every command takes --help; flags may be written with one or two dashes."),
+			"Every command takes --help; flags may be written with one or two dashes, before or after the arguments "+
+			"(`--` ends them), and `ebrainpool --version` prints the version. "+
+			"Only what a command is asked for goes to standard output (listings, --help, --version); "+
+			"errors and progress go to standard error."),
 		".SH COMMANDS",
 	)
 	cmds := append([]*Command(nil), commands()...)
@@ -100,11 +106,15 @@ func WriteMan(w io.Writer, version, date string) error {
 			head += " " + roffEscape(u)
 		}
 		p(".SS", head, roffText(c.Summary))
-		fs := flag.NewFlagSet("ebrainpool "+c.Name, flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		if c.Flags != nil {
-			c.Flags(fs)
+		if c.Details != "" {
+			for _, para := range strings.Split(strings.TrimSpace(c.Details), "\n\n") {
+				p(".PP", roffText(para))
+			}
 		}
+		if c.ShowExits {
+			p(".PP", roffText("The exit statuses are under EXIT STATUS."))
+		}
+		fs := newFlagSet(c)
 		fs.VisitAll(func(f *flag.Flag) {
 			name, usage := flag.UnquoteUsage(f)
 			tag := `.B \-\-` + roffEscape(f.Name)
@@ -117,6 +127,8 @@ func WriteMan(w io.Writer, version, date string) error {
 			p(".TP", tag, roffText(usage))
 		})
 	}
+	writeManJSON(p)
+	writeManCompletion(p)
 	p(".SH FILES",
 		".TP", `\fI$XDG_CONFIG_HOME/ebrainpool/\fR (default \fI~/.config/ebrainpool/\fR)`,
 		roffText("The user's identity key (identity_ed25519, created on first use and never overwritten), "+
@@ -133,11 +145,15 @@ func WriteMan(w io.Writer, version, date string) error {
 		roffText("The subordinate id ranges the sandboxes are mapped onto (setup adds one of 65536 ids if USER has none)."),
 		".TP", ".I /sys/fs/cgroup/*/ebrainpool/USER/",
 		roffText("Cgroup directories owned by USER, made by setup on hosts without systemd."),
-		".SH EXIT STATUS",
-		roffText("0 on success; 1 when a command fails (the reason is printed on standard error); "+
-			"2 for an unknown command or bad arguments (the usage is printed). "+
-			"`ebrainpool run` exits with the remote application's status and `ebrainpool sandbox exec` with the command's."),
-		".SH SEE ALSO",
+	)
+	p(".SH EXIT STATUS",
+		roffText("eBrainPool's own statuses are 80 to 89: above the range of sysexits.h (64 to 78) that some programs "+
+			"exit with, below 126 and 127 (the shell could not run or find a program) and 128+N (killed by signal N), "+
+			"so that they rarely collide with a status an app chooses, which `run` passes on when the app ran."))
+	for _, s := range exitStatuses() {
+		p(".TP", `.B `+roffEscape(s.Code), roffText(s.Meaning))
+	}
+	p(".SH SEE ALSO",
 		`.BR ssh (1),`,
 		`.BR avahi\-daemon (8),`,
 		`.BR newuidmap (1),`,
@@ -201,4 +217,87 @@ func roffText(s string) string {
 		out = `\&` + out
 	}
 	return out
+}
+
+// writeManJSON is the JSON OUTPUT section: the convention and an example
+// per command (jsonExamples, the values the schema test pins).
+func writeManJSON(p func(...string)) {
+	p(".SH JSON OUTPUT",
+		roffText("With --json, a command prints JSON instead of its table, in one convention for every command: "+
+			"keys in lowercase snake_case, every key always present (null where a value is not known), "+
+			"times as RFC 3339 strings in UTC, listings as an array ([] when empty). "+
+			"Fingerprints are SHA-256 in OpenSSH form; short_fingerprint is their short form. "+
+			"The keys are stable: new keys may be added, none is renamed or removed."),
+	)
+	for _, ex := range jsonExamples() {
+		b, err := json.MarshalIndent(ex.Value, "", "  ")
+		if err != nil {
+			panic(err)
+		}
+		p(".TP", `\fBebrainpool `+roffEscape(strings.TrimSpace(ex.Command+" "+ex.Args))+` \-\-json\fR`)
+		if d := jsonNotes[ex.Command]; d != "" {
+			p(roffText(d))
+		}
+		p(".RS", ".PP", ".nf", ".ft CR")
+		for _, l := range strings.Split(string(b), "\n") {
+			p(roffCode(l))
+		}
+		p(".ft R", ".fi", ".RE")
+	}
+}
+
+// jsonNotes say what a command's keys mean where the names do not.
+var jsonNotes = map[string]string{
+	"sessions": "id is this side's handle, for `ebrainpool end`. session is the id both sides know the session by " +
+		"(the host's, carried by its grant): on the host the same as id; null on the requester's side, where the " +
+		"daemon does not report it yet. direction: " + quoted(dbusapi.DirectionIncoming, dbusapi.DirectionOutgoing) +
+		". state: an outgoing session's stage (" + quoted(dbusapi.Stages...) + "), an incoming one's " +
+		quoted(dbusapi.StageGranted, dbusapi.StageRunning) + ".",
+	"peers": "trust: " + quoted(dbusapi.TrustVerified) + " (the pinned key matches), " + quoted(dbusapi.TrustNew) +
+		" (first seen), " + quoted(dbusapi.TrustChanged) + " (a pinned peer shows another key: refused) or " +
+		quoted(dbusapi.TrustNameClash) + " (a new key under a name pinned to another key).",
+	"id":           "Your identity: what peers add with `--peer FINGERPRINT@IP:PORT`.",
+	"apps":         "The apps the peer shares; id is what `ebrainpool run PEER ID` takes.",
+	"pending":      "Requests waiting for your answer; deadline is when they are denied unanswered, first_time whether this peer never ran this app here.",
+	"local-apps":   "command is the app's command line as words.",
+	"sandbox list": "name is the container's; processes, memory_bytes and cpu_ns are null when it is not running.",
+}
+
+// writeManCompletion is the SHELL COMPLETION section.
+func writeManCompletion(p func(...string)) {
+	p(".SH SHELL COMPLETION",
+		roffText("The Debian package installs completions for bash, zsh and fish: commands, flags and their values, "+
+			"and, asked of the running daemon, peers, the apps of the peer already typed, pending requests and sessions. "+
+			"`ebrainpool completion bash|zsh|fish` prints the script, made from the same command table as --help and this page; "+
+			"to install it by hand:"),
+		".PP", ".nf", ".ft CR",
+		roffCode("ebrainpool completion bash > ~/.local/share/bash-completion/completions/ebrainpool"),
+		roffCode("ebrainpool completion zsh > ~/.zfunc/_ebrainpool    # ~/.zfunc in fpath before compinit"),
+		roffCode("ebrainpool completion fish > ~/.config/fish/completions/ebrainpool.fish"),
+		".ft R", ".fi",
+	)
+}
+
+// roffCode is one line of a literal (no-fill) block.
+func roffCode(l string) string {
+	l = roffEscape(l)
+	if strings.HasPrefix(l, ".") || strings.HasPrefix(l, "'") {
+		l = `\&` + l
+	}
+	return l
+}
+
+// quoted is words as "a", "b" or "c".
+func quoted[S ~string](words ...S) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = `"` + string(w) + `"`
+	}
+	switch len(q) {
+	case 1:
+		return q[0]
+	case 2:
+		return q[0] + " or " + q[1]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
 }

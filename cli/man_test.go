@@ -55,7 +55,7 @@ func TestManPageRenders(t *testing.T) {
 	}
 	text := render(t, "man", "--warnings=w", "-l", page)
 	text = strings.Join(strings.Fields(text), " ")
-	for _, sec := range []string{"NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "FILES", "EXIT STATUS", "SEE ALSO"} {
+	for _, sec := range []string{"NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "JSON OUTPUT", "SHELL COMPLETION", "FILES", "EXIT STATUS", "SEE ALSO"} {
 		if !strings.Contains(text, " "+sec+" ") {
 			t.Errorf("rendered page lacks section %s", sec)
 		}
@@ -63,6 +63,28 @@ func TestManPageRenders(t *testing.T) {
 	for _, want := range []string{"eBrainPool 1.2.3", "2026-01-02", "~/.config/ebrainpool/", "~/.local/state/ebrainpool/", "/var/lib/ebrainpool/.setup-USER.json"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("rendered page lacks %q", want)
+		}
+	}
+	// Every --json command's example, key by key as the schema pins it.
+	for _, ex := range jsonExamples() {
+		head := strings.Join(strings.Fields("ebrainpool "+ex.Command+" "+ex.Args+" --json"), " ")
+		i := strings.Index(text, head+" ")
+		if i < 0 {
+			t.Errorf("page lacks the JSON example of %q", head)
+			continue
+		}
+		golden, err := os.ReadFile(goldenPath(ex.Command))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.Join(strings.Fields(string(golden)), " "); !strings.Contains(text[i:], want) {
+			t.Errorf("the page's example of %q is not testdata's:\n%s", head, want)
+		}
+	}
+	// Every exit status.
+	for _, s := range exitStatuses() {
+		if !strings.Contains(text, " "+s.Code+" "+strings.Join(strings.Fields(strings.ReplaceAll(s.Meaning, "`", "")), " ")) {
+			t.Errorf("page lacks exit status %s", s.Code)
 		}
 	}
 	// Every visible command with its usage and flags, as `ebrainpool CMD

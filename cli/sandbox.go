@@ -90,12 +90,6 @@ func onePeer(fs *flag.FlagSet) (string, error) {
 	return fs.Arg(0), nil
 }
 
-// exitError carries a remote or sandboxed program's exit status.
-type exitError int
-
-func (e exitError) Error() string { return fmt.Sprintf("command exited with status %d", int(e)) }
-func (e exitError) ExitCode() int { return int(e) }
-
 func sandboxCommands() []*Command {
 	var lf limitFlags
 	var asRoot, jsonOut bool
@@ -104,7 +98,7 @@ func sandboxCommands() []*Command {
 	var helperPath string
 	return []*Command{
 		{
-			Name: "sandbox start", Usage: "[limits] PEER",
+			Name: "sandbox start", Usage: "[limits] PEER", Args: []string{"sandbox"},
 			Summary: "Create (if needed) and start PEER's sandbox.",
 			Flags:   lf.declare,
 			Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
@@ -126,6 +120,7 @@ func sandboxCommands() []*Command {
 		},
 		{
 			Name: "sandbox exec", Usage: "[--root] [--env K=V]... PEER -- CMD [ARGS...]",
+			Verbatim: 1, Args: []string{"sandbox", "command"},
 			Summary: "Run CMD inside PEER's sandbox (started if needed) as the guest user, with this terminal's stdio.",
 			Flags: func(fs *flag.FlagSet) {
 				lf.declare(fs)
@@ -162,7 +157,7 @@ func sandboxCommands() []*Command {
 			},
 		},
 		{
-			Name: "sandbox stop", Usage: "[--when-idle DURATION] PEER",
+			Name: "sandbox stop", Usage: "[--when-idle DURATION] PEER", Args: []string{"sandbox"},
 			Summary: "Stop PEER's sandbox (its processes are killed), now or once idle.",
 			Flags: func(fs *flag.FlagSet) {
 				fs.DurationVar(&whenIdle, "when-idle", 0, "wait until nothing but init has run for this long, then stop")
@@ -183,7 +178,7 @@ func sandboxCommands() []*Command {
 			},
 		},
 		{
-			Name: "sandbox reset", Usage: "PEER",
+			Name: "sandbox reset", Usage: "PEER", Args: []string{"sandbox"},
 			Summary: "Put PEER's sandbox back to the base: its home and every file it wrote are deleted.",
 			Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 				peer, err := onePeer(fs)
@@ -198,7 +193,7 @@ func sandboxCommands() []*Command {
 			},
 		},
 		{
-			Name: "sandbox remove", Usage: "PEER",
+			Name: "sandbox remove", Usage: "PEER", Args: []string{"sandbox"},
 			Summary: "Stop and delete PEER's sandbox with all its files.",
 			Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 				peer, err := onePeer(fs)
@@ -217,6 +212,9 @@ func sandboxCommands() []*Command {
 			Summary: "List this user's sandboxes with their state.",
 			Flags:   func(fs *flag.FlagSet) { fs.BoolVar(&jsonOut, "json", false, "print JSON") },
 			Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+				if fs.NArg() != 0 {
+					return usageError("sandbox list takes no arguments")
+				}
 				m, err := newManager(nil)
 				if err != nil {
 					return err
@@ -226,12 +224,7 @@ func sandboxCommands() []*Command {
 					return err
 				}
 				if jsonOut {
-					if list == nil {
-						list = []sandbox.Info{}
-					}
-					enc := json.NewEncoder(env.Stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(list)
+					return printList(env.Stdout, list, sandboxView)
 				}
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "PEER\tCONTAINER\tSTATE\tPROCS\tMEMORY\tCPU TIME")
@@ -249,7 +242,7 @@ func sandboxCommands() []*Command {
 			},
 		},
 		{
-			Name: "sandbox export", Usage: "PEER FILE.tar.gz",
+			Name: "sandbox export", Usage: "PEER FILE.tar.gz", Args: []string{"sandbox", "file"},
 			Summary: "Write PEER's home directory in the sandbox to a .tar.gz archive.",
 			Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 				if fs.NArg() != 2 {

@@ -12,9 +12,10 @@ func setupCommands() []*Command {
 	var user string
 	var remove, check bool
 	return []*Command{{
-		Name:    "setup",
-		Usage:   "--user NAME [--remove] | --check [--user NAME]",
-		Summary: "One-time root setup so NAME can run sandboxes unprivileged (the only step that needs root).",
+		Name:     "setup",
+		Usage:    "--user NAME [--remove] | --check [--user NAME]",
+		FlagArgs: map[string]string{"user": "user"},
+		Summary:  "One-time root setup so NAME can run sandboxes unprivileged (the only step that needs root).",
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&user, "user", "", "desktop user to set up (required)")
 			fs.BoolVar(&remove, "remove", false, "undo the setup for the user: stop its sandboxes, remove cgroups, state and the id ranges setup added")
