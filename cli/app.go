@@ -243,10 +243,10 @@ func appsCommand() *Command {
 	}
 }
 
-// catalogLookup bounds the look-up of an app's ID in the peer's catalog
-// before a launch; past it (or when the catalog cannot be read) the app
-// is asked for as given, and the launch reports why it cannot run.
-const catalogLookup = 5 * time.Second
+// catalogLookup bounds the look-up of an app's visible name in the
+// peer's catalog, after the peer said it does not share an app of the
+// name given.
+const catalogLookup = 10 * time.Second
 
 func runCommand() *Command {
 	var detach bool
@@ -265,20 +265,28 @@ func runCommand() *Command {
 			}
 			peer, app := fs.Arg(0), fs.Arg(1)
 			return withClient(ctx, func(c *dbusapi.Client) error {
-				lookCtx, cancel := context.WithTimeout(ctx, catalogLookup)
-				apps, err := c.Apps(lookCtx, peer)
-				cancel()
-				switch {
-				case errors.Is(err, dbusapi.ErrNotRunning):
-					return err
-				case err == nil:
-					if app, err = resolveApp(peer, app, apps); err != nil {
-						return err
+				// APP is asked for as given: a desktop ID costs nothing more.
+				// Only when the peer does not share an app of that ID is APP
+				// looked up by name in its catalog, and asked for again.
+				p := &runProgress{w: env.Stderr, app: app, holdAsking: true}
+				status, err := c.Run(ctx, peer, app, detach, p.stage)
+				var le *dbusapi.LaunchError
+				if errors.As(err, &le) && le.Outcome == dbusapi.OutcomeNotShared && ctx.Err() == nil {
+					lookCtx, cancel := context.WithTimeout(ctx, catalogLookup)
+					apps, cerr := c.Apps(lookCtx, peer)
+					cancel()
+					if cerr == nil {
+						id, rerr := resolveApp(peer, app, apps)
+						if rerr != nil {
+							return rerr
+						}
+						if id != app {
+							p = &runProgress{w: env.Stderr, app: id}
+							status, err = c.Run(ctx, peer, id, detach, p.stage)
+							app = id
+						}
 					}
 				}
-				status, err := c.Run(ctx, peer, app, detach, func(stage string) {
-					fmt.Fprintf(env.Stderr, "%s: %s\n", app, stage)
-				})
 				if ctx.Err() != nil {
 					return errors.New("interrupted: the session was ended")
 				}
@@ -289,6 +297,32 @@ func runCommand() *Command {
 			})
 		},
 	}
+}
+
+// runProgress prints a launch's stages on stderr, "APP: STAGE". With
+// holdAsking, the first stage (asking) is printed only with the next one:
+// a launch refused at once (for an app the peer does not share, which run
+// then asks for by name) prints nothing but its error.
+type runProgress struct {
+	w          io.Writer
+	app        string
+	holdAsking bool
+	held       string
+}
+
+func (p *runProgress) stage(stage string) {
+	if p.holdAsking {
+		p.holdAsking = false
+		if dbusapi.Stage(stage) == dbusapi.StageAsking {
+			p.held = stage
+			return
+		}
+	}
+	if p.held != "" {
+		fmt.Fprintf(p.w, "%s: %s\n", p.app, p.held)
+		p.held = ""
+	}
+	fmt.Fprintf(p.w, "%s: %s\n", p.app, stage)
 }
 
 func answerCommand(name string, allow bool) *Command {

@@ -194,27 +194,28 @@ func TestRunExitStatuses(t *testing.T) {
 	for _, tc := range []struct {
 		app      string
 		code     int
-		stderr   string // in stderr
-		launched string // the app ID asked for ("" none)
+		stderr   string   // in stderr
+		launched []string // the app IDs asked for, in order
 	}{
-		{"xlogo", 0, "xlogo: running", "xlogo"},
-		{"exit3", 3, "exit3: exited with status 3", "exit3"},
-		{"denied", ExitDenied, "the host denied the request", "denied"},
-		{"noanswer", ExitNoAnswer, "did not answer in time", "noanswer"},
-		{"blocked", ExitBlocked, "you are blocked", "blocked"},
-		{"ratelimited", ExitRateLimited, "too many requests", "ratelimited"},
-		{"nolimits", ExitUnavailable, "cannot limit sandboxes", "nolimits"},
-		{"hostends", ExitEnded, "bob ended the session", "hostends"},
-		{"fails", ExitFailure, "something broke", "fails"},
-		{"old-daemon-error", ExitFailure, "bob: refused", "old-daemon-error"},
-		// By visible name, ignoring case; by ID ignoring case.
-		{"XTerm", 0, "xterm: running", "xterm"},
-		{"x logo", 0, "xlogo: running", "xlogo"},
-		{"XLOGO", 0, "xlogo: running", "xlogo"},
-		// Ambiguous: a usage error naming the IDs, nobody asked.
-		{"Viewer", ExitUsage, "bob shares 2 apps named \"Viewer\": give one of their IDs: viewer-a, viewer-b", ""},
-		// Not in the catalog: not shared, with what is, nobody asked.
-		{"gimp", ExitNotShared, "bob does not share \"gimp\"; it shares", ""},
+		{"xlogo", 0, "xlogo: running", []string{"xlogo"}},
+		{"exit3", 3, "exit3: exited with status 3", []string{"exit3"}},
+		{"denied", ExitDenied, "the host denied the request", []string{"denied"}},
+		{"noanswer", ExitNoAnswer, "did not answer in time", []string{"noanswer"}},
+		{"blocked", ExitBlocked, "you are blocked", []string{"blocked"}},
+		{"ratelimited", ExitRateLimited, "too many requests", []string{"ratelimited"}},
+		{"nolimits", ExitUnavailable, "cannot limit sandboxes", []string{"nolimits"}},
+		{"hostends", ExitEnded, "bob ended the session", []string{"hostends"}},
+		{"fails", ExitFailure, "something broke", []string{"fails"}},
+		{"old-daemon-error", ExitFailure, "bob: refused", []string{"old-daemon-error"}},
+		// By visible name, ignoring case; by ID ignoring case: asked as
+		// given first, refused (not shared), then by the catalog's ID.
+		{"XTerm", 0, "xterm: running", []string{"XTerm", "xterm"}},
+		{"x logo", 0, "xlogo: running", []string{"x logo", "xlogo"}},
+		{"XLOGO", 0, "xlogo: running", []string{"XLOGO", "xlogo"}},
+		// Ambiguous: a usage error naming the IDs, not asked again.
+		{"Viewer", ExitUsage, "bob shares 2 apps named \"Viewer\": give one of their IDs: viewer-a, viewer-b", []string{"Viewer"}},
+		// Not in the catalog: not shared, with what is.
+		{"gimp", ExitNotShared, "bob does not share \"gimp\"; it shares", []string{"gimp"}},
 	} {
 		t.Run(tc.app, func(t *testing.T) {
 			f.mu.Lock()
@@ -226,20 +227,31 @@ func TestRunExitStatuses(t *testing.T) {
 			}
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			if tc.launched == "" && len(f.asked) > 0 || tc.launched != "" && !slices.Equal(f.asked, []string{tc.launched}) {
+			if !slices.Equal(f.asked, tc.launched) {
 				t.Errorf("launched %q, want %q", f.asked, tc.launched)
+			}
+			// A refusal for an app not shared says nothing before the
+			// second try; every other launch shows its stages.
+			if n := strings.Count(errs, ": asking"); tc.code == 0 && n != 1 || tc.code == ExitNotShared && n != 0 {
+				t.Errorf("%d \"asking\" lines:\n%s", n, errs)
 			}
 		})
 	}
-	t.Run("catalog unreadable: asked as given", func(t *testing.T) {
+	t.Run("an ID is asked for without reading the catalog", func(t *testing.T) {
 		f.mu.Lock()
-		f.asked = nil
+		f.asked, f.catalogs = nil, 0
 		f.mu.Unlock()
-		code, _, errs := run(t, "run", "unreachable", "xlogo")
+		code, _, errs := run(t, "run", "bob", "xlogo")
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if code != 0 || !slices.Equal(f.asked, []string{"xlogo"}) {
-			t.Fatalf("exit %d, asked %q, stderr:\n%s", code, f.asked, errs)
+		if code != 0 || !slices.Equal(f.asked, []string{"xlogo"}) || f.catalogs != 0 {
+			t.Fatalf("exit %d, asked %q, %d catalog reads, stderr:\n%s", code, f.asked, f.catalogs, errs)
+		}
+	})
+	t.Run("not shared and the catalog unreadable: the refusal", func(t *testing.T) {
+		code, _, errs := run(t, "run", "unreachable", "gimp")
+		if code != ExitNotShared || !strings.Contains(errs, "this host does not share \"gimp\"") {
+			t.Fatalf("exit %d, stderr:\n%s", code, errs)
 		}
 	})
 	t.Run("unknown peer", func(t *testing.T) {
