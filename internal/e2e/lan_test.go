@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ebrainpool/ebrainpool/cli"
 	"github.com/ebrainpool/ebrainpool/internal/testbed"
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
@@ -101,7 +102,14 @@ func (n *lanNode) logTail() string {
 	return string(b)
 }
 
-type peerJSON struct{ Fingerprint, Name, Host, Address, Trust string }
+// peerJSON is an entry of `ebrainpool peers --json`.
+type peerJSON struct {
+	Fingerprint string `json:"fingerprint"`
+	Name        string `json:"name"`
+	Host        string `json:"host"`
+	Address     string `json:"address"`
+	Trust       string `json:"trust"`
+}
 
 func (n *lanNode) peers(t *testing.T) []peerJSON {
 	t.Helper()
@@ -214,9 +222,10 @@ func TestThreeHostsOnTheLAN(t *testing.T) {
 	t.Run("deny, timeout and block give clear refusals", func(t *testing.T) {
 		tests := []struct {
 			name, answer, want string
+			code               int
 		}{
-			{"deny", "deny", "denied"},
-			{"timeout", "", "did not answer in time"},
+			{"deny", "deny", "denied", cli.ExitDenied},
+			{"timeout", "", "did not answer in time", cli.ExitNoAnswer},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -229,8 +238,8 @@ func TestThreeHostsOnTheLAN(t *testing.T) {
 					B.u.MustRun(t, tt.answer, id)
 				}
 				err := run.Wait()
-				if err == nil || !strings.Contains(out.String(), tt.want) {
-					t.Fatalf("run: %v\n%s", err, out.String())
+				if err == nil || !strings.Contains(out.String(), tt.want) || run.ProcessState.ExitCode() != tt.code {
+					t.Fatalf("run: %v (want exit status %d)\n%s", err, tt.code, out.String())
 				}
 			})
 		}
@@ -240,7 +249,7 @@ func TestThreeHostsOnTheLAN(t *testing.T) {
 		B.u.MustRun(t, "block", "alice")
 		t0 := time.Now()
 		r := A.u.Run(t, "run", "bob", "xlogo")
-		if r.Code == 0 || !strings.Contains(r.Stderr, "blocked") || time.Since(t0) > 5*time.Second {
+		if r.Code != cli.ExitBlocked || !strings.Contains(r.Stderr, "blocked") || time.Since(t0) > 5*time.Second {
 			t.Fatalf("blocked peer: %s", r)
 		}
 		if p := B.u.MustRun(t, "pending", "--json").Stdout; strings.Contains(p, "alice") {
@@ -258,7 +267,9 @@ func TestThreeHostsOnTheLAN(t *testing.T) {
 		maxPending := 0
 		deadline := time.Now().Add(3 * time.Second)
 		for time.Now().Before(deadline) {
-			var reqs []struct{ ID string }
+			var reqs []struct {
+				ID string `json:"id"`
+			}
 			json.Unmarshal([]byte(C.u.MustRun(t, "pending", "--json").Stdout), &reqs)
 			maxPending = max(maxPending, len(reqs))
 			time.Sleep(100 * time.Millisecond)
@@ -273,7 +284,10 @@ func TestThreeHostsOnTheLAN(t *testing.T) {
 		t1 := time.Now()
 		run.Start()
 		for {
-			var reqs []struct{ ID, PeerName string }
+			var reqs []struct {
+				ID       string `json:"id"`
+				PeerName string `json:"peer_name"`
+			}
 			json.Unmarshal([]byte(C.u.MustRun(t, "pending", "--json").Stdout), &reqs)
 			found := ""
 			for _, r := range reqs {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ebrainpool/ebrainpool/cli"
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
 
@@ -109,10 +110,20 @@ func readBanner(t testing.TB, out io.Reader, who string) (fp, port string) {
 // leave n's display.
 func endOnlySession(t *testing.T, n *node, direction, state string) {
 	t.Helper()
-	var ss []struct{ ID, Direction, State string }
+	var ss []struct {
+		ID        string  `json:"id"`
+		Session   *string `json:"session"`
+		Direction string  `json:"direction"`
+		State     string  `json:"state"`
+	}
 	json.Unmarshal([]byte(n.u.MustRun(t, "sessions", "--json").Stdout), &ss)
 	if len(ss) != 1 || ss[0].Direction != direction || (state != "" && ss[0].State != state) {
 		t.Fatalf("sessions of %s: %+v, want one %s %s", n.u.Name, ss, direction, state)
+	}
+	// The host's session id is the one both sides know; the requester's
+	// daemon does not report it (yet).
+	if s := ss[0].Session; direction == "incoming" && (s == nil || *s != ss[0].ID) || direction == "outgoing" && s != nil {
+		t.Errorf("sessions of %s: session %v for id %s", n.u.Name, s, ss[0].ID)
 	}
 	n.u.MustRun(t, "end", ss[0].ID)
 	n.x.WaitWindow(t, "xlogo", false, 15*time.Second)
@@ -164,7 +175,9 @@ func waitPending(t testing.TB, n *node) string {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		r := n.u.MustRun(t, "pending", "--json")
-		var reqs []struct{ ID, App, PeerName string }
+		var reqs []struct {
+			ID string `json:"id"`
+		}
 		if err := json.Unmarshal([]byte(r.Stdout), &reqs); err != nil {
 			t.Fatalf("pending --json: %v\n%s", err, r.Stdout)
 		}
@@ -276,16 +289,16 @@ func TestRunAppFromPeerOnLoopback(t *testing.T) {
 		run.Start()
 		host.u.MustRun(t, "deny", waitPending(t, host))
 		err := run.Wait()
-		if err == nil || !strings.Contains(out.String(), "denied") {
-			t.Fatalf("run after deny: %v\n%s", err, out.String())
+		if err == nil || !strings.Contains(out.String(), "denied") || run.ProcessState.ExitCode() != cli.ExitDenied {
+			t.Fatalf("run after deny: %v (want exit status %d)\n%s", err, cli.ExitDenied, out.String())
 		}
 	})
 
 	t.Run("unknown app and unknown peer", func(t *testing.T) {
-		if r := req.u.Run(t, "run", "bob", "gimp"); r.Code == 0 || !strings.Contains(r.Stderr, "does not share") {
+		if r := req.u.Run(t, "run", "bob", "gimp"); r.Code != cli.ExitNotShared || !strings.Contains(r.Stderr, "does not share") {
 			t.Fatalf("unknown app: %s", r)
 		}
-		if r := req.u.Run(t, "apps", "nobody-here"); r.Code == 0 || !strings.Contains(r.Stderr, "no peer matches") {
+		if r := req.u.Run(t, "apps", "nobody-here"); r.Code != cli.ExitFailure || !strings.Contains(r.Stderr, "no peer matches") {
 			t.Fatalf("unknown peer: %s", r)
 		}
 	})
@@ -301,10 +314,14 @@ func TestHostWithoutSetupSaysSo(t *testing.T) {
 	req := newNode(t, false)
 	req.startDisplay(t)
 	startDaemon(t, req, "--peer", host.peerArg("carol"))
-	for _, args := range [][]string{{"apps", "carol"}, {"run", "carol", "xlogo"}} {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{{[]string{"apps", "carol"}, cli.ExitFailure}, {[]string{"run", "carol", "xlogo"}, cli.ExitUnavailable}} {
+		args := tc.args
 		t.Run(args[0], func(t *testing.T) {
 			r := req.u.Run(t, args...)
-			if r.Code == 0 || !strings.Contains(r.Stderr, "one-time setup") || !strings.Contains(r.Stderr, "ebrainpool setup") {
+			if r.Code != tc.code || !strings.Contains(r.Stderr, "one-time setup") || !strings.Contains(r.Stderr, "ebrainpool setup") {
 				t.Fatalf("%s", r)
 			}
 			t.Logf("%s", strings.TrimSpace(r.Stderr))

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ebrainpool/ebrainpool/cli"
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 	"github.com/ebrainpool/ebrainpool/tunnel"
 )
@@ -152,6 +155,10 @@ func TestRunAppOnWaylandDesktop(t *testing.T) {
 			msg := string(out)
 			if err == nil {
 				t.Fatalf("ebrainpool run succeeded:\n%s", msg)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != cli.ExitNoDisplay {
+				t.Errorf("ebrainpool run: %v, want exit status %d (no display)", err, cli.ExitNoDisplay)
 			}
 			for _, s := range append(tc.want, waylandProblems[tc.problem]) {
 				if !strings.Contains(msg, s) {
