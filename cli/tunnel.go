@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -56,6 +57,7 @@ func guestSSHDCommand() *Command {
 	var hostKey, authKey, command, x11Dir, dir string
 	var envs stringList
 	var handshake, idle time.Duration
+	var claimFD int
 	return &Command{
 		Name:    "guest-sshd",
 		Usage:   "--host-key PATH --authorized-key KEY (--command CMD | -- ARGV...)",
@@ -70,6 +72,7 @@ func guestSSHDCommand() *Command {
 			fs.Var(&envs, "env", "`KEY=VALUE` for the app (repeatable)")
 			fs.DurationVar(&handshake, "handshake-timeout", tunnel.DefaultHandshakeTimeout, "SSH handshake deadline")
 			fs.DurationVar(&idle, "idle-timeout", tunnel.DefaultSessionIdle, "drop the connection if no channel opens within this")
+			fs.IntVar(&claimFD, "claim-fd", -1, "once authenticated, ask the forward on descriptor `N` whether this connection is its session (a socket; with 2 the log is not written)")
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			argv := fs.Args()
@@ -92,6 +95,14 @@ func guestSSHDCommand() *Command {
 				return err
 			}
 			tunnel.TuneRelayProcess() // this process serves only this connection
+			logTo := env.Stderr
+			var claim func() error
+			if claimFD >= 0 {
+				claim = tunnel.ClaimOver(os.NewFile(uintptr(claimFD), "claim"), handshake)
+				if claimFD == 2 {
+					logTo = io.Discard // stderr carries the claim
+				}
+			}
 			appEnv := []string(envs)
 			if !hasEnv(appEnv, "PATH") {
 				appEnv = append(appEnv, "PATH="+os.Getenv("PATH"))
@@ -110,7 +121,8 @@ func guestSSHDCommand() *Command {
 				X11Dir:           x11Dir,
 				HandshakeTimeout: handshake,
 				SessionIdle:      idle,
-				Logger:           slog.New(slog.NewTextHandler(env.Stderr, nil)),
+				Claim:            claim,
+				Logger:           slog.New(slog.NewTextHandler(logTo, nil)),
 			})
 		},
 	}
@@ -175,38 +187,33 @@ func grantCommand() *Command {
 			}
 			peer := string(identity.FingerprintOf(key))
 			fmt.Fprintf(env.Stderr, "starting the sandbox of %s...\n", peer)
-			if err := m.Start(ctx, peer); err != nil {
-				return err
+			// The sandbox stops once nothing but its init is left.
+			stopIdle := func() {
+				stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				m.StopWhenIdle(stopCtx, peer, 0, 200*time.Millisecond)
 			}
-			log := slog.New(slog.NewTextHandler(env.Stderr, nil))
-			handoff, hostKey, err := session.EndpointHandoff(m, peer, key, argv, nil)
-			if err != nil {
-				return err
-			}
-			g, err := tunnel.OpenGrant(ctx, tunnel.GrantConfig{
-				Forward:        tunnel.ForwardConfig{ListenIP: listenIP, AllowFrom: fromIP, IdleTimeout: idle, Handoff: handoff, Logger: log},
-				HostKey:        hostKey,
-				Command:        argv,
-				KnownHostsFile: knownHosts,
+			prep, undo, err := session.Prepare(ctx, session.PrepareConfig{
+				Sandboxes: m, Peer: peer, Key: key, Argv: argv,
+				ListenIP: listenIP, AllowFrom: fromIP, IdleTimeout: idle, Release: stopIdle,
+				Logger: slog.New(slog.NewTextHandler(env.Stderr, nil)),
 			})
 			if err != nil {
 				return err
 			}
-			defer g.Close()
+			defer undo() // the forward closed, the sandbox stopped once idle
+			fwd := prep.Forward
+			host, port := fwd.Addr().IP.String(), fwd.Addr().Port
 			fmt.Fprintf(env.Stdout, "# for %s, within %s; save this line in %s:\n%s\n# then run:\n%s\n",
-				fromIP, idle, knownHosts, g.KnownHosts, g.SSHCommand)
+				fromIP, idle, knownHosts, tunnel.KnownHostsLine(host, port, prep.HostKey),
+				tunnel.OpenSSHCommand(host, port, knownHosts, tunnel.ShellJoin(argv)))
 			select {
-			case <-g.Done():
+			case <-fwd.Done():
 			case <-ctx.Done():
-				g.Close()
-				<-g.Done()
+				fwd.Close()
 			}
-			// The sandbox stops once nothing but its init is left.
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			m.StopWhenIdle(stopCtx, peer, 0, 200*time.Millisecond)
-			err = g.Err()
-			if errors.Is(err, tunnel.ErrForwardExpired) || errors.Is(err, tunnel.ErrForwardClosed) {
+			err = fwd.Err()
+			if errors.Is(err, tunnel.ErrForwardExpired) || errors.Is(err, tunnel.ErrForwardClosed) || errors.Is(err, tunnel.ErrTooManyAttempts) {
 				fmt.Fprintln(env.Stdout, "# grant closed:", err)
 				return nil
 			}

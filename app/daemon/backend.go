@@ -144,10 +144,16 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	o := &outgoing{id: newID(), peer: string(p.Fingerprint), peerName: p.Name, app: app, since: time.Now(), state: dbusapi.StageAsking, cancel: cancel}
 	d.mu.Lock()
+	if d.launches.ctx == nil {
+		d.mu.Unlock()
+		return "", errors.New("eBrainPool is not running (starting or shutting down)")
+	}
+	// On Run's context: the launch ends when Run does, and Run waits for it.
+	ctx, cancel := context.WithCancel(d.launches.ctx)
+	o := &outgoing{id: newID(), peer: string(p.Fingerprint), peerName: p.Name, app: app, since: time.Now(), state: dbusapi.StageAsking, cancel: cancel}
 	d.outgoing[o.id] = o
+	d.launches.running.Add(1)
 	d.mu.Unlock()
 	progress := func(stage dbusapi.Stage) {
 		d.mu.Lock()
@@ -156,6 +162,7 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 		d.publish(Event{Kind: EventLaunchProgress, Launch: o.id, Stage: stage})
 	}
 	go func() {
+		defer d.launches.running.Done()
 		defer cancel()
 		code, err := session.Run(ctx, t, app, session.RunConfig{
 			Identity: d.id.Signer(), Name: d.Settings().DisplayName, Verify: d.verify(p),
@@ -165,9 +172,13 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 		})
 		d.mu.Lock()
 		delete(d.outgoing, o.id)
+		endedHere := o.endedHere
 		d.mu.Unlock()
 		msg, outcome := "", dbusapi.OutcomeExited
-		if err != nil {
+		switch {
+		case endedHere && (err != nil || ctx.Err() != nil):
+			msg, outcome, code = "the session was ended here", dbusapi.OutcomeEnded, -1
+		case err != nil:
 			msg = explain(p.Name, err).Error()
 			outcome = outcomeOf(err)
 			code = -1
@@ -230,6 +241,9 @@ func (d *Daemon) Sessions() []dbusapi.Session {
 func (d *Daemon) EndSession(id string) error {
 	d.mu.Lock()
 	o := d.outgoing[id]
+	if o != nil {
+		o.endedHere = true
+	}
 	d.mu.Unlock()
 	if o != nil {
 		o.cancel()
@@ -413,7 +427,10 @@ func (d *Daemon) retrySharing() error {
 	if d.SandboxError() == nil {
 		return nil
 	}
-	m, err := sandbox.NewManager(d.sbCfg)
+	d.mu.Lock()
+	cfg := d.sbCfg
+	d.mu.Unlock()
+	m, err := sandbox.NewManager(cfg)
 	if err != nil {
 		d.mu.Lock()
 		d.sbErr = err
@@ -431,7 +448,11 @@ func (d *Daemon) retrySharing() error {
 	}
 	d.sandbox, d.sbErr = m, nil
 	d.warmLocked(m)
+	lim := d.sbCfg.Limits // SaveSettings may have changed them meanwhile
 	d.mu.Unlock()
+	if err := m.SetLimits(lim); err != nil {
+		d.log.Warn("sandbox limits", "err", err)
+	}
 	d.host.SetSandboxes(m)
 	d.log.Info("sharing apps: the sandboxes are available now")
 	d.publish(Event{Kind: EventSharingChanged})

@@ -82,11 +82,14 @@ type Daemon struct {
 	sbErr    error            // guarded by mu
 	sbCfg    sandbox.Config   // what New made the manager with
 	sharing  sharingState     // see RetrySharing
+	saving   sync.Mutex       // one SaveSettings at a time
 	ln       net.Listener
-	disc     *discovery.Service
 	api      *dbusapi.Server
 
 	mu       sync.Mutex
+	srv      *control.Server // while Run serves
+	disc     discoveryState
+	launches launchState
 	manual   map[identity.Fingerprint]discovery.Peer // peers added by hand
 	changed  map[identity.Fingerprint]bool           // pinned key mismatch seen
 	outgoing map[string]*outgoing
@@ -99,6 +102,28 @@ type outgoing struct {
 	since                   time.Time
 	state                   dbusapi.Stage
 	cancel                  context.CancelFunc
+	endedHere               bool // EndSession (or shutdown) ended it
+}
+
+// launchState is what outgoing launches run on (guarded by Daemon.mu):
+// Run's context while it serves (nil before and after), and the launches
+// Run waits for when it returns.
+type launchState struct {
+	ctx     context.Context
+	running sync.WaitGroup
+}
+
+// discoveryState is the running discovery service (guarded by Daemon.mu);
+// a new display name replaces it (see reannounce).
+type discoveryState struct {
+	svc  *discovery.Service
+	ctx  context.Context // Run's
+	stop context.CancelFunc
+	done chan struct{}
+	// previous are the peers of the service this one replaced, standing
+	// in for those not found again until settle.
+	previous []discovery.Peer
+	settle   time.Time
 }
 
 type appCache struct {
@@ -149,17 +174,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	sbCfg := opts.Sandbox
-	if d.settings.MemoryMB > 0 || d.settings.CPUs > 0 || d.settings.Pids > 0 {
-		lim := sandbox.DefaultLimits()
-		if d.settings.MemoryMB > 0 {
-			lim.MemoryBytes = int64(d.settings.MemoryMB) << 20
-		}
-		if d.settings.CPUs > 0 {
-			lim.CPUs = d.settings.CPUs
-		}
-		if d.settings.Pids > 0 {
-			lim.Pids = d.settings.Pids
-		}
+	if lim, ok := limitsOf(d.settings); ok {
 		sbCfg.Limits = lim
 	}
 	if sbCfg.Logger == nil {
@@ -181,16 +196,7 @@ func New(opts Options) (*Daemon, error) {
 	if d.sandbox != nil {
 		sbx = d.sandbox
 	}
-	idle := time.Duration(d.settings.IdleStop)
-	if idle == 0 {
-		idle = -1
-	}
-	d.host = session.NewHost(session.HostConfig{
-		Sandboxes: sbx, Consent: d.consent, Apps: d.sharedApps, Icon: d.icon,
-		NotSharing: d.notSharing,
-		KnownPeer:  func(fp string) bool { _, ok := d.pins.Lookup(identity.Fingerprint(fp)); return ok },
-		IdleStop:   idle, Logger: d.log,
-	})
+	d.host = d.newHost(sbx)
 	listen := opts.Listen
 	if listen == "" {
 		listen = ":" + strconv.Itoa(d.settings.ControlPort)
@@ -200,6 +206,43 @@ func New(opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("listening for peers on %s: %w", listen, err)
 	}
 	return d, nil
+}
+
+// newHost is the host side of requests, on d's consent engine, pins,
+// apps and settings, starting sandboxes in sbx.
+func (d *Daemon) newHost(sbx session.Sandboxes) *session.Host {
+	return session.NewHost(session.HostConfig{
+		Sandboxes: sbx, Consent: d.consent, Pins: d.pins, Apps: d.sharedApps, Icon: d.icon,
+		NotSharing: d.notSharing, IdleStop: idleStop(d.settings), Logger: d.log,
+	})
+}
+
+// limitsOf are the sandbox limits the settings ask for: the defaults
+// where a setting is 0; ok is false when none is set (the sandbox
+// configuration's own limits apply).
+func limitsOf(s config.Settings) (sandbox.Limits, bool) {
+	if s.MemoryMB <= 0 && s.CPUs <= 0 && s.Pids <= 0 {
+		return sandbox.Limits{}, false
+	}
+	lim := sandbox.DefaultLimits()
+	if s.MemoryMB > 0 {
+		lim.MemoryBytes = int64(s.MemoryMB) << 20
+	}
+	if s.CPUs > 0 {
+		lim.CPUs = s.CPUs
+	}
+	if s.Pids > 0 {
+		lim.Pids = s.Pids
+	}
+	return lim, true
+}
+
+// idleStop is the host's idle stop from the settings (0 there: never).
+func idleStop(s config.Settings) time.Duration {
+	if s.IdleStop == 0 {
+		return -1
+	}
+	return time.Duration(s.IdleStop)
 }
 
 // ErrFlatpak is why a daemon inside a Flatpak shares no apps.
@@ -252,30 +295,43 @@ func (d *Daemon) SandboxError() error {
 	return d.sbErr
 }
 
-// Run serves until ctx ends.
+// Run serves until ctx ends. When it returns, the launches it started
+// have ended (their LaunchFinished sent), then the requests it serves.
 func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	// Whatever the return, the goroutines are told to stop before they are
 	// waited for (waiting first hung Run on an early error).
 	defer func() { cancel(); wg.Wait() }()
+	var conn *dbus.Conn // the session bus connection Run made, if it did
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
 	// The sandbox manager current when Run ends (RetrySharing may have
 	// swapped one in) is closed after the host: its sessions' teardown and
 	// idle stops still use it.
 	defer d.closeSandboxes()
 	defer d.host.Close()
 	defer d.consent.Close()
+	defer d.stopDiscovery()
+	// First of all, outgoing launches end (on the bus still there).
+	defer d.endLaunches()
+	d.mu.Lock()
+	d.launches.ctx = ctx
+	d.mu.Unlock()
 	if !d.opts.NoAPI {
-		conn := d.opts.SessionBus
-		if conn == nil {
+		bus := d.opts.SessionBus
+		if bus == nil {
 			var err error
-			conn, err = dbus.ConnectSessionBus()
+			bus, err = dbus.ConnectSessionBus()
 			if err != nil {
 				return fmt.Errorf("connecting to the session bus (run inside a desktop session, or start one with dbus-run-session): %w", err)
 			}
-			defer conn.Close()
+			conn = bus
 		}
-		api, err := dbusapi.Export(conn, d)
+		api, err := dbusapi.Export(bus, d)
 		if err != nil {
 			return err
 		}
@@ -285,62 +341,126 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); d.forwardConsentEvents(ctx) }()
-	srv := &control.Server{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Handler: observer{d}, Logger: d.log}
+	srv := &control.Server{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Handler: d.host, Logger: d.log}
+	d.mu.Lock()
+	d.srv = srv
+	d.mu.Unlock()
 	wg.Add(1)
 	go func() { defer wg.Done(); srv.Serve(ctx, d.ln) }()
 	// The first request should not wait for what starting a sandbox
 	// needs (on systemd hosts: the helper in its delegated scope).
 	d.warmSandboxes(ctx)
 	if !d.opts.NoDiscovery {
-		dial := d.opts.SystemBus
-		if dial == nil {
-			dial = func(ctx context.Context) (*dbus.Conn, error) { return dbus.ConnectSystemBus(dbus.WithContext(ctx)) }
-		}
-		port := d.ControlAddr().Port
-		disc, err := discovery.New(discovery.Options{
-			Dial: dial, Port: uint16(port), Logger: d.log,
-			Self:    discovery.Announcement{Fingerprint: d.id.Fingerprint(), Name: d.Settings().DisplayName},
-			OnEvent: d.onDiscovery,
-		})
-		if err != nil {
+		if err := d.startDiscovery(ctx, d.Settings().DisplayName); err != nil {
 			return err
 		}
-		d.mu.Lock()
-		d.disc = disc
-		d.mu.Unlock()
-		wg.Add(1)
-		go func() { defer wg.Done(); disc.Run(ctx) }()
 	}
 	d.log.Info("eBrainPool running", "name", d.Settings().DisplayName, "fingerprint", d.id.Fingerprint(), "control", d.ControlAddr())
 	<-ctx.Done()
-	d.mu.Lock()
-	for _, o := range d.outgoing {
-		o.cancel()
-	}
-	d.mu.Unlock()
 	return nil
 }
 
-// observer pins every peer that talks to us (first contact) before the
-// request is handled.
-type observer struct{ d *Daemon }
+// endLaunches ends the outgoing launches and waits for them; later ones
+// are refused.
+func (d *Daemon) endLaunches() {
+	d.mu.Lock()
+	d.launches.ctx = nil
+	for _, o := range d.outgoing {
+		o.endedHere = true
+		o.cancel()
+	}
+	d.mu.Unlock()
+	d.launches.running.Wait()
+}
 
-func (o observer) observe(p control.Peer) {
-	if _, _, err := o.d.pins.Observe(p.Name, p.Key); err != nil {
-		o.d.log.Warn("pinning peer", "peer", p.Fingerprint, "err", err)
+// startDiscovery publishes this instance under name and browses, on ctx.
+func (d *Daemon) startDiscovery(ctx context.Context, name string) error {
+	dial := d.opts.SystemBus
+	if dial == nil {
+		dial = func(ctx context.Context) (*dbus.Conn, error) { return dbus.ConnectSystemBus(dbus.WithContext(ctx)) }
+	}
+	var svc *discovery.Service
+	svc, err := discovery.New(discovery.Options{
+		Dial: dial, Port: uint16(d.ControlAddr().Port), Logger: d.log,
+		Self: discovery.Announcement{Fingerprint: d.id.Fingerprint(), Name: name},
+		OnEvent: func(ev discovery.Event) {
+			// A replaced service's last events (its peers going as it
+			// stops) are not news: the new one finds them again.
+			d.mu.Lock()
+			current := d.disc.svc == svc
+			d.mu.Unlock()
+			if current {
+				d.onDiscovery(ev)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	dctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	d.mu.Lock()
+	d.disc = discoveryState{svc: svc, ctx: ctx, stop: stop, done: done}
+	d.mu.Unlock()
+	go func() { defer close(done); svc.Run(dctx) }()
+	return nil
+}
+
+// stopDiscovery stops the discovery service and waits for it.
+func (d *Daemon) stopDiscovery() {
+	d.mu.Lock()
+	ds := d.disc
+	d.disc = discoveryState{}
+	d.mu.Unlock()
+	if ds.stop != nil {
+		ds.stop()
+		<-ds.done
 	}
 }
-func (o observer) Catalog(ctx context.Context, p control.Peer) ([]control.AppInfo, error) {
-	defer o.observe(p)
-	return o.d.host.Catalog(ctx, p)
+
+// reannounce publishes this instance under a new display name: the
+// discovery service is replaced by one announcing it. Peers the old one
+// knew that the new one has not found again after reannounceSettle are
+// announced gone then.
+func (d *Daemon) reannounce(name string) error {
+	d.mu.Lock()
+	old := d.disc
+	d.mu.Unlock()
+	if old.svc == nil || old.ctx.Err() != nil {
+		return nil // not running: Run announces the current name
+	}
+	before := old.svc.Peers()
+	// The new service first: from then on the old one's last events
+	// (its peers going as it stops) are ignored.
+	if err := d.startDiscovery(old.ctx, name); err != nil {
+		return fmt.Errorf("announcing the new name: %w", err)
+	}
+	d.mu.Lock()
+	d.disc.previous, d.disc.settle = before, time.Now().Add(reannounceSettle)
+	d.mu.Unlock()
+	old.stop()
+	<-old.done
+	d.log.Info("announcing the new display name", "name", name)
+	t := time.AfterFunc(reannounceSettle, func() {
+		d.mu.Lock()
+		svc := d.disc.svc
+		d.mu.Unlock()
+		if svc == nil || old.ctx.Err() != nil {
+			return
+		}
+		for _, p := range before {
+			if _, ok := svc.Peer(p.Fingerprint); !ok {
+				d.publish(Event{Kind: EventPeerRemoved, Peer: dbusapi.Peer{Fingerprint: string(p.Fingerprint)}})
+			}
+		}
+	})
+	context.AfterFunc(old.ctx, func() { t.Stop() })
+	return nil
 }
-func (o observer) Launch(ctx context.Context, p control.Peer, app string, progress func(string)) (*control.Grant, error) {
-	defer o.observe(p)
-	return o.d.host.Launch(ctx, p, app, progress)
-}
-func (o observer) End(ctx context.Context, p control.Peer, s string) error {
-	return o.d.host.End(ctx, p, s)
-}
+
+// reannounceSettle is how long a new discovery service has to find the
+// peers the one it replaced knew.
+var reannounceSettle = 15 * time.Second
 
 func (d *Daemon) onDiscovery(ev discovery.Event) {
 	switch ev.Kind {
@@ -418,8 +538,18 @@ func (d *Daemon) peers() []discovery.Peer {
 		manual[fp] = true
 	}
 	d.mu.Unlock()
-	if disc != nil {
-		for _, p := range disc.Peers() {
+	if disc.svc != nil {
+		found := disc.svc.Peers()
+		if time.Now().Before(disc.settle) {
+			// Just replaced (a new name): the peers the old service knew
+			// count until the new one found them or the settle time passed.
+			for _, p := range disc.previous {
+				if _, ok := disc.svc.Peer(p.Fingerprint); !ok {
+					found = append(found, p)
+				}
+			}
+		}
+		for _, p := range found {
 			if !manual[p.Fingerprint] {
 				out = append(out, p)
 			}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/ebrainpool/ebrainpool/app/catalog"
 	"github.com/ebrainpool/ebrainpool/app/config"
@@ -10,16 +11,52 @@ import (
 	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
-// SaveSettings validates, stores and applies new settings. Sharing on/off
-// and the consent timeout apply at once; a new display name is announced
-// from the next start; sandbox limits apply to sandboxes started later.
+// SaveSettings validates, stores and applies new settings: sharing on/off
+// and the idle stop apply at once, the consent timeout to the requests
+// asked from now on, a new display name is announced at once (through
+// discovery, and in the hello of every control connection), and sandbox
+// limits apply to the sandboxes started from now on (a running one keeps
+// its own until it stops). The control port applies from the next start.
 func (d *Daemon) SaveSettings(s config.Settings) error {
+	d.saving.Lock()
+	defer d.saving.Unlock()
+	lim, custom := limitsOf(s)
+	if custom {
+		if err := lim.Validate(); err != nil {
+			return fmt.Errorf("sandbox limits: %w", err)
+		}
+	}
 	if err := config.Save(d.opts.Dirs.SettingsFile(), s); err != nil {
 		return err
 	}
 	d.mu.Lock()
+	old := d.settings
 	d.settings = s
+	m, srv := d.sandbox, d.srv
+	// What RetrySharing makes a manager with, from now on.
+	if custom {
+		d.sbCfg.Limits = lim
+	} else {
+		d.sbCfg.Limits = d.opts.Sandbox.Limits
+	}
+	newLimits := d.sbCfg.Limits
 	d.mu.Unlock()
+
+	d.consent.SetTimeout(time.Duration(s.ConsentTimeout))
+	d.host.SetIdleStop(idleStop(s))
+	if m != nil {
+		if err := m.SetLimits(newLimits); err != nil {
+			return fmt.Errorf("sandbox limits: %w", err)
+		}
+	}
+	if s.DisplayName != old.DisplayName {
+		if srv != nil {
+			srv.SetName(s.DisplayName)
+		}
+		if err := d.reannounce(s.DisplayName); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	if sock := os.Getenv(childPolkitEnv); sock != "" {
 		os.Exit(sharingChild(sock, os.Getenv(childBinEnv)))
 	}
+	if os.Getenv(childSettingsEnv) != "" {
+		os.Exit(settingsChild(os.Getenv(childBinEnv)))
+	}
 	os.Exit(m.Run())
 }
 

@@ -1,7 +1,8 @@
 // Package session orchestrates one request end to end. On the host, Host
 // implements the control protocol's Handler: consent, the requester's
 // sandbox, the endpoint's host key, a one-session port forward into the
-// sandbox and the grant; it tracks the sessions and tears each down when it
+// sandbox and the grant (Prepare, shared with `ebrainpool grant`); it pins
+// the peers it meets, tracks the sessions and tears each down when it
 // ends. On the requester, Run dials the peer, launches, runs the app with
 // X11 forwarding and ends the session.
 package session
@@ -14,8 +15,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/consent"
 	"github.com/ebrainpool/ebrainpool/app/control"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/app/identity"
 	"github.com/ebrainpool/ebrainpool/sandbox"
 	"github.com/ebrainpool/ebrainpool/tunnel"
 	"golang.org/x/crypto/ssh"
@@ -39,13 +39,22 @@ type Sandboxes interface {
 	StopWhenIdle(ctx context.Context, peer string, idle, poll time.Duration) error
 }
 
-// endpointKeyPath is where, inside a sandbox, its endpoint's host key lives.
-const endpointKeyPath = "/etc/ebrainpool/ssh_host_ed25519_key"
+// Pins is what the host needs from the pin store (*identity.PinStore
+// implements it): whether a peer was met before, and recording the peers
+// that talk to it.
+type Pins interface {
+	Lookup(fp identity.Fingerprint) (identity.Pin, bool)
+	Observe(name string, key ssh.PublicKey) (identity.Pin, identity.Status, error)
+}
 
 // HostConfig configures a Host.
 type HostConfig struct {
 	Sandboxes Sandboxes
 	Consent   *consent.Engine
+	// Pins, if set, tells whether a requester is known (for the prompt)
+	// and pins every peer that talks to this host, after its request (so
+	// the prompt of a first request says it is the first).
+	Pins Pins
 	// Apps returns the apps currently shared (already filtered by the
 	// user's sharing setting); Icon returns an app's PNG icon or nil.
 	Apps func() []catalog.App
@@ -54,12 +63,10 @@ type HostConfig struct {
 	// off, setup missing) as a refusal (control.Refuse with the precise
 	// code), or nil when it shares.
 	NotSharing func() error
-	// KnownPeer reports whether a peer was seen before (for the popup).
-	KnownPeer func(fingerprint string) bool
 	// ForwardIdle closes a granted forward not used within it (default 60s).
 	ForwardIdle time.Duration
 	// IdleStop stops a sandbox once nothing ran in it for this long
-	// (default 5m; negative: never).
+	// (default 5m; negative: never). SetIdleStop changes it.
 	IdleStop time.Duration
 	Logger   *slog.Logger
 }
@@ -83,11 +90,34 @@ type Host struct {
 	cfg HostConfig
 	log *slog.Logger
 
-	mu       sync.Mutex
-	sessions map[string]*HostSession
-	stoppers map[string]context.CancelFunc // idle stoppers by peer
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	sessions  map[string]*HostSession
+	preparing map[string]int      // launches of a peer between consent and grant
+	stoppers  map[string]*stopper // idle stops by peer
+	ended     map[string]ending   // sessions the host ended, for the requester's End
+	closed    bool
+	wg        sync.WaitGroup // launches, watches and idle stops
+
+	// granting, if set (by tests), runs at the grant step, after the
+	// session was registered: its error fails the launch there.
+	granting func(*HostSession) error
 }
+
+// stopper is a pending idle stop of a peer's sandbox.
+type stopper struct{ cancel context.CancelFunc }
+
+// ending is a session the host ended: whose, and when.
+type ending struct {
+	peer string
+	at   time.Time
+}
+
+// How long, and how many, ended sessions are remembered for the
+// requester asking why its session ended.
+const (
+	endedKeep = 10 * time.Minute
+	endedMax  = 256
+)
 
 var _ control.Handler = (*Host)(nil)
 
@@ -105,7 +135,8 @@ func NewHost(cfg HostConfig) *Host {
 	if cfg.NotSharing == nil {
 		cfg.NotSharing = func() error { return nil }
 	}
-	return &Host{cfg: cfg, log: cfg.Logger, sessions: map[string]*HostSession{}, stoppers: map[string]context.CancelFunc{}}
+	return &Host{cfg: cfg, log: cfg.Logger, sessions: map[string]*HostSession{}, preparing: map[string]int{},
+		stoppers: map[string]*stopper{}, ended: map[string]ending{}}
 }
 
 // SetSandboxes replaces the sandboxes new sessions start in (the daemon
@@ -117,6 +148,17 @@ func (h *Host) SetSandboxes(sb Sandboxes) {
 	h.cfg.Sandboxes = sb
 }
 
+// SetIdleStop changes how long a sandbox may stay idle before it is
+// stopped (negative: never), for idle stops scheduled from now on.
+func (h *Host) SetIdleStop(d time.Duration) {
+	if d == 0 {
+		d = 5 * time.Minute
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cfg.IdleStop = d
+}
+
 // sandboxes are the current Sandboxes (see SetSandboxes).
 func (h *Host) sandboxes() Sandboxes {
 	h.mu.Lock()
@@ -124,8 +166,28 @@ func (h *Host) sandboxes() Sandboxes {
 	return h.cfg.Sandboxes
 }
 
+// observe pins a peer that talked to this host.
+func (h *Host) observe(p control.Peer) {
+	if h.cfg.Pins == nil || p.Key == nil {
+		return
+	}
+	if _, _, err := h.cfg.Pins.Observe(p.Name, p.Key); err != nil {
+		h.log.Warn("pinning peer", "peer", p.Fingerprint, "err", err)
+	}
+}
+
+// known reports whether a peer was met before.
+func (h *Host) known(fp identity.Fingerprint) bool {
+	if h.cfg.Pins == nil {
+		return false
+	}
+	_, ok := h.cfg.Pins.Lookup(fp)
+	return ok
+}
+
 // Catalog lists the shared apps with their icons.
 func (h *Host) Catalog(ctx context.Context, p control.Peer) ([]control.AppInfo, error) {
+	defer h.observe(p)
 	if err := h.cfg.NotSharing(); err != nil {
 		return nil, err
 	}
@@ -161,7 +223,7 @@ func hostOf(a net.Addr) net.IP {
 func refusal(o consent.Outcome) error {
 	switch o.Reason {
 	case consent.TimedOut:
-		return control.Refuse(control.CodeTimeout, "the host did not answer in time")
+		return control.Refuse(control.CodeTimeout, "nobody on the host answered the request in time")
 	case consent.Blocked:
 		return control.Refuse(control.CodeBlocked, "the host has blocked you")
 	case consent.Busy:
@@ -193,9 +255,20 @@ func SandboxRefusal(err error) (control.Code, string) {
 	return "", ""
 }
 
+// errClosing refuses requests that arrive while the host shuts down.
+var errClosing = control.Refuse(control.CodeShuttingDown, "the host is shutting down")
+
 // Launch decides on a request and, if allowed, prepares the sandbox and the
-// forward and returns the grant.
+// forward and returns the grant. Each step registers its undo as it
+// succeeds (the sandbox's start: its idle stop; the forward: closing it;
+// the grant: forgetting the session), so a failure at any step, the
+// request withdrawn included, leaves nothing behind.
 func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progress func(string)) (*control.Grant, error) {
+	defer h.observe(p)
+	if !h.enter() {
+		return nil, errClosing
+	}
+	defer h.wg.Done()
 	if err := h.cfg.NotSharing(); err != nil {
 		return nil, err
 	}
@@ -206,8 +279,7 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 	peer := string(p.Fingerprint)
 	from := hostOf(p.Addr)
 	progress(string(dbusapi.StageConsent))
-	known := h.cfg.KnownPeer != nil && h.cfg.KnownPeer(peer)
-	out, err := h.cfg.Consent.Ask(ctx, consent.Request{Peer: peer, PeerName: p.Name, Host: p.Name, From: from.String(), App: app.Name, FirstTime: !known})
+	out, err := h.cfg.Consent.Ask(ctx, consent.Request{Peer: peer, PeerName: p.Name, Host: p.Name, From: from.String(), App: app.Name, FirstTime: !h.known(p.Fingerprint)})
 	if err != nil {
 		return nil, err
 	}
@@ -215,78 +287,113 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 		h.log.Info("launch refused", "peer", peer, "name", p.Name, "app", app.ID, "reason", out.Reason)
 		return nil, refusal(out)
 	}
-	progress(string(dbusapi.StageSandbox))
-	sb := h.sandboxes()
-	if err := sb.Start(ctx, peer); err != nil {
-		h.log.Error("starting sandbox", "peer", peer, "err", err)
-		return nil, control.Refuse(SandboxRefusal(err))
+
+	rev := newReverter()
+	defer rev.Fail()
+	// The sandbox is in use again: no idle stop may end it while this
+	// launch prepares; the start's undo ends that and schedules one.
+	h.preparingPeer(peer, +1)
+	counted := true
+	prepared := func() {
+		if counted {
+			counted = false
+			h.preparingPeer(peer, -1)
+		}
 	}
-	progress(string(dbusapi.StageForward))
+	defer prepared()
 	s := &HostSession{ID: newID(), Peer: peer, PeerName: p.Name, From: from.String(), App: app.ID, AppName: app.Name, Since: time.Now()}
-	handoff, hostKey, err := EndpointHandoff(sb, peer, p.Key, app.Exec, func() {
-		h.mu.Lock()
-		s.Connected = true
-		h.mu.Unlock()
+	prep, undo, err := Prepare(ctx, PrepareConfig{
+		Sandboxes: h.sandboxes(), Peer: peer, Key: p.Key, Argv: app.Exec,
+		ListenIP: hostOf(p.LocalAddr), AllowFrom: from, IdleTimeout: h.cfg.ForwardIdle,
+		Release:   func() { prepared(); h.idleLater(peer) },
+		OnSession: func() { h.mu.Lock(); s.Connected = true; h.mu.Unlock() },
+		Progress:  func(st dbusapi.Stage) { progress(string(st)) },
+		Logger:    h.log,
 	})
 	if err != nil {
+		var se *SandboxStartError
+		if errors.As(err, &se) {
+			h.log.Error("starting sandbox", "peer", peer, "err", se.Err)
+			return nil, control.Refuse(SandboxRefusal(se.Err))
+		}
+		if ctx.Err() != nil {
+			return nil, control.Refuse(control.CodeCanceled, "canceled")
+		}
 		return nil, err
 	}
-	command := tunnel.ShellJoin(app.Exec)
-	fwd, err := tunnel.OpenForward(context.WithoutCancel(ctx), tunnel.ForwardConfig{
-		ListenIP: hostOf(p.LocalAddr), AllowFrom: from, IdleTimeout: h.cfg.ForwardIdle, Handoff: handoff, Logger: h.log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("opening the forward for %s: %w", peer, err)
+	rev.Add(undo)
+	s.fwd = prep.Forward
+
+	// The grant: the session is tracked, and watched once it is granted.
+	if !h.register(s) {
+		return nil, errClosing
 	}
-	s.fwd = fwd
-	h.mu.Lock()
-	h.sessions[s.ID] = s
-	if stop := h.stoppers[peer]; stop != nil {
-		stop() // the sandbox is in use again
-		delete(h.stoppers, peer)
+	rev.Add(func() { h.forget(s) })
+	if h.granting != nil {
+		if err := h.granting(s); err != nil {
+			return nil, err
+		}
 	}
-	h.mu.Unlock()
-	h.wg.Add(1)
+	if ctx.Err() != nil {
+		return nil, control.Refuse(control.CodeCanceled, "canceled")
+	}
+	rev.Success()
 	go h.watch(s)
+	fwd := prep.Forward
 	h.log.Info("launch granted", "session", s.ID, "peer", peer, "name", p.Name, "app", app.ID, "forward", fwd.Addr())
 	return &control.Grant{
 		Session: s.ID, Host: fwd.Addr().IP.String(), Port: fwd.Addr().Port,
-		HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hostKey))),
-		User:    tunnel.GuestUser, Command: command, Expires: time.Now().Add(h.cfg.ForwardIdle),
+		HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(prep.HostKey))),
+		User:    tunnel.GuestUser, Command: tunnel.ShellJoin(app.Exec), Expires: time.Now().Add(h.cfg.ForwardIdle),
 	}, nil
 }
 
-// EndpointHandoff prepares the requester's SSH endpoint inside its sandbox:
-// the endpoint's host key (created on first use inside the sandbox's /etc,
-// readable there: the only tenant of a sandbox is the peer whose connection
-// the key protects) and a Handoff that starts `ebrainpool guest-sshd`
-// through attach with the accepted socket as its stdin/stdout, authorizing
-// exactly key for exactly argv. It returns the host key to pin.
-func EndpointHandoff(sb Sandboxes, peer string, key ssh.PublicKey, argv []string, onConnect func()) (tunnel.Handoff, ssh.PublicKey, error) {
-	p := filepath.Join(sb.RootfsPath(peer), endpointKeyPath)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return nil, nil, fmt.Errorf("preparing the endpoint key of %s: %w", peer, err)
+// enter counts a launch in h.wg unless the host is closed (h.wg.Done
+// ends it).
+func (h *Host) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
 	}
-	signer, err := tunnel.LoadOrCreateHostKey(p)
-	if err != nil {
-		return nil, nil, fmt.Errorf("endpoint key of %s: %w", peer, err)
+	h.wg.Add(1)
+	return true
+}
+
+// preparingPeer counts the peer's launches being prepared; starting one
+// cancels the sandbox's pending idle stop.
+func (h *Host) preparingPeer(peer string, delta int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.preparing[peer] += delta
+	if h.preparing[peer] <= 0 {
+		delete(h.preparing, peer)
 	}
-	if err := os.Chmod(p, 0o644); err != nil {
-		return nil, nil, fmt.Errorf("endpoint key of %s: %w", peer, err)
+	if st := h.stoppers[peer]; delta > 0 && st != nil {
+		st.cancel()
+		delete(h.stoppers, peer)
 	}
-	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
-	args := append([]string{sandbox.GuestBinaryPath, "guest-sshd", "--host-key", endpointKeyPath, "--authorized-key", authorized, "--"}, argv...)
-	handoff := tunnel.HandoffFunc(func(ctx context.Context, conn *net.TCPConn) error {
-		if onConnect != nil {
-			onConnect()
-		}
-		code, err := sb.ServeConn(ctx, peer, conn, sandbox.ExecSpec{Args: args}, 3*time.Second)
-		if err == nil && code != 0 {
-			err = fmt.Errorf("endpoint exited with status %d", code)
-		}
-		return err
-	})
-	return handoff, signer.PublicKey(), nil
+}
+
+// register tracks a granted session and counts its watch in h.wg, unless
+// the host is closed.
+func (h *Host) register(s *HostSession) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.sessions[s.ID] = s
+	h.wg.Add(1) // the watch
+	return true
+}
+
+// forget drops an ungranted session (Launch failed after register).
+func (h *Host) forget(s *HostSession) {
+	h.mu.Lock()
+	delete(h.sessions, s.ID)
+	h.mu.Unlock()
+	h.wg.Done() // its watch never ran
 }
 
 // watch removes a session when its forward closes and schedules the idle
@@ -296,49 +403,72 @@ func (h *Host) watch(s *HostSession) {
 	<-s.fwd.Done()
 	h.mu.Lock()
 	delete(h.sessions, s.ID)
-	busy := false
-	for _, o := range h.sessions {
-		if o.Peer == s.Peer {
-			busy = true
-		}
-	}
-	var ctx context.Context
-	if !busy && h.cfg.IdleStop > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(context.Background())
-		if old := h.stoppers[s.Peer]; old != nil {
-			old()
-		}
-		h.stoppers[s.Peer] = cancel
-	}
 	h.mu.Unlock()
 	h.log.Info("session ended", "session", s.ID, "peer", s.Peer, "app", s.App, "err", s.fwd.Err())
-	if ctx != nil {
-		h.wg.Add(1)
-		go func() {
-			defer h.wg.Done()
-			if err := h.sandboxes().StopWhenIdle(ctx, s.Peer, h.cfg.IdleStop, time.Second); err != nil && !errors.Is(err, context.Canceled) {
-				h.log.Warn("stopping idle sandbox", "peer", s.Peer, "err", err)
-			}
-		}()
-	}
+	h.idleLater(s.Peer)
 }
 
-// End ends one of the peer's sessions.
+// idleLater schedules the idle stop of a peer's sandbox, unless it is in
+// use (a session, a launch being prepared), idle stops are off or the
+// host is closed (Close cancels the stops; one scheduled after it would
+// hold Close up for IdleStop).
+func (h *Host) idleLater(peer string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed || h.cfg.IdleStop <= 0 || h.preparing[peer] > 0 {
+		return
+	}
+	for _, o := range h.sessions {
+		if o.Peer == peer {
+			return
+		}
+	}
+	if old := h.stoppers[peer]; old != nil {
+		old.cancel()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &stopper{cancel: cancel}
+	h.stoppers[peer] = st
+	sb, idle := h.cfg.Sandboxes, h.cfg.IdleStop
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer cancel()
+		if err := sb.StopWhenIdle(ctx, peer, idle, time.Second); err != nil && !errors.Is(err, context.Canceled) {
+			h.log.Warn("stopping idle sandbox", "peer", peer, "err", err)
+		}
+		h.mu.Lock()
+		if h.stoppers[peer] == st {
+			delete(h.stoppers, peer)
+		}
+		h.mu.Unlock()
+	}()
+}
+
+// End ends one of the peer's sessions. A session the host itself ended is
+// refused with CodeEnded: its requester learns why it ended.
 func (h *Host) End(ctx context.Context, p control.Peer, id string) error {
 	h.mu.Lock()
 	s, ok := h.sessions[id]
+	e, wasEnded := h.ended[id]
 	h.mu.Unlock()
-	if !ok || s.Peer != string(p.Fingerprint) {
-		return control.Refuse(control.CodeBadRequest, "no such session of yours")
+	switch {
+	case wasEnded && e.peer == string(p.Fingerprint):
+		// Also while its teardown is still under way.
+		return control.Refuse(control.CodeEnded, "the host ended the session")
+	case ok && s.Peer == string(p.Fingerprint):
+		return h.EndSession(id)
 	}
-	return h.EndSession(id)
+	return control.Refuse(control.CodeBadRequest, "no such session of yours")
 }
 
 // EndSession ends a session from the host's side (the sessions window).
 func (h *Host) EndSession(id string) error {
 	h.mu.Lock()
 	s, ok := h.sessions[id]
+	if ok {
+		h.endedLocked(s)
+	}
 	h.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("no session %s", id)
@@ -346,6 +476,17 @@ func (h *Host) EndSession(id string) error {
 	s.fwd.Close()
 	<-s.fwd.Done()
 	return nil
+}
+
+// endedLocked remembers that the host ended s (h.mu held).
+func (h *Host) endedLocked(s *HostSession) {
+	now := time.Now()
+	for id, e := range h.ended {
+		if now.Sub(e.at) > endedKeep || len(h.ended) >= endedMax {
+			delete(h.ended, id)
+		}
+	}
+	h.ended[s.ID] = ending{peer: s.Peer, at: now}
 }
 
 // Sessions lists the apps peers run here, oldest first.
@@ -362,17 +503,26 @@ func (h *Host) Sessions() []HostSession {
 	return out
 }
 
-// Close ends every session and waits for the teardown (idle stops are
-// abandoned: the sandboxes stay until the next start or `sandbox stop`).
+// Close ends every session, refuses new requests and waits for the
+// launches in progress and the teardown (idle stops are abandoned: the
+// sandboxes stay until the next start or `sandbox stop`).
 func (h *Host) Close() {
 	h.mu.Lock()
+	h.closed = true
+	var fwds []*tunnel.Forward
 	for _, s := range h.sessions {
-		s.fwd.Close()
+		h.endedLocked(s)
+		fwds = append(fwds, s.fwd)
 	}
-	for _, stop := range h.stoppers {
-		stop()
+	for _, st := range h.stoppers {
+		st.cancel()
 	}
 	h.mu.Unlock()
+	// Outside the lock: a forward's teardown may wait for a connection
+	// that is just becoming the session (OnSession takes the lock).
+	for _, f := range fwds {
+		f.Close()
+	}
 	h.wg.Wait()
 }
 

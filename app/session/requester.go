@@ -82,7 +82,20 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	}
 	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if eerr := c.End(endCtx, g.Session); eerr != nil && !control.IsRefused(eerr, control.CodeBadRequest) && !errors.Is(eerr, io.EOF) {
+	eerr := c.End(endCtx, g.Session)
+	if eerr != nil && err != nil && ctx.Err() == nil && !control.IsRefused(eerr, "") {
+		// The session broke off without an exit status and the control
+		// connection is gone too (the host closes idle ones): ask again
+		// on a new one why, so a session the host ended is said so.
+		if c2, derr := control.Dial(endCtx, t.Addr, control.ClientConfig{Identity: cfg.Identity, Name: cfg.Name, Expect: t.Fingerprint, Verify: cfg.Verify}); derr == nil {
+			eerr = c2.End(endCtx, g.Session)
+			c2.Close()
+		}
+	}
+	if err != nil && ctx.Err() == nil && control.IsRefused(eerr, control.CodeEnded) {
+		return -1, eerr // the host ended it: that, not how the connection broke
+	}
+	if eerr != nil && !control.IsRefused(eerr, control.CodeBadRequest) && !errors.Is(eerr, io.EOF) {
 		log := cfg.Logger
 		if log == nil {
 			log = slog.Default()

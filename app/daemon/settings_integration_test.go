@@ -1,0 +1,220 @@
+package daemon
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/control"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
+	"github.com/ebrainpool/ebrainpool/sandbox"
+	"golang.org/x/crypto/ssh"
+)
+
+// childSettingsEnv switches the test binary into settingsChild (see
+// TestMain), run as a throwaway user whose setup is done.
+const childSettingsEnv = "EBP_DAEMON_TEST_SETTINGS"
+
+// New sandbox limits saved while the daemon runs apply to the sandboxes
+// started afterwards (read from the kernel's cgroup files, not from the
+// daemon), and a new idle stop to the sessions that end afterwards.
+func TestSettingsApplyToSandboxes(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin, cleanup, err := testenv.BuildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	u := testenv.NewUser(t, bin, true)
+	dir, err := os.MkdirTemp("", "ebp-daemon-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := filepath.Join(dir, "daemon.test")
+	if err := copyFile(self, child); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := u.Exec(ctx, child, "-test.run=^$")
+	cmd.Env = append(cmd.Env, childSettingsEnv+"=1", childBinEnv+"="+bin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the daemon as %s: %v\n%s", u.Name, err, out)
+	}
+	t.Logf("the daemon as %s:\n%s", u.Name, lastLinesOf(out, 15))
+}
+
+// settingsChild is the daemon side of TestSettingsApplyToSandboxes.
+func settingsChild(bin string) int {
+	if err := runSettingsChild(bin); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
+	fmt.Fprintln(os.Stderr, "child: all checks held")
+	return 0
+}
+
+func runSettingsChild(bin string) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return err
+	}
+	apps := filepath.Join(home, "share")
+	if err := os.MkdirAll(filepath.Join(apps, "applications"), 0o755); err != nil {
+		return err
+	}
+	entry := "[Desktop Entry]\nType=Application\nName=Test App\nExec=/bin/true\n"
+	if err := os.WriteFile(filepath.Join(apps, "applications", "test-app.desktop"), []byte(entry), 0o644); err != nil {
+		return err
+	}
+	dirs := config.Dirs{Config: filepath.Join(home, ".config", "ebrainpool"), State: filepath.Join(home, ".local", "state", "ebrainpool"), Home: home}
+	// Before: default limits, an idle stop far away.
+	st := config.Defaults("tester", "test")
+	st.IdleStop = config.Duration(time.Hour)
+	if err := os.MkdirAll(dirs.Config, 0o700); err != nil {
+		return err
+	}
+	if err := config.Save(dirs.SettingsFile(), st); err != nil {
+		return err
+	}
+	d, err := New(Options{
+		Dirs: dirs, Listen: "127.0.0.1:0", NoDiscovery: true, NoAPI: true,
+		AppDirs: []string{apps}, Sandbox: sandbox.Config{GuestBinary: bin}, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if d.SandboxError() != nil {
+		return fmt.Errorf("no sandboxes for a user whose setup is done: %w", d.SandboxError())
+	}
+	if err := d.SetShared("test-app", true); err != nil {
+		return err
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	key, _ := ssh.NewPublicKey(pub)
+	peer := control.Peer{Fingerprint: identity.FingerprintOf(key), Key: key, Name: "tester",
+		Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ev := range d.Events(ctx) {
+			if ev.Kind == EventRequestPending {
+				d.AnswerFull(ev.Request.ID, true, false, false)
+			}
+		}
+	}()
+	ran := make(chan error, 1)
+	go func() { ran <- d.Run(ctx) }()
+
+	// launch starts the peer's sandbox and returns its pids.max.
+	launch := func() (string, string, error) {
+		g, err := d.host.Launch(ctx, peer, "test-app", func(string) {})
+		if err != nil {
+			return "", "", fmt.Errorf("launch: %w", err)
+		}
+		d.mu.Lock()
+		m := d.sandbox
+		d.mu.Unlock()
+		pid, err := m.InitPid(string(peer.Fingerprint))
+		if err != nil {
+			return "", "", err
+		}
+		pids, err := cgroupFile(pid, "pids", "pids.max")
+		return g.Session, pids, err
+	}
+	for _, want := range []int{345, 456} {
+		s := d.Settings()
+		s.Pids = want
+		s.IdleStop = config.Duration(2 * time.Second)
+		if err := d.SaveSettings(s); err != nil {
+			return err
+		}
+		session, pids, err := launch()
+		if err != nil {
+			return err
+		}
+		if pids != fmt.Sprint(want) {
+			return fmt.Errorf("a sandbox started after saving %d processes has pids.max %s", want, pids)
+		}
+		// The session ends: the new idle stop (2s, not an hour) stops it.
+		if err := d.EndSession(session); err != nil {
+			return err
+		}
+		start := time.Now()
+		for running(d, string(peer.Fingerprint)) {
+			if time.Since(start) > 30*time.Second {
+				return errors.New("the sandbox still runs 30s after its session ended, with an idle stop of 2s saved")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		fmt.Fprintf(os.Stderr, "child: pids.max %s as saved; stopped %v after its session ended\n", pids, time.Since(start).Round(100*time.Millisecond))
+	}
+	cancel()
+	select {
+	case err := <-ran:
+		return err
+	case <-time.After(30 * time.Second):
+		return errors.New("Run did not end")
+	}
+}
+
+func running(d *Daemon, peer string) bool {
+	for _, i := range d.SandboxUsage() {
+		if i.Peer == peer && i.State == "RUNNING" {
+			return true
+		}
+	}
+	return false
+}
+
+// cgroupFile reads a file of pid's cgroup of controller (cgroup v1), or
+// of its v2 cgroup.
+func cgroupFile(pid int, controller, file string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
+	var v2 string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if f[0] == "0" && f[1] == "" {
+			v2 = f[2]
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			if c == controller {
+				v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", controller, f[2], file))
+				return strings.TrimSpace(string(v)), err
+			}
+		}
+	}
+	if v2 == "" {
+		return "", fmt.Errorf("pid %d has no %s cgroup", pid, controller)
+	}
+	v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", v2, file))
+	return strings.TrimSpace(string(v)), err
+}
