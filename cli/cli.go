@@ -135,6 +135,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		case s := <-sigs:
 			caught.Store(s)
 			cancel()
+			signal.Stop(sigs) // a second one stops the process at once
 		case <-ctx.Done():
 		}
 	}()

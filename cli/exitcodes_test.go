@@ -110,6 +110,9 @@ func TestOutcomeExit(t *testing.T) {
 	if got := exitCode(runError("x", 7, nil)); got != 7 {
 		t.Errorf("app exited 7: exit %d", got)
 	}
+	if err := runError("x", -1, nil); err == nil || exitCode(err) != ExitFailure || !strings.Contains(err.Error(), "without an exit status") {
+		t.Errorf("app ended without a status: %v", err)
+	}
 	if err := runError("x", 0, nil); err != nil {
 		t.Errorf("app exited 0: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,35 +276,59 @@ func TestRunExitStatuses(t *testing.T) {
 			delete(f.ending, id)
 		}
 	})
+	t.Run("interrupted: the session ends, 128+SIGINT", func(t *testing.T) {
+		f.mu.Lock()
+		f.ended = nil
+		f.mu.Unlock()
+		done := make(chan struct{})
+		var code int
+		var errs string
+		go func() { code, _, errs = run(t, "run", "bob", "hang"); close(done) }()
+		id := waitLaunch(t, f)
+		syscall.Kill(os.Getpid(), syscall.SIGINT)
+		<-done
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if code != 130 || !strings.Contains(errs, "interrupted") || !slices.Equal(f.ended, []string{id}) {
+			t.Fatalf("exit %d, ended %q (want %s), stderr:\n%s", code, f.ended, id, errs)
+		}
+	})
 	t.Run("ended here", func(t *testing.T) {
 		done := make(chan struct{})
 		var code int
 		var errs string
 		go func() { code, _, errs = run(t, "run", "bob", "hang"); close(done) }()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			f.mu.Lock()
-			var id string
-			for k := range f.ending {
-				id = k
-			}
-			f.mu.Unlock()
-			if id != "" {
-				if c, _, e := run(t, "end", id); c != 0 {
-					t.Fatalf("end %s: exit %d %s", id, c, e)
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the launch never started")
-			}
-			time.Sleep(10 * time.Millisecond)
+		id := waitLaunch(t, f)
+		if c, _, e := run(t, "end", id); c != 0 {
+			t.Fatalf("end %s: exit %d %s", id, c, e)
 		}
 		<-done
 		if code != ExitEnded || !strings.Contains(errs, "was ended here") {
 			t.Fatalf("exit %d, stderr:\n%s", code, errs)
 		}
 	})
+}
+
+// waitLaunch waits for a launch that runs until ended and returns its id.
+func waitLaunch(t *testing.T, f *fakeDaemon) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f.mu.Lock()
+		var id string
+		for k := range f.ending {
+			id = k
+		}
+		f.mu.Unlock()
+		if id != "" {
+			time.Sleep(50 * time.Millisecond) // the app runs
+			return id
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the launch never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Each --json command's real output has its golden shape's keys.

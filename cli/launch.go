@@ -56,6 +56,9 @@ func runError(app string, status int, err error) error {
 	if status == 0 {
 		return nil
 	}
+	if status < 0 {
+		return fmt.Errorf("%s ended without an exit status", app)
+	}
 	return exitError(launchExit(dbusapi.OutcomeExited, status))
 }
 
