@@ -28,7 +28,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # container or VM), a local demo user is created for it.
 RUN_USER ?= $(or $(SUDO_USER),$(filter-out root,$(shell id -un)),ebrainpool-demo)
 
-.PHONY: all build run test deps-build deps-run deps-test vet bench install deb flatpak clean
+.PHONY: all build run test fuzz deps-build deps-run deps-test vet bench install deb flatpak clean
 
 all: build
 
@@ -91,6 +91,18 @@ vet:
 # beds and assert latencies, which must not compete with each other.
 test: deps-test vet
 	$(SUDO) env PATH="$$PATH" CI="$(CI)" $(GO) test -count=1 -p 1 -timeout 40m ./...
+	$(MAKE) --no-print-directory fuzz
+
+# The fuzz targets, each for a short fixed time (FUZZTIME=2m for a longer run);
+# what a run finds is kept in the package's testdata/fuzz and fails `go test`.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := FuzzDecodeTXT:./app/discovery FuzzReadMsg:./app/control FuzzReadXSetup:./tunnel \
+                FuzzParseXauthority:./tunnel FuzzParse:./app/catalog
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo ">> fuzzing $${t%%:*} ($${t#*:}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}" || exit 1; \
+	done
 
 bench: deps-test
 	$(SUDO) env PATH="$$PATH" scripts/bench-sandbox.sh
