@@ -3,6 +3,7 @@ package ui
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
@@ -70,11 +71,58 @@ func ShowRunning(conn *dbus.Conn, name string) (running bool, err error) {
 	return true, nil
 }
 
-// TrayHostPresent reports whether the desktop shows StatusNotifierItems
-// (a tray host owns org.kde.StatusNotifierWatcher).
+// watcherName is the bus name a tray host owns.
+const watcherName = "org.kde.StatusNotifierWatcher"
+
+// TrayWait is how long TrayHostPresent waits for a tray host: at login
+// the app can start before the panel that hosts the tray.
+var TrayWait = 3 * time.Second
+
+// TrayHostPresent reports whether the desktop shows StatusNotifierItems:
+// a tray host owns org.kde.StatusNotifierWatcher, or comes to own it
+// within TrayWait. The tray item registers with a host whenever one
+// appears, also after this returned false (see newSystemTray).
 func TrayHostPresent(conn *dbus.Conn) bool {
-	has, err := nameHasOwner(conn, "org.kde.StatusNotifierWatcher")
-	return err == nil && has
+	return WaitForTrayHost(conn, TrayWait)
+}
+
+// WaitForTrayHost waits up to timeout for a tray host and reports whether
+// one is there.
+func WaitForTrayHost(conn *dbus.Conn, timeout time.Duration) bool {
+	match := []dbus.MatchOption{
+		dbus.WithMatchSender("org.freedesktop.DBus"), dbus.WithMatchInterface("org.freedesktop.DBus"),
+		dbus.WithMatchMember("NameOwnerChanged"), dbus.WithMatchArg(0, watcherName),
+	}
+	// Subscribed before asking, so a host appearing in between is seen.
+	if err := conn.AddMatchSignal(match...); err != nil {
+		has, err := nameHasOwner(conn, watcherName)
+		return err == nil && has
+	}
+	defer conn.RemoveMatchSignal(match...)
+	sigs := make(chan *dbus.Signal, 16)
+	conn.Signal(sigs)
+	defer conn.RemoveSignal(sigs)
+	if has, err := nameHasOwner(conn, watcherName); err == nil && has {
+		return true
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case s := <-sigs:
+			if s == nil || s.Name != "org.freedesktop.DBus.NameOwnerChanged" || len(s.Body) != 3 {
+				continue
+			}
+			if name, _ := s.Body[0].(string); name != watcherName {
+				continue
+			}
+			if owner, _ := s.Body[2].(string); owner != "" {
+				return true
+			}
+		case <-timer.C:
+			return false
+		}
+	}
 }
 
 func nameHasOwner(conn *dbus.Conn, name string) (bool, error) {
