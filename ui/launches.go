@@ -30,17 +30,15 @@ type launchState struct {
 	done     bool
 	exit     int
 	err      string
+	outcome  dbusapi.Outcome // how it ended ("" from a daemon that does not say, or Launch's own error)
 }
 
 // text is the launch's state in plain language.
 func (l *launchState) text() string {
+	if l.done {
+		return l.endText()
+	}
 	switch {
-	case l.done && l.err != "":
-		return fmt.Sprintf("%s on %s did not start: %s", l.app, l.peerName, fullStop(l.err))
-	case l.done && l.exit != 0:
-		return fmt.Sprintf("%s on %s ended with status %d.", l.app, l.peerName, l.exit)
-	case l.done:
-		return fmt.Sprintf("%s on %s has closed.", l.app, l.peerName)
 	case l.stage == dbusapi.StageRunning:
 		return fmt.Sprintf("%s on %s is running.", l.app, l.peerName)
 	case l.stage == "":
@@ -57,7 +55,57 @@ func (l *launchState) fraction() float64 {
 	return float64(stageStep(l.stage)) / float64(len(dbusapi.Stages))
 }
 
-func (l *launchState) failed() bool { return l.done && l.err != "" }
+// endText says how a finished launch ended: by its outcome, with the
+// daemon's sentence where the outcome alone does not say enough.
+func (l *launchState) endText() string {
+	app, peer := l.app, l.peerName
+	switch l.outcome {
+	case dbusapi.OutcomeExited:
+		if l.exit != 0 {
+			return fmt.Sprintf("%s on %s ended with status %d.", app, peer, l.exit)
+		}
+		return fmt.Sprintf("%s on %s has closed.", app, peer)
+	case dbusapi.OutcomeEnded:
+		return fmt.Sprintf("You ended %s on %s.", app, peer)
+	case dbusapi.OutcomeEndedByHost:
+		return fmt.Sprintf("%s ended %s: the session was ended on that computer.", peer, app)
+	case dbusapi.OutcomeDenied:
+		return fmt.Sprintf("%s denied your request to run %s.", peer, app)
+	case dbusapi.OutcomeNoAnswer:
+		return fmt.Sprintf("Nobody on %s answered your request to run %s in time.", peer, app)
+	case dbusapi.OutcomeBlocked:
+		return fmt.Sprintf("%s does not accept your requests: you are blocked there.", peer)
+	case dbusapi.OutcomeNotShared:
+		return fmt.Sprintf("%s does not share %s (any more).", peer, app)
+	}
+	if l.err == "" {
+		// A daemon that does not say the outcome: the exit status.
+		if l.exit != 0 {
+			return fmt.Sprintf("%s on %s ended with status %d.", app, peer, l.exit)
+		}
+		return fmt.Sprintf("%s on %s has closed.", app, peer)
+	}
+	verb := "did not start"
+	if l.stage == dbusapi.StageRunning {
+		verb = "stopped"
+	}
+	return fmt.Sprintf("%s on %s %s: %s", app, peer, verb, fullStop(l.err))
+}
+
+// failed reports whether the launch ended in a refusal or failure (shown
+// as an error), not with the app's exit or a session someone ended.
+func (l *launchState) failed() bool {
+	if !l.done {
+		return false
+	}
+	switch l.outcome {
+	case dbusapi.OutcomeExited, dbusapi.OutcomeEnded, dbusapi.OutcomeEndedByHost:
+		return false
+	case "":
+		return l.err != ""
+	}
+	return true
+}
 
 // fullStop ends a message with a full stop.
 func fullStop(s string) string {
@@ -118,9 +166,9 @@ func (ls *launches) progress(id string, stage dbusapi.Stage) {
 	}
 }
 
-func (ls *launches) finished(id string, exit int, err string) {
+func (ls *launches) finished(id string, exit int, err string, outcome dbusapi.Outcome) {
 	if l, ok := ls.byID[id]; ok {
-		l.done, l.exit, l.err = true, exit, err
+		l.done, l.exit, l.err, l.outcome = true, exit, err, outcome
 	}
 }
 

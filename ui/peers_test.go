@@ -164,17 +164,29 @@ func TestLaunchProgressAndErrors(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		name   string
-		exit   int
-		err    string
-		want   string
-		danger bool
+		name    string
+		exit    int
+		err     string
+		outcome dbusapi.Outcome
+		running bool // the app ran before the end
+		want    string
+		danger  bool
 	}{
-		{"denied", -1, "alice: denied", "GIMP on alice did not start: alice: denied.", true},
-		{"timeout", -1, "alice did not answer in time", "did not start: alice did not answer in time.", true},
-		{"no sandbox", -1, "alice: sandbox could not start — setup missing", "did not start: alice: sandbox could not start — setup missing.", true},
-		{"closed", 0, "", "GIMP on alice has closed.", false},
-		{"status", 3, "", "ended with status 3", false},
+		// Each outcome in its own words.
+		{"closed", 0, "", dbusapi.OutcomeExited, true, "GIMP on alice has closed.", false},
+		{"status", 3, "", dbusapi.OutcomeExited, true, "GIMP on alice ended with status 3.", false},
+		{"denied", -1, "alice: the host denied the request", dbusapi.OutcomeDenied, false, "alice denied your request to run GIMP.", true},
+		{"nobody answered", -1, "alice: nobody on the host answered the request in time", dbusapi.OutcomeNoAnswer, false, "Nobody on alice answered your request to run GIMP in time.", true},
+		{"blocked", -1, "alice: the host has blocked you", dbusapi.OutcomeBlocked, false, "alice does not accept your requests: you are blocked there.", true},
+		{"not shared", -1, `alice: this host does not share "org.gimp.GIMP"`, dbusapi.OutcomeNotShared, false, "alice does not share GIMP (any more).", true},
+		{"ended here", -1, "the session was ended here", dbusapi.OutcomeEnded, true, "You ended GIMP on alice.", false},
+		{"ended by the host", -1, "alice: the host ended the session", dbusapi.OutcomeEndedByHost, true, "alice ended GIMP: the session was ended on that computer.", false},
+		{"setup missing", -1, "alice: this host cannot share apps yet: its one-time setup has not been done", dbusapi.OutcomeSetupMissing, false,
+			"GIMP on alice did not start: alice: this host cannot share apps yet: its one-time setup has not been done.", true},
+		{"lost while running", -1, "could not reach alice: connection reset", dbusapi.OutcomeFailed, true, "GIMP on alice stopped: could not reach alice: connection reset.", true},
+		// A daemon that does not say the outcome: its sentence.
+		{"older daemon, refused", -1, "alice: denied", "", false, "GIMP on alice did not start: alice: denied.", true},
+		{"older daemon, status", 3, "", "", true, "ended with status 3", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id, err := f.Launch(p.Fingerprint, "org.gimp.GIMP")
@@ -182,7 +194,10 @@ func TestLaunchProgressAndErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			u.launches.started(id, p, dbusapi.App{ID: "org.gimp.GIMP", Name: "GIMP"}, nil)
-			f.events <- daemon.Event{Kind: daemon.EventLaunchFinished, Launch: id, Exit: tc.exit, Err: tc.err}
+			if tc.running {
+				f.events <- daemon.Event{Kind: daemon.EventLaunchProgress, Launch: id, Stage: dbusapi.StageRunning}
+			}
+			f.events <- daemon.Event{Kind: daemon.EventLaunchFinished, Launch: id, Exit: tc.exit, Err: tc.err, Outcome: tc.outcome}
 			f.drain(u)
 			l := u.launches.byID[id]
 			if !strings.Contains(l.text(), tc.want) {

@@ -131,16 +131,19 @@ func newPrompt(u *UI, r dbusapi.Request) *prompt {
 // remaining is the time left before the automatic deny.
 func (p *prompt) remaining() time.Duration { return p.deadline.Sub(p.u.now()) }
 
-// tick updates the countdown and denies when it reaches zero.
+// tick updates the countdown. It only displays: the daemon's timeout
+// denies an unanswered request (and its requester is told nobody
+// answered), and the popup closes when the daemon says it is resolved.
+// Answering here at zero would race that timeout with a "denied by the
+// user", from a deadline rounded to whole seconds.
 func (p *prompt) tick() {
 	if p.answered {
 		return
 	}
 	left := p.remaining()
 	if left <= 0 {
-		p.countdown.SetText("No answer in time: denied.")
+		p.countdown.SetText("No answer in time: the request is being denied.")
 		p.bar.SetValue(0)
-		p.answer(false, false, false)
 		return
 	}
 	secs := int(math.Ceil(left.Seconds()))

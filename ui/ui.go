@@ -265,7 +265,7 @@ func (u *UI) handle(ev daemon.Event) {
 		u.launches.progress(ev.Launch, ev.Stage)
 		u.launchesChanged()
 	case daemon.EventLaunchFinished:
-		u.launches.finished(ev.Launch, ev.Exit, ev.Err)
+		u.launches.finished(ev.Launch, ev.Exit, ev.Err, ev.Outcome)
 		u.launchesChanged()
 		u.refreshSessions()
 	case daemon.EventSharingChanged:

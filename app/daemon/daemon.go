@@ -483,7 +483,13 @@ func (d *Daemon) forwardConsentEvents(ctx context.Context) {
 }
 
 func apiRequest(r consent.Request) dbusapi.Request {
-	return dbusapi.Request{ID: r.ID, Peer: r.Peer, PeerName: r.PeerName, From: r.From, App: r.App, FirstTime: r.FirstTime, Deadline: r.Deadline.Unix()}
+	// Rounded up to whole seconds: a countdown to it never reaches zero
+	// before the engine's timeout.
+	deadline := r.Deadline.Unix()
+	if r.Deadline.Nanosecond() > 0 {
+		deadline++
+	}
+	return dbusapi.Request{ID: r.ID, Peer: r.Peer, PeerName: r.PeerName, From: r.From, App: r.App, FirstTime: r.FirstTime, Deadline: deadline}
 }
 
 // sharedApps are the installed apps the user shares (rescanned every 10s

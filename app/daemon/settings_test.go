@@ -221,3 +221,53 @@ func TestSettingsNameReannounced(t *testing.T) {
 		}
 	}
 }
+
+// A request nobody answers is denied by the daemon's timeout, as "no
+// answer" (not as the user's deny), and the deadline it shows, in whole
+// seconds, is never before that timeout.
+func TestUnansweredRequestDeadline(t *testing.T) {
+	d := runTestDaemon(t, nil)
+	s := d.Settings()
+	s.ConsentTimeout = config.Duration(5 * time.Second)
+	if err := d.SaveSettings(s); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := d.Events(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := dialDaemon(t, d).Launch(context.Background(), "test-app", nil); done <- err }()
+	var deadline time.Time
+	for deadline.IsZero() {
+		select {
+		case ev := <-events:
+			if ev.Kind == EventRequestPending {
+				deadline = time.Unix(ev.Request.Deadline, 0)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no request pending")
+		}
+	}
+	var resolved Event
+	for resolved.Kind == "" {
+		select {
+		case ev := <-events:
+			if ev.Kind == EventRequestResolved {
+				resolved = ev
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("the request was not resolved")
+		}
+	}
+	// A countdown to the deadline shown reaches zero at the timeout or
+	// after it, never before (an unrounded Unix() did, by up to a second).
+	if now := time.Now(); now.After(deadline.Add(50*time.Millisecond)) || now.Before(deadline.Add(-time.Second)) {
+		t.Errorf("resolved at %v, the deadline shown was %v", now.Format(time.StampMilli), deadline.Format(time.StampMilli))
+	}
+	if resolved.Allowed || resolved.Reason != "no answer before the timeout" {
+		t.Errorf("resolved allowed=%v reason %q, want the timeout's", resolved.Allowed, resolved.Reason)
+	}
+	if err := <-done; !control.IsRefused(err, control.CodeTimeout) {
+		t.Errorf("the requester got %v, want %q", err, control.CodeTimeout)
+	}
+}
