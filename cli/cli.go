@@ -262,15 +262,15 @@ func printTopUsage(w io.Writer, cmds []*Command) {
 		if c.Hidden {
 			continue
 		}
-		fmt.Fprintf(w, "  %-22s %s\n", c.Name, c.Summary)
+		fmt.Fprintf(w, "  %-22s %s\n", c.Name, plain(c.Summary))
 	}
-	fmt.Fprintln(w, "\nExit statuses: see `man ebrainpool` (EXIT STATUS) or `ebrainpool run --help`.")
+	fmt.Fprintln(w, "\nExit statuses: ebrainpool run --help, or EXIT STATUS in man ebrainpool.")
 }
 
 func printGroupUsage(w io.Writer, word string, sub []*Command) {
 	fmt.Fprintf(w, "usage: ebrainpool %s COMMAND [flags] [args]   (ebrainpool %s COMMAND --help for details)\n\ncommands:\n", word, word)
 	for _, c := range sub {
-		fmt.Fprintf(w, "  %-22s %s\n", c.Name, c.Summary)
+		fmt.Fprintf(w, "  %-22s %s\n", c.Name, plain(c.Summary))
 	}
 }
 
@@ -286,9 +286,9 @@ func printShortUsage(w io.Writer, cmd *Command) {
 
 // printUsage is --help: usage, summary, details and flags.
 func printUsage(w io.Writer, cmd *Command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "%s\n\n%s\n", usageLine(cmd), cmd.Summary)
+	fmt.Fprintf(w, "%s\n\n%s\n", usageLine(cmd), plain(cmd.Summary))
 	if cmd.Details != "" {
-		fmt.Fprintf(w, "\n%s\n", strings.ReplaceAll(strings.TrimSpace(cmd.Details), "`", ""))
+		fmt.Fprintf(w, "\n%s\n", plain(strings.TrimSpace(cmd.Details)))
 	}
 	var flags []*flag.Flag
 	fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f) })
@@ -310,3 +310,7 @@ func printUsage(w io.Writer, cmd *Command, fs *flag.FlagSet) {
 		fmt.Fprintf(w, "\n%s\n", exitStatusText())
 	}
 }
+
+// plain is text of the table without its markup (`code`, bold in the
+// manual page).
+func plain(s string) string { return strings.ReplaceAll(s, "`", "") }

@@ -40,6 +40,9 @@ func TestHelpGoesToStdoutOnce(t *testing.T) {
 			if n := strings.Count(out, "usage: ebrainpool"); n != 1 {
 				t.Errorf("stdout has the usage %d times:\n%s", n, out)
 			}
+			if strings.Contains(out, "`") {
+				t.Errorf("the help shows the table's markup:\n%s", out)
+			}
 		})
 	}
 }
