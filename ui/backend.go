@@ -8,7 +8,6 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/app/identity"
-	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
 // Backend is what the interface needs from the daemon: exactly the methods
@@ -23,7 +22,7 @@ type Backend interface {
 
 	Sessions() []dbusapi.Session
 	EndSession(id string) error
-	SandboxUsage() []sandbox.Info
+	SandboxUsage() []daemon.SandboxUsage
 	// SandboxError says why this host cannot share apps at all (setup
 	// missing, or running as a Flatpak), or nil.
 	SandboxError() error

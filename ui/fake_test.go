@@ -15,7 +15,6 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/app/identity"
-	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
 // answer is one AnswerFull call.
@@ -37,7 +36,7 @@ type fakeBackend struct {
 	answers   []answer
 	sessions  []dbusapi.Session
 	ended     []string
-	usage     []sandbox.Info
+	usage     []daemon.SandboxUsage
 	sbErr     error
 	canSetUp  bool
 	// setUpErr is what SetUpSharing returns (nil: sharing becomes
@@ -108,8 +107,8 @@ func (f *fakeBackend) EndSession(id string) error {
 	return errors.New("no such session")
 }
 
-func (f *fakeBackend) SandboxUsage() []sandbox.Info { return f.usage }
-func (f *fakeBackend) Settings() config.Settings    { return f.settings }
+func (f *fakeBackend) SandboxUsage() []daemon.SandboxUsage { return f.usage }
+func (f *fakeBackend) Settings() config.Settings           { return f.settings }
 func (f *fakeBackend) SaveSettings(s config.Settings) error {
 	f.settings = s
 	f.saved++

@@ -18,7 +18,6 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/app/identity"
-	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
 // lightTheme is Fyne's default theme in its light variant, for screenshots
@@ -139,7 +138,7 @@ func TestScreenshots(t *testing.T) {
 			{ID: "s2", Direction: "incoming", Peer: "SHA256:Carol", PeerName: "Carol", App: "XTerm", Since: now.Add(-2 * time.Minute).Unix()},
 			{ID: "s3", Direction: "outgoing", Peer: "SHA256:alice", PeerName: "alice", App: "Inkscape", Since: now.Add(-75 * time.Minute).Unix(), State: "running"},
 		}
-		f.usage = []sandbox.Info{{Peer: "SHA256:bob", Pids: 7, Memory: 182 << 20}, {Peer: "SHA256:Carol", Pids: 2, Memory: 24 << 20}}
+		f.usage = []daemon.SandboxUsage{{Peer: "SHA256:bob", Pids: 7, Memory: 182 << 20}, {Peer: "SHA256:Carol", Pids: 2, Memory: 24 << 20}}
 		u.ShowSessions()
 		shoot(t, u.sessions.win, fyne.NewSize(640, 360), "sessions")
 	})

@@ -9,8 +9,8 @@ import (
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
-	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
 // sessionsView is the window listing apps peers run here and apps we run
@@ -52,7 +52,7 @@ func newSessionsView(u *UI) *sessionsView {
 // usageText is a sandbox's CPU use, memory and process count, e.g.
 // "CPU 12%, 120 MB, 7 processes". CPU is the share of one CPU since the
 // previous look (prev), or the CPU time so far at the first.
-func usageText(info sandbox.Info, ok bool, prev *cpuSample, now time.Time) string {
+func usageText(info daemon.SandboxUsage, ok bool, prev *cpuSample, now time.Time) string {
 	if !ok {
 		return "sandbox not running"
 	}
@@ -94,7 +94,7 @@ func sinceText(since, now time.Time) string {
 
 // refresh redraws both lists from the backend.
 func (s *sessionsView) refresh() {
-	usage := map[string]sandbox.Info{}
+	usage := map[string]daemon.SandboxUsage{}
 	for _, i := range s.u.b.SandboxUsage() {
 		usage[i.Peer] = i
 	}

@@ -8,8 +8,8 @@ import (
 
 	"fyne.io/fyne/v2/test"
 
+	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
-	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
 func TestSessionsWindow(t *testing.T) {
@@ -19,7 +19,7 @@ func TestSessionsWindow(t *testing.T) {
 		{ID: "s1", Direction: "incoming", Peer: "SHA256:bob", PeerName: "bob", App: "GIMP", Since: now.Add(-12 * time.Minute).Unix(), State: "running"},
 		{ID: "s2", Direction: "outgoing", Peer: "SHA256:alice", PeerName: "alice", App: "Inkscape", Since: now.Add(-90 * time.Minute).Unix(), State: "running"},
 	}
-	f.usage = []sandbox.Info{{Peer: "SHA256:bob", State: "RUNNING", Pids: 7, Memory: 120 << 20, CPU: 3 * time.Second}}
+	f.usage = []daemon.SandboxUsage{{Peer: "SHA256:bob", Running: true, Pids: 7, Memory: 120 << 20, CPU: 3 * time.Second}}
 	clock := &fakeClock{now.Add(-2 * time.Second)}
 	u := newTestUI(t, f, clock)
 	u.ShowSessions()
@@ -67,17 +67,17 @@ func TestUsageText(t *testing.T) {
 	before := &cpuSample{cpu: time.Second, at: now.Add(-4 * time.Second)}
 	for _, tc := range []struct {
 		name string
-		info sandbox.Info
+		info daemon.SandboxUsage
 		ok   bool
 		prev *cpuSample
 		want string
 	}{
-		{"first look", sandbox.Info{Memory: 64 << 20, Pids: 3, CPU: 1500 * time.Millisecond}, true, nil, "CPU time 1.5s, 64 MB, 3 processes"},
-		{"busy", sandbox.Info{Memory: 64 << 20, Pids: 3, CPU: 5 * time.Second}, true, before, "CPU 100%, 64 MB, 3 processes"},
-		{"idle", sandbox.Info{Memory: 64 << 20, Pids: 3, CPU: time.Second}, true, before, "CPU 0%, 64 MB, 3 processes"},
-		{"restarted sandbox", sandbox.Info{Memory: 64 << 20, Pids: 3, CPU: 200 * time.Millisecond}, true, before, "CPU time 200ms, 64 MB, 3 processes"},
-		{"no figures", sandbox.Info{Pids: 1, CPU: -1}, true, nil, "CPU unknown, memory unknown, 1 process"},
-		{"stopped", sandbox.Info{}, false, nil, "sandbox not running"},
+		{"first look", daemon.SandboxUsage{Memory: 64 << 20, Pids: 3, CPU: 1500 * time.Millisecond}, true, nil, "CPU time 1.5s, 64 MB, 3 processes"},
+		{"busy", daemon.SandboxUsage{Memory: 64 << 20, Pids: 3, CPU: 5 * time.Second}, true, before, "CPU 100%, 64 MB, 3 processes"},
+		{"idle", daemon.SandboxUsage{Memory: 64 << 20, Pids: 3, CPU: time.Second}, true, before, "CPU 0%, 64 MB, 3 processes"},
+		{"restarted sandbox", daemon.SandboxUsage{Memory: 64 << 20, Pids: 3, CPU: 200 * time.Millisecond}, true, before, "CPU time 200ms, 64 MB, 3 processes"},
+		{"no figures", daemon.SandboxUsage{Pids: 1, CPU: -1}, true, nil, "CPU unknown, memory unknown, 1 process"},
+		{"stopped", daemon.SandboxUsage{}, false, nil, "sandbox not running"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := usageText(tc.info, tc.ok, tc.prev, now); got != tc.want {

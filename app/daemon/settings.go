@@ -8,7 +8,6 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/config"
 	"github.com/ebrainpool/ebrainpool/app/consent"
 	"github.com/ebrainpool/ebrainpool/app/identity"
-	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
 // SaveSettings validates, stores and applies new settings: sharing on/off
@@ -109,9 +108,19 @@ func (d *Daemon) AnswerFull(id string, allow, remember, block bool) error {
 	return d.consent.Answer(id, consent.Answer{Allow: allow, Remember: remember, Block: block})
 }
 
-// SandboxUsage lists the sandboxes with their state, processes and memory
-// (nil when this user cannot run sandboxes).
-func (d *Daemon) SandboxUsage() []sandbox.Info {
+// SandboxUsage is one peer's sandbox on this host and what it uses, as
+// the desktop app shows it.
+type SandboxUsage struct {
+	Peer    string // the peer's fingerprint
+	Running bool
+	Pids    int           // processes, its init included
+	Memory  int64         // bytes (0: unknown)
+	CPU     time.Duration // CPU time since it started (negative: unknown)
+}
+
+// SandboxUsage lists the sandboxes with their state, processes, memory
+// and CPU time (nil when this user cannot run sandboxes).
+func (d *Daemon) SandboxUsage() []SandboxUsage {
 	d.mu.Lock()
 	m := d.sandbox // RetrySharing may swap it
 	d.mu.Unlock()
@@ -122,5 +131,9 @@ func (d *Daemon) SandboxUsage() []sandbox.Info {
 	if err != nil {
 		d.log.Warn("listing sandboxes", "err", err)
 	}
-	return l
+	out := make([]SandboxUsage, 0, len(l))
+	for _, i := range l {
+		out = append(out, SandboxUsage{Peer: i.Peer, Running: i.State == "RUNNING", Pids: i.Pids, Memory: i.Memory, CPU: i.CPU})
+	}
+	return out
 }

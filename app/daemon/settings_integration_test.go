@@ -181,7 +181,7 @@ func runSettingsChild(bin string) error {
 
 func running(d *Daemon, peer string) bool {
 	for _, i := range d.SandboxUsage() {
-		if i.Peer == peer && i.State == "RUNNING" {
+		if i.Peer == peer && i.Running {
 			return true
 		}
 	}

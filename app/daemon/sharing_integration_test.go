@@ -283,7 +283,7 @@ func runSharingChild(sock, bin string) error {
 	}
 	running := false
 	for _, i := range d.SandboxUsage() {
-		running = running || i.Peer == string(peer.Fingerprint) && i.State == "RUNNING"
+		running = running || i.Peer == string(peer.Fingerprint) && i.Running
 	}
 	if !running {
 		return fmt.Errorf("no running sandbox for the peer after its launch was granted: %+v", d.SandboxUsage())
