@@ -70,7 +70,10 @@ func newSettingsView(u *UI) *settingsView {
 	})
 	s.status = widget.NewLabel("")
 	s.status.Wrapping = fyne.TextWrapWord
-	save := widget.NewButtonWithIcon("Save", theme.DocumentSaveIcon(), func() { s.setStatus(s.save(), "Settings saved.") })
+	save := widget.NewButtonWithIcon("Save", theme.DocumentSaveIcon(), func() {
+		msg, err := s.save()
+		s.setStatus(err, msg)
+	})
 	save.Importance = widget.HighImportance
 
 	// Wrapped by wrapText, not by the label: a wrapping label in a form
@@ -289,17 +292,23 @@ func optInt(t, what string) (int, error) {
 	return n, nil
 }
 
-// save validates and stores the general settings.
-func (s *settingsView) save() error {
+// save validates and stores the general settings; the message says
+// when what was saved applies, where that is not at once.
+func (s *settingsView) save() (string, error) {
+	before := s.u.b.Settings()
 	st, err := s.parse()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := s.u.b.SaveSettings(st); err != nil {
-		return fmt.Errorf("saving settings: %w", err)
+		return "", fmt.Errorf("saving settings: %w", err)
+	}
+	msg := "Settings saved."
+	if st.MemoryMB != before.MemoryMB || st.CPUs != before.CPUs || st.Pids != before.Pids {
+		msg = "Settings saved. The new limits apply to sandboxes started from now on; a running sandbox keeps its limits until it stops."
 	}
 	s.u.tray.update()
-	return nil
+	return msg, nil
 }
 
 // loadApps lists the installed apps with a share checkbox each.

@@ -25,6 +25,7 @@ func TestSettingsSave(t *testing.T) {
 		edit    func(s *settingsView)
 		wantErr string
 		check   func(t *testing.T, st config.Settings)
+		status  string // after a save
 	}{
 		{"limits and durations", func(s *settingsView) {
 			s.name.SetText(" Ann ")
@@ -40,12 +41,17 @@ func TestSettingsSave(t *testing.T) {
 			if !reflect.DeepEqual(st, want) {
 				t.Errorf("saved %+v, want %+v", st, want)
 			}
-		}},
-		{"empty name", func(s *settingsView) { s.name.SetText("  ") }, "name cannot be empty", nil},
-		{"bad memory", func(s *settingsView) { s.memory.SetText("lots") }, `memory must be a positive whole number, not "lots"`, nil},
-		{"bad cpus", func(s *settingsView) { s.cpus.SetText("-1") }, "CPUs must be a positive number", nil},
-		{"bad idle", func(s *settingsView) { s.idle.SetText("soon") }, "idle stop must be a duration", nil},
-		{"short timeout", func(s *settingsView) { s.timeout.SetText("1s") }, "at least 5s", nil},
+		}, "The new limits apply to sandboxes started from now on"},
+		{"name only", func(s *settingsView) { s.name.SetText("Ann") }, "", func(t *testing.T, st config.Settings) {
+			if st.DisplayName != "Ann" {
+				t.Errorf("saved name %q", st.DisplayName)
+			}
+		}, "Settings saved."},
+		{"empty name", func(s *settingsView) { s.name.SetText("  ") }, "name cannot be empty", nil, ""},
+		{"bad memory", func(s *settingsView) { s.memory.SetText("lots") }, `memory must be a positive whole number, not "lots"`, nil, ""},
+		{"bad cpus", func(s *settingsView) { s.cpus.SetText("-1") }, "CPUs must be a positive number", nil, ""},
+		{"bad idle", func(s *settingsView) { s.idle.SetText("soon") }, "idle stop must be a duration", nil, ""},
+		{"short timeout", func(s *settingsView) { s.timeout.SetText("1s") }, "at least 5s", nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
@@ -63,6 +69,9 @@ func TestSettingsSave(t *testing.T) {
 				t.Fatalf("saved %d times (status %q)", f.saved, u.settings.status.Text)
 			}
 			tc.check(t, f.settings)
+			if !strings.Contains(u.settings.status.Text, tc.status) {
+				t.Errorf("status %q, want %q", u.settings.status.Text, tc.status)
+			}
 		})
 	}
 }
@@ -169,7 +178,7 @@ func TestSettingsWhenSharingIsUnavailable(t *testing.T) {
 			}
 			// Saving other settings keeps the sharing setting as it was.
 			s.name.SetText("me too")
-			if err := s.save(); err != nil {
+			if _, err := s.save(); err != nil {
 				t.Fatal(err)
 			}
 			if !f.settings.Sharing || f.settings.DisplayName != "me too" {
