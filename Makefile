@@ -20,6 +20,7 @@ TEST_PKGS  := lxc iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus 
               xvfb xauth x11-apps x11-utils xdotool openssh-server openssh-client \
               xfce4-panel xfconf weston xwayland lintian apparmor \
               qemu-system-x86 debootstrap e2fsprogs libxml2-utils groff-base man-db appstream file \
+              bash-completion zsh fish \
               $(DEB_PKGS) $(FLATPAK_PKGS)
 
 # Root runs apt-get and setup directly; anyone else goes through sudo.

@@ -167,6 +167,9 @@ func TestDebPackage(t *testing.T) {
 		"./usr/share/doc/ebrainpool/README.md.gz\n",
 		"./usr/share/polkit-1/actions/" + appID + ".policy\n",
 		"-rw-r--r-- root/root .* ./usr/share/ebrainpool/apparmor/ebrainpool\n",
+		"./usr/share/bash-completion/completions/ebrainpool\n",
+		"./usr/share/zsh/vendor-completions/_ebrainpool\n",
+		"./usr/share/fish/vendor_completions.d/ebrainpool.fish\n",
 	} {
 		if !regexp.MustCompile(want).Match(contents) {
 			t.Errorf("package lacks %s", strings.TrimSpace(want))
