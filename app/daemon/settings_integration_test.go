@@ -19,6 +19,7 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/identity"
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 	"github.com/ebrainpool/ebrainpool/sandbox"
+	"github.com/ebrainpool/ebrainpool/tunnel"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -28,7 +29,9 @@ const childSettingsEnv = "EBP_DAEMON_TEST_SETTINGS"
 
 // New sandbox limits saved while the daemon runs apply to the sandboxes
 // started afterwards (read from the kernel's cgroup files, not from the
-// daemon), and a new idle stop to the sessions that end afterwards.
+// daemon), and a new idle stop to the sessions that end afterwards. On the
+// way, a grant's forward into a real sandbox (guest-sshd through attach,
+// its claim on stderr) survives a connection with a wrong key.
 func TestSettingsApplyToSandboxes(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin, cleanup, err := testenv.BuildBinary()
@@ -111,8 +114,9 @@ func runSettingsChild(bin string) error {
 	if err := d.SetShared("test-app", true); err != nil {
 		return err
 	}
-	pub, _, _ := ed25519.GenerateKey(rand.Reader)
-	key, _ := ssh.NewPublicKey(pub)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	key := signer.PublicKey()
 	peer := control.Peer{Fingerprint: identity.FingerprintOf(key), Key: key, Name: "tester",
 		Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -127,30 +131,30 @@ func runSettingsChild(bin string) error {
 	ran := make(chan error, 1)
 	go func() { ran <- d.Run(ctx) }()
 
-	// launch starts the peer's sandbox and returns its pids.max.
-	launch := func() (string, string, error) {
+	// launch starts the peer's sandbox and returns its grant and pids.max.
+	launch := func() (*control.Grant, string, error) {
 		g, err := d.host.Launch(ctx, peer, "test-app", func(string) {})
 		if err != nil {
-			return "", "", fmt.Errorf("launch: %w", err)
+			return nil, "", fmt.Errorf("launch: %w", err)
 		}
 		d.mu.Lock()
 		m := d.sandbox
 		d.mu.Unlock()
 		pid, err := m.InitPid(string(peer.Fingerprint))
 		if err != nil {
-			return "", "", err
+			return nil, "", err
 		}
 		pids, err := cgroupFile(pid, "pids", "pids.max")
-		return g.Session, pids, err
+		return g, pids, err
 	}
-	for _, want := range []int{345, 456} {
+	for n, want := range []int{345, 456} {
 		s := d.Settings()
 		s.Pids = want
 		s.IdleStop = config.Duration(2 * time.Second)
 		if err := d.SaveSettings(s); err != nil {
 			return err
 		}
-		session, pids, err := launch()
+		g, pids, err := launch()
 		if err != nil {
 			return err
 		}
@@ -158,7 +162,14 @@ func runSettingsChild(bin string) error {
 			return fmt.Errorf("a sandbox started after saving %d processes has pids.max %s", want, pids)
 		}
 		// The session ends: the new idle stop (2s, not an hour) stops it.
-		if err := d.EndSession(session); err != nil {
+		if n == 0 {
+			// Through the real endpoint in the sandbox: a connection with
+			// a wrong key does not use up the grant, the requester's key
+			// is the session, and the app's exit ends it.
+			if err := wrongThenRightKey(g, signer); err != nil {
+				return err
+			}
+		} else if err := d.EndSession(g.Session); err != nil {
 			return err
 		}
 		start := time.Now()
@@ -217,4 +228,29 @@ func cgroupFile(pid int, controller, file string) (string, error) {
 	}
 	v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", v2, file))
 	return strings.TrimSpace(string(v)), err
+}
+
+// wrongThenRightKey connects to a grant's forward with another key, then
+// with the requester's, whose app (/bin/true) must run and exit 0.
+func wrongThenRightKey(g *control.Grant, requester ssh.Signer) error {
+	hostKey, err := tunnel.ParseAuthorizedKey(g.HostKey)
+	if err != nil {
+		return err
+	}
+	run := func(id ssh.Signer) (int, error) {
+		return tunnel.RunApp(context.Background(), tunnel.ClientConfig{
+			Addr: net.JoinHostPort(g.Host, fmt.Sprint(g.Port)), HostKey: hostKey, Identity: id,
+			User: g.User, Command: g.Command, NoX11: true,
+		})
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	other, _ := ssh.NewSignerFromKey(priv)
+	if _, err := run(other); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+		return fmt.Errorf("another key on the grant: %v, want an authentication error", err)
+	}
+	if st, err := run(requester); err != nil || st != 0 {
+		return fmt.Errorf("the requester's key after another one: status %d, %v", st, err)
+	}
+	fmt.Fprintln(os.Stderr, "child: a wrong key was refused and the requester's key still ran the app in the sandbox")
+	return nil
 }
