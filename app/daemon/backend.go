@@ -176,8 +176,8 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 		d.mu.Unlock()
 		msg, outcome := "", dbusapi.OutcomeExited
 		switch {
-		case endedHere && (err != nil || ctx.Err() != nil):
-			msg, outcome, code = "the session was ended here", dbusapi.OutcomeEnded, -1
+		case endedHere != "" && (err != nil || ctx.Err() != nil):
+			msg, outcome, code = endedHere, dbusapi.OutcomeEnded, -1
 		case err != nil:
 			msg = explain(p.Name, err).Error()
 			outcome = outcomeOf(err)
@@ -242,7 +242,7 @@ func (d *Daemon) EndSession(id string) error {
 	d.mu.Lock()
 	o := d.outgoing[id]
 	if o != nil {
-		o.endedHere = true
+		o.endedHere = "the session was ended here"
 	}
 	d.mu.Unlock()
 	if o != nil {

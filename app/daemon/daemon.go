@@ -102,7 +102,7 @@ type outgoing struct {
 	since                   time.Time
 	state                   dbusapi.Stage
 	cancel                  context.CancelFunc
-	endedHere               bool // EndSession (or shutdown) ended it
+	endedHere               string // why this side ended it (EndSession, shutdown), "" if it did not
 }
 
 // launchState is what outgoing launches run on (guarded by Daemon.mu):
@@ -366,7 +366,9 @@ func (d *Daemon) endLaunches() {
 	d.mu.Lock()
 	d.launches.ctx = nil
 	for _, o := range d.outgoing {
-		o.endedHere = true
+		if o.endedHere == "" {
+			o.endedHere = "eBrainPool is shutting down on this computer"
+		}
 		o.cancel()
 	}
 	d.mu.Unlock()
