@@ -176,7 +176,7 @@ func TestLaunchProgressAndErrors(t *testing.T) {
 		{"closed", 0, "", dbusapi.OutcomeExited, true, "GIMP on alice has closed.", false},
 		{"status", 3, "", dbusapi.OutcomeExited, true, "GIMP on alice ended with status 3.", false},
 		{"denied", -1, "alice: the host denied the request", dbusapi.OutcomeDenied, false, "alice denied your request to run GIMP.", true},
-		{"nobody answered", -1, "alice: nobody on the host answered the request in time", dbusapi.OutcomeNoAnswer, false, "Nobody on alice answered your request to run GIMP in time.", true},
+		{"nobody answered", -1, "alice: the host's user did not answer in time", dbusapi.OutcomeNoAnswer, false, "Nobody on alice answered your request to run GIMP in time.", true},
 		{"blocked", -1, "alice: the host has blocked you", dbusapi.OutcomeBlocked, false, "alice does not accept your requests: you are blocked there.", true},
 		{"not shared", -1, `alice: this host does not share "org.gimp.GIMP"`, dbusapi.OutcomeNotShared, false, "alice does not share GIMP (any more).", true},
 		{"ended here", -1, "the session was ended here", dbusapi.OutcomeEnded, true, "You ended GIMP on alice.", false},

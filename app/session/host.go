@@ -223,7 +223,7 @@ func hostOf(a net.Addr) net.IP {
 func refusal(o consent.Outcome) error {
 	switch o.Reason {
 	case consent.TimedOut:
-		return control.Refuse(control.CodeTimeout, "nobody on the host answered the request in time")
+		return control.Refuse(control.CodeTimeout, "the host's user did not answer in time")
 	case consent.Blocked:
 		return control.Refuse(control.CodeBlocked, "the host has blocked you")
 	case consent.Busy:
