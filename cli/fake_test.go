@@ -137,8 +137,8 @@ func (f *fakeDaemon) Block(peer string) error { return nil }
 
 func (f *fakeDaemon) Sessions() []dbusapi.Session {
 	return []dbusapi.Session{
-		{ID: "9a4e11c07b52", Direction: dbusapi.DirectionIncoming, Peer: fakeAlice, PeerName: "Alice Smith", App: "Calculator", Since: time.Now().Unix(), State: dbusapi.StageRunning},
-		{ID: "c3d0f5a1e866", Direction: dbusapi.DirectionOutgoing, Peer: fakeBob, PeerName: "bob", App: "xlogo", Since: time.Now().Unix(), State: dbusapi.StageRunning},
+		{ID: "9a4e11c07b52", Direction: dbusapi.DirectionIncoming, Peer: fakeAlice, PeerName: "Alice Smith", App: "Calculator", Since: time.Now().Unix(), State: dbusapi.StageRunning, Session: "9a4e11c07b52"},
+		{ID: "c3d0f5a1e866", Direction: dbusapi.DirectionOutgoing, Peer: fakeBob, PeerName: "bob", App: "xlogo", Since: time.Now().Unix(), State: dbusapi.StageRunning, Session: "5f2b7c90d1a3"},
 	}
 }
 

@@ -72,7 +72,7 @@ func requestView(r dbusapi.Request) requestJSON {
 // sessionJSON: ID is this side's handle (what `ebrainpool end` takes);
 // Session is the id both sides know the session by, the host's session id
 // (the one its grant carries): on the host the same as ID, on the
-// requester null as long as the daemon does not report it.
+// requester null until the host granted the launch.
 type sessionJSON struct {
 	ID              string  `json:"id"`
 	Session         *string `json:"session"`
@@ -86,8 +86,8 @@ type sessionJSON struct {
 
 func sessionView(s dbusapi.Session) sessionJSON {
 	v := sessionJSON{ID: s.ID, Direction: string(s.Direction), PeerFingerprint: s.Peer, PeerName: s.PeerName, App: s.App, Since: unixTime(s.Since), State: string(s.State)}
-	if s.Direction == dbusapi.DirectionIncoming {
-		id := s.ID
+	if s.Session != "" {
+		id := s.Session
 		v.Session = &id
 	}
 	return v

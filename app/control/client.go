@@ -82,6 +82,9 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 // Close closes the connection.
 func (c *Client) Close() error { return c.ssh.Close() }
 
+// RemoteAddr is the address the control connection reached the peer on.
+func (c *Client) RemoteAddr() net.Addr { return c.ssh.RemoteAddr() }
+
 // call opens a channel, says hello, sends req and returns the channel for
 // the replies. Cancelling ctx closes the channel, which cancels on the host.
 func (c *Client) call(ctx context.Context, req *Msg) (ssh.Channel, func(), error) {

@@ -49,12 +49,12 @@ func (d *Daemon) Apps(ctx context.Context, peer string) ([]dbusapi.App, error) {
 	defer cancel()
 	c, err := control.Dial(ctx, t.Addr, control.ClientConfig{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Expect: t.Fingerprint, Verify: d.verify(p)})
 	if err != nil {
-		return nil, explain(p.Name, err)
+		return nil, failure(p.Name, err)
 	}
 	defer c.Close()
 	apps, err := c.Catalog(ctx)
 	if err != nil {
-		return nil, explain(p.Name, err)
+		return nil, failure(p.Name, err)
 	}
 	out := make([]dbusapi.App, 0, len(apps))
 	for _, a := range apps {
@@ -72,12 +72,20 @@ func explain(peer string, err error) error {
 		return err // our own display: the peer was not involved
 	case errors.As(err, &r):
 		return fmt.Errorf("%s: %s", peer, r.Reason)
+	case errors.Is(err, session.ErrGrantAddress):
+		return fmt.Errorf("refused to connect where %s said: %w (a misconfigured or hostile host)", peer, err)
 	case errors.Is(err, identity.ErrKeyChanged):
 		return fmt.Errorf("refused to talk to %s: its key changed since you first met it; someone may be impersonating it (if %s really reinstalled, forget the peer in Settings)", peer, peer)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("%s did not answer in time", peer)
 	}
 	return fmt.Errorf("could not reach %s: %w", peer, err)
+}
+
+// failure is explain's sentence with err's Outcome beside it, for the API's
+// callers (the command line's exit status).
+func failure(peer string, err error) error {
+	return &dbusapi.LaunchError{Outcome: outcomeOf(err), Message: explain(peer, err).Error()}
 }
 
 // outcomeOf is the Outcome of a launch that failed with err.
@@ -167,7 +175,8 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 		code, err := session.Run(ctx, t, app, session.RunConfig{
 			Identity: d.id.Signer(), Name: d.Settings().DisplayName, Verify: d.verify(p),
 			Display: d.opts.Display, XAuthority: d.opts.XAuthority, Progress: progress,
-			Stdout: logWriter{d.log, o.id, "stdout"}, Stderr: logWriter{d.log, o.id, "stderr"}, Logger: d.log,
+			Granted: func(session string) { d.mu.Lock(); o.session = session; d.mu.Unlock() },
+			Stdout:  logWriter{d.log, o.id, "stdout"}, Stderr: logWriter{d.log, o.id, "stderr"}, Logger: d.log,
 			ClientProcess: d.opts.ClientProcess,
 		})
 		d.mu.Lock()
@@ -226,11 +235,11 @@ func (d *Daemon) Sessions() []dbusapi.Session {
 		if s.Connected {
 			state = dbusapi.StageRunning
 		}
-		out = append(out, dbusapi.Session{ID: s.ID, Direction: dbusapi.DirectionIncoming, Peer: s.Peer, PeerName: s.PeerName, App: s.AppName, Since: s.Since.Unix(), State: state})
+		out = append(out, dbusapi.Session{ID: s.ID, Direction: dbusapi.DirectionIncoming, Peer: s.Peer, PeerName: s.PeerName, App: s.AppName, Since: s.Since.Unix(), State: state, Session: s.ID})
 	}
 	d.mu.Lock()
 	for _, o := range d.outgoing {
-		out = append(out, dbusapi.Session{ID: o.id, Direction: dbusapi.DirectionOutgoing, Peer: o.peer, PeerName: o.peerName, App: o.app, Since: o.since.Unix(), State: o.state})
+		out = append(out, dbusapi.Session{ID: o.id, Direction: dbusapi.DirectionOutgoing, Peer: o.peer, PeerName: o.peerName, App: o.app, Since: o.since.Unix(), State: o.state, Session: o.session})
 	}
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Since < out[j].Since })

@@ -103,6 +103,7 @@ type outgoing struct {
 	state                   dbusapi.Stage
 	cancel                  context.CancelFunc
 	endedHere               string // why this side ended it (EndSession, shutdown), "" if it did not
+	session                 string // the host's session id, once granted
 }
 
 // launchState is what outgoing launches run on (guarded by Daemon.mu):

@@ -56,13 +56,16 @@ type Request struct {
 // a peer (DirectionOutgoing). State is StageGranted or StageRunning for an
 // incoming session, the launch's current Stage for an outgoing one.
 type Session struct {
-	ID        string
+	ID        string // this side's handle (End takes it)
 	Direction Direction
 	Peer      string
 	PeerName  string
 	App       string
 	Since     int64 // unix seconds
 	State     Stage
+	// Session is the id both sides know the session by (the host's, which
+	// its grant carries); "" on the requester until the host granted it.
+	Session string
 }
 
 // Backend is what the daemon provides behind the API.
@@ -90,9 +93,16 @@ var ErrNotRunning = errors.New("the eBrainPool daemon is not running: start the 
 // object is the exported D-Bus object; its exported methods are the API.
 type object struct{ b Backend }
 
+// dbusErr is a method's error on the bus: the message, and beside it the
+// Outcome when the error carries one (a *LaunchError), so that clients can
+// tell an unreachable or refusing peer from other failures.
 func dbusErr(err error) *dbus.Error {
 	if err == nil {
 		return nil
+	}
+	var le *LaunchError
+	if errors.As(err, &le) && le.Outcome != "" {
+		return dbus.NewError(Interface+".Error", []any{err.Error(), string(le.Outcome)})
 	}
 	return dbus.NewError(Interface+".Error", []any{err.Error()})
 }
@@ -218,6 +228,11 @@ func remoteErr(err error) error {
 		}
 		if len(de.Body) > 0 {
 			if s, ok := de.Body[0].(string); ok {
+				if len(de.Body) > 1 {
+					if o, ok := de.Body[1].(string); ok && o != "" {
+						return &LaunchError{Outcome: Outcome(o), Message: s}
+					}
+				}
 				return errors.New(s)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -33,11 +34,36 @@ type RunConfig struct {
 	Display, XAuthority string
 	Stdout, Stderr      io.Writer
 	Progress            func(stage dbusapi.Stage)
-	Logger              *slog.Logger
+	// Granted, if set, gets the session's id once the host granted it:
+	// the id both sides know the session by.
+	Granted func(session string)
+	Logger  *slog.Logger
 	// ClientProcess, if set, runs the SSH client in a process of its own
 	// (tunnel.RunAppProcess), where the X11 data path does not share the
 	// Go scheduler with the rest of the caller; nil runs it in this one.
 	ClientProcess *tunnel.ClientProcess
+}
+
+// ErrGrantAddress is the error for a grant that names another address than
+// the one the host's control port was reached on.
+var ErrGrantAddress = errors.New("the host's grant names another address than the one it was reached on")
+
+// grantAddrMatches checks that a grant's host is the IP the control
+// connection reached (IPv6 zones and IPv4-mapped forms compared as IPs).
+func grantAddrMatches(host string, reached net.Addr) error {
+	tcp, ok := reached.(*net.TCPAddr)
+	if !ok {
+		return fmt.Errorf("%w: the control connection is not TCP (%v)", ErrGrantAddress, reached)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("%w: %q is not an IP address", ErrGrantAddress, host)
+	}
+	want, _ := netip.AddrFromSlice(tcp.IP)
+	if ip.WithZone("").Unmap() != want.Unmap() || (ip.Zone() != "" && ip.Zone() != tcp.Zone) {
+		return fmt.Errorf("%w: it names %s, the host was reached on %s", ErrGrantAddress, host, tcp.IP)
+	}
+	return nil
 }
 
 // Run asks the peer to launch app, waits for its consent, runs the app with
@@ -63,9 +89,22 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	if err != nil {
 		return -1, err
 	}
+	// Only the address we reached the host on: a host must not point our
+	// client at another machine.
+	if err := grantAddrMatches(g.Host, c.RemoteAddr()); err != nil {
+		log := cfg.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.Warn("refused a grant", "peer", t.Fingerprint, "err", err)
+		return -1, err
+	}
 	hostKey, err := tunnel.ParseAuthorizedKey(g.HostKey)
 	if err != nil {
 		return -1, fmt.Errorf("the grant's host key: %w", err)
+	}
+	if cfg.Granted != nil {
+		cfg.Granted(g.Session)
 	}
 	progress(dbusapi.StageConnecting)
 	ccfg := tunnel.ClientConfig{

@@ -120,13 +120,29 @@ func endOnlySession(t *testing.T, n *node, direction, state string) {
 	if len(ss) != 1 || ss[0].Direction != direction || (state != "" && ss[0].State != state) {
 		t.Fatalf("sessions of %s: %+v, want one %s %s", n.u.Name, ss, direction, state)
 	}
-	// The host's session id is the one both sides know; the requester's
-	// daemon does not report it (yet).
-	if s := ss[0].Session; direction == "incoming" && (s == nil || *s != ss[0].ID) || direction == "outgoing" && s != nil {
+	// The host's session id is the one both sides know (on the host it is
+	// also the handle).
+	if s := ss[0].Session; s == nil || *s == "" || direction == "incoming" && *s != ss[0].ID {
 		t.Errorf("sessions of %s: session %v for id %s", n.u.Name, s, ss[0].ID)
 	}
 	n.u.MustRun(t, "end", ss[0].ID)
 	n.x.WaitWindow(t, "xlogo", false, 15*time.Second)
+}
+
+// sessionIDs are the "session" values of n's sessions.
+func sessionIDs(t *testing.T, n *node) []string {
+	t.Helper()
+	var ss []struct {
+		Session *string `json:"session"`
+	}
+	json.Unmarshal([]byte(n.u.MustRun(t, "sessions", "--json").Stdout), &ss)
+	var out []string
+	for _, s := range ss {
+		if s.Session != nil {
+			out = append(out, *s.Session)
+		}
+	}
+	return out
 }
 
 func newNode(t testing.TB, setup bool) *node {
@@ -238,6 +254,10 @@ func TestRunAppFromPeerOnLoopback(t *testing.T) {
 		if !inSandbox {
 			t.Fatal("no xlogo process runs in the host's sandbox")
 		}
+		// Both sides know the session by the same id.
+		if h, r := sessionIDs(t, host), sessionIDs(t, req); len(h) != 1 || len(r) != 1 || h[0] != r[0] {
+			t.Errorf("session ids: host %q, requester %q", h, r)
+		}
 		// End it from the requester's side.
 		endOnlySession(t, req, "outgoing", "")
 		run.Wait()
@@ -317,7 +337,7 @@ func TestHostWithoutSetupSaysSo(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		code int
-	}{{[]string{"apps", "carol"}, cli.ExitFailure}, {[]string{"run", "carol", "xlogo"}, cli.ExitUnavailable}} {
+	}{{[]string{"apps", "carol"}, cli.ExitUnavailable}, {[]string{"run", "carol", "xlogo"}, cli.ExitUnavailable}} {
 		args := tc.args
 		t.Run(args[0], func(t *testing.T) {
 			r := req.u.Run(t, args...)
