@@ -20,5 +20,5 @@
 //     and the relay;
 //   - xauth.go: reading and writing Xauthority files;
 //   - keys.go: OpenSSH host and identity keys on disk;
-//   - grant.go: helpers for a manual grant usable with stock OpenSSH.
+//   - grant.go: the known_hosts line and ssh command of a manual grant usable with stock OpenSSH, and key parsing.
 package tunnel

@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -23,49 +22,6 @@ func KnownHostsLine(host string, port int, key ssh.PublicKey) string {
 func OpenSSHCommand(host string, port int, knownHostsFile, command string) string {
 	return fmt.Sprintf("ssh -X -p %d -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes %s@%s %s",
 		port, ShellJoin([]string{knownHostsFile}), GuestUser, host, command)
-}
-
-// GrantConfig configures a manual grant: a forward plus what the
-// requester needs to reach it with stock OpenSSH.
-type GrantConfig struct {
-	Forward ForwardConfig
-	// HostKey is the endpoint's public host key, to pin.
-	HostKey ssh.PublicKey
-	// Command is the approved command's argv.
-	Command []string
-	// KnownHostsFile is the path the requester will store the pin line
-	// in (shown in the command; default "ebrainpool_known_hosts").
-	KnownHostsFile string
-}
-
-// Grant is an open manual grant.
-type Grant struct {
-	*Forward
-	// KnownHosts is the line to put in KnownHostsFile.
-	KnownHosts string
-	// SSHCommand is the command the requester runs.
-	SSHCommand string
-}
-
-// OpenGrant opens the forward and builds the pin line and ssh command.
-func OpenGrant(ctx context.Context, cfg GrantConfig) (*Grant, error) {
-	if cfg.HostKey == nil || len(cfg.Command) == 0 {
-		return nil, errors.New("grant: HostKey and Command are required")
-	}
-	if cfg.KnownHostsFile == "" {
-		cfg.KnownHostsFile = "ebrainpool_known_hosts"
-	}
-	f, err := OpenForward(ctx, cfg.Forward)
-	if err != nil {
-		return nil, fmt.Errorf("grant: %w", err)
-	}
-	host := f.Addr().IP.String()
-	port := f.Addr().Port
-	return &Grant{
-		Forward:    f,
-		KnownHosts: KnownHostsLine(host, port, cfg.HostKey),
-		SSHCommand: OpenSSHCommand(host, port, cfg.KnownHostsFile, ShellJoin(cfg.Command)),
-	}, nil
 }
 
 // ParseAuthorizedKey parses one authorized_keys-format public key line.

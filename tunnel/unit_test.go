@@ -250,18 +250,6 @@ func TestGrantStrings(t *testing.T) {
 	if cmd != want {
 		t.Errorf("got %q, want %q", cmd, want)
 	}
-	g, err := OpenGrant(context.Background(), GrantConfig{
-		Forward: ForwardConfig{ListenIP: net.IPv4(127, 0, 0, 1), AllowFrom: net.IPv4(127, 0, 0, 1),
-			Handoff: HandoffFunc(func(context.Context, *net.TCPConn) error { return nil }), Logger: testLogger(t)},
-		HostKey: k.PublicKey(), Command: []string{"xlogo"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if !strings.Contains(g.SSHCommand, "-p "+strings.Split(g.Addr().String(), ":")[1]+" ") {
-		t.Errorf("grant command %q does not use the forward's port", g.SSHCommand)
-	}
 }
 
 // TestForwardLifecycle checks the forward alone with an in-process handoff.
