@@ -73,7 +73,7 @@ func commands() []*Command {
 	all = append(all, tunnelCommands()...)
 	all = append(all, appCommands()...)
 	all = append(all, guiCommands()...)
-	all = append(all, manCommand(), versionCommand(), completionCommand(), completeCommand())
+	all = append(all, manCommand(), versionCommand(), completionCommand(), completeCommand(), guestExecCommand())
 	return all
 }
 
