@@ -34,7 +34,6 @@ func openPty(t *testing.T) (master, slave *os.File) {
 	return m, s
 }
 
-
 // TestExecCannotInjectIntoTheCallersTerminal: `sandbox exec` run in a
 // terminal gives the sandboxed process that terminal; with TIOCSTI it must
 // not be able to push input ("echo INJECTED") into it, i.e. into the
