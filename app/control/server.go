@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ebrainpool/ebrainpool/app/identity"
@@ -37,24 +38,51 @@ type Server struct {
 	Name     string     // display name sent in hello (SetName changes it)
 	Handler  Handler
 	Logger   *slog.Logger
-	// HandshakeTimeout bounds the SSH handshake and each hello (default 10s).
-	HandshakeTimeout time.Duration
+	// HandshakeTimeout bounds the whole SSH handshake and each hello
+	// (default 10s); BannerTimeout, KexTimeout and AuthTimeout bound its
+	// stages: the client's version line from the accept, the key exchange
+	// from there, and authentication from there (default 3s each).
+	HandshakeTimeout                       time.Duration
+	BannerTimeout, KexTimeout, AuthTimeout time.Duration
 	// RequestTimeout bounds one request, consent included (default 2m).
 	RequestTimeout time.Duration
 	// IdleTimeout closes a connection with no request open (default 2m).
 	IdleTimeout time.Duration
-	// MaxConns and MaxConnsPerIP bound connections (defaults 64 and 8);
-	// MaxChannels bounds concurrent requests per connection (default 4).
+	// Unauthenticated connections (admit.go): MaxStartups is the random
+	// early drop of those from strangers' addresses (default 256:30:1024),
+	// MaxStartupsPerIP each address's share (default 16; a new connection
+	// from an address holding its share displaces the address's oldest),
+	// ReservedStartups the pool of addresses a connection authenticated
+	// from recently (default 256). Limits beyond half the descriptor
+	// limit are scaled down.
+	MaxStartups      Startups
+	MaxStartupsPerIP int
+	ReservedStartups int
+	// MaxConns and MaxConnsPerIP bound authenticated connections (defaults
+	// 256 and 32); MaxChannels bounds concurrent requests per connection
+	// (default 4).
 	MaxConns, MaxConnsPerIP, MaxChannels int
 
-	mu    sync.Mutex
-	conns int
-	perIP map[string]int
+	mu   sync.Mutex
+	gate *gate
 }
 
 func (s *Server) defaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.gate != nil {
+		return
+	}
 	if s.HandshakeTimeout <= 0 {
 		s.HandshakeTimeout = 10 * time.Second
+	}
+	for _, d := range []*time.Duration{&s.BannerTimeout, &s.KexTimeout, &s.AuthTimeout} {
+		if *d <= 0 {
+			*d = 3 * time.Second
+		}
 	}
 	if s.RequestTimeout <= 0 {
 		s.RequestTimeout = 2 * time.Minute
@@ -62,18 +90,28 @@ func (s *Server) defaults() {
 	if s.IdleTimeout <= 0 {
 		s.IdleTimeout = 2 * time.Minute
 	}
+	if m := s.MaxStartups; m.Start <= 0 || m.Full < m.Start || m.Rate < 0 || m.Rate > 100 {
+		s.MaxStartups = DefaultMaxStartups
+	}
+	if s.MaxStartupsPerIP <= 0 {
+		s.MaxStartupsPerIP = DefaultMaxStartupsPerIP
+	}
+	if s.ReservedStartups <= 0 {
+		s.ReservedStartups = DefaultReservedStartups
+	}
 	if s.MaxConns <= 0 {
-		s.MaxConns = 64
+		s.MaxConns = DefaultMaxConns
 	}
 	if s.MaxConnsPerIP <= 0 {
-		s.MaxConnsPerIP = 8
+		s.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
 	if s.MaxChannels <= 0 {
 		s.MaxChannels = 4
 	}
-	if s.Logger == nil {
-		s.Logger = slog.Default()
-	}
+	lim := limits{startups: s.MaxStartups, startupsPerIP: s.MaxStartupsPerIP, reserved: s.ReservedStartups,
+		conns: s.MaxConns, connsPer: s.MaxConnsPerIP}
+	lim.fitDescriptors(s.Logger)
+	s.gate = newGate(lim, s.Logger)
 }
 
 // SetName changes the display name sent in the hellos from now on.
@@ -95,6 +133,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { <-ctx.Done(); ln.Close() }()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -105,58 +144,57 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
+			if isTemporaryAccept(err) {
+				// Out of descriptors (or a connection gone before its
+				// accept): wait for some to close rather than stop serving.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.Logger.Warn("accepting control connections", "err", err, "retry in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+					return nil
+				}
+				continue
+			}
 			return fmt.Errorf("accepting control connections: %w", err)
 		}
-		if !s.admit(c) {
+		backoff = 0
+		sl := s.gate.admit(c)
+		if sl == nil {
 			c.Close()
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer s.release(c)
-			s.ServeConn(ctx, c)
+			defer s.gate.release(sl)
+			s.serveConn(ctx, c, sl)
 		}()
 	}
 }
 
-func ipOf(a net.Addr) string {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP.String()
+// isTemporaryAccept reports whether an Accept error passes (EMFILE,
+// ENFILE, ENOBUFS, ENOMEM, ECONNABORTED).
+func isTemporaryAccept(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
 	}
-	return a.String()
+	return false
 }
 
-func (s *Server) admit(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perIP == nil {
-		s.perIP = map[string]int{}
-	}
-	ip := ipOf(c.RemoteAddr())
-	if s.conns >= s.MaxConns || s.perIP[ip] >= s.MaxConnsPerIP {
-		s.Logger.Warn("control connection refused: too many connections", "from", c.RemoteAddr())
-		return false
-	}
-	s.conns++
-	s.perIP[ip]++
-	return true
-}
-
-func (s *Server) release(c net.Conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.conns--
-	ip := ipOf(c.RemoteAddr())
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
-}
-
-// ServeConn serves one connection until it closes or ctx ends.
+// ServeConn serves one connection until it closes or ctx ends (with the
+// handshake's stage deadlines, outside the budgets of Serve).
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	s.defaults()
+	s.serveConn(ctx, c, nil)
+}
+
+// serveConn serves c; sl, if set, is its place in the gate's budgets.
+func (s *Server) serveConn(ctx context.Context, c net.Conn, sl *slot) {
 	defer c.Close()
+	staged := newStagedConn(c, [stageCount]time.Duration{s.BannerTimeout, s.KexTimeout, s.AuthTimeout}, s.HandshakeTimeout)
 	cfg := &ssh.ServerConfig{
 		// Any Ed25519 key may connect: who may do what is decided per
 		// request (consent, block list), by the key's fingerprint.
@@ -169,18 +207,44 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 				"pubkey":    string(key.Marshal()),
 			}}, nil
 		},
+		// The key exchange is done: authentication has its own deadline,
+		// and a connection the authenticated budget could not keep ends
+		// here, before its client believes it is in.
+		PreAuthConnCallback: func(ssh.ServerPreAuthConn) {
+			if sl != nil && !s.gate.mayAuthenticate(sl) {
+				s.gate.refusedAuth()
+				s.Logger.Warn("control connection refused: too many authenticated connections", "from", c.RemoteAddr())
+				c.Close()
+				return
+			}
+			staged.enter(stageAuth)
+		},
 		MaxAuthTries:  2,
 		ServerVersion: "SSH-2.0-eBrainPool-control",
 	}
 	cfg.AddHostKey(s.Identity)
-	c.SetDeadline(time.Now().Add(s.HandshakeTimeout))
-	sc, chans, reqs, err := ssh.NewServerConn(c, cfg)
+	err := staged.readBanner()
+	var sc *ssh.ServerConn
+	var chans <-chan ssh.NewChannel
+	var reqs <-chan *ssh.Request
+	if err == nil {
+		sc, chans, reqs, err = ssh.NewServerConn(staged, cfg)
+	}
 	if err != nil {
-		s.Logger.Debug("control handshake failed", "from", c.RemoteAddr(), "err", err)
+		st := staged.current()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && s.gate != nil {
+			s.gate.timedOut[st].Add(1)
+		}
+		s.Logger.Debug("control handshake failed", "from", c.RemoteAddr(), "stage", st, "err", err)
 		return
 	}
 	defer sc.Close()
-	c.SetDeadline(time.Time{})
+	staged.enter(stageDone)
+	if sl != nil && !s.gate.authenticated(sl) {
+		s.Logger.Warn("control connection closed: too many authenticated connections", "from", c.RemoteAddr())
+		return
+	}
 	go ssh.DiscardRequests(reqs)
 	key, err := ssh.ParsePublicKey([]byte(sc.Permissions.Extensions["pubkey"]))
 	if err != nil {
