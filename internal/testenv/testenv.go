@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -167,6 +168,8 @@ func NewUser(t testing.TB, bin string, setup bool) *User {
 		u.startUserManager(t)
 	}
 	if setup {
+		// Its sandboxes' homes are FUSE file systems.
+		RequireFuse(t)
 		cmd := exec.Command(bin, "setup", "--user", name)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("ebrainpool setup --user %s: %v\n%s", name, err, out)
@@ -382,4 +385,95 @@ func BuildCache(t testing.TB, name string) string {
 		}
 	}
 	return filepath.Join(build, name)
+}
+
+// fuseLock is held shared by every test process that needs /dev/fuse
+// usable by unprivileged users; the last one to let go restores its mode
+// (recorded beside it).
+const (
+	fuseDev   = "/dev/fuse"
+	fuseLock  = "/run/ebrainpool-test-fuse.lock"
+	fuseSaved = "/run/ebrainpool-test-fuse.mode"
+)
+
+var fuseHeld struct {
+	sync.Mutex
+	n int
+	f *os.File
+}
+
+// RequireFuse makes /dev/fuse usable by unprivileged users as on a desktop,
+// where udev makes it 0666 (sandboxes' homes are FUSE file systems mounted
+// by the containers' unprivileged root); the machines without udev that
+// run the tests have it 0600. As root it changes the mode if needed, says
+// so, and puts the old mode back when the last test (of every test process
+// needing it) is done. NewUser calls it when it does the setup.
+func RequireFuse(t testing.TB) {
+	t.Helper()
+	RequireRoot(t)
+	fuseHeld.Lock()
+	defer fuseHeld.Unlock()
+	if fuseHeld.n == 0 {
+		f, err := os.OpenFile(fuseLock, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatalf("RequireFuse: %v", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+			f.Close()
+			t.Fatalf("RequireFuse: locking %s: %v", fuseLock, err)
+		}
+		st, err := os.Stat(fuseDev)
+		if err != nil {
+			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			f.Close()
+			Skip(t, "%s is missing (modprobe fuse)", fuseDev)
+		}
+		if mode := st.Mode().Perm(); mode&0o666 != 0o666 {
+			// Record the original only once (another process may have
+			// changed it already, and keeps the record).
+			if _, err := os.Stat(fuseSaved); err != nil {
+				os.WriteFile(fuseSaved, []byte(strconv.FormatUint(uint64(mode), 8)), 0o600)
+			}
+			if err := os.Chmod(fuseDev, 0o666); err != nil {
+				t.Fatalf("RequireFuse: %v", err)
+			}
+			t.Logf("%s was mode %04o: made it 0666 as udev does on desktops (put back when the tests are done)", fuseDev, mode)
+		}
+		fuseHeld.f = f
+	}
+	fuseHeld.n++
+	t.Cleanup(releaseFuse)
+}
+
+func releaseFuse() {
+	fuseHeld.Lock()
+	defer fuseHeld.Unlock()
+	if fuseHeld.n--; fuseHeld.n > 0 {
+		return
+	}
+	f := fuseHeld.f
+	fuseHeld.f = nil
+	defer f.Close()
+	// The last holder of every process puts the mode back: no other
+	// process holds the lock shared, and none can take it meanwhile.
+	if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+		return
+	}
+	if b, err := os.ReadFile(fuseSaved); err == nil {
+		if mode, err := strconv.ParseUint(strings.TrimSpace(string(b)), 8, 32); err == nil {
+			os.Chmod(fuseDev, os.FileMode(mode))
+		}
+		os.Remove(fuseSaved)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+}
+
+// FuseMode is /dev/fuse's mode now (for tests that change it).
+func FuseMode(t testing.TB) os.FileMode {
+	t.Helper()
+	st, err := os.Stat(fuseDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode().Perm()
 }
