@@ -119,19 +119,27 @@ func idView(fp identity.Fingerprint) idJSON {
 
 // sandboxJSON: Name is the container's name; processes, memory and CPU
 // time are null when the sandbox is not running (CPU time also when its
-// cgroup does not tell).
+// cgroup does not tell). DiskBytes is what its home takes on this host's
+// disk, running or not; DiskLimitBytes the home's size, the most it can
+// take (null before its first start, when it has no home yet).
 type sandboxJSON struct {
-	Peer        string  `json:"peer"`
-	Name        string  `json:"name"`
-	State       string  `json:"state"`
-	Created     rfc3339 `json:"created"`
-	Processes   *int    `json:"processes"`
-	MemoryBytes *int64  `json:"memory_bytes"`
-	CPUNs       *int64  `json:"cpu_ns"`
+	Peer           string  `json:"peer"`
+	Name           string  `json:"name"`
+	State          string  `json:"state"`
+	Created        rfc3339 `json:"created"`
+	Processes      *int    `json:"processes"`
+	MemoryBytes    *int64  `json:"memory_bytes"`
+	CPUNs          *int64  `json:"cpu_ns"`
+	DiskBytes      int64   `json:"disk_bytes"`
+	DiskLimitBytes *int64  `json:"disk_limit_bytes"`
 }
 
 func sandboxView(i sandbox.Info) sandboxJSON {
-	v := sandboxJSON{Peer: i.Peer, Name: i.Name, State: i.State, Created: rfc3339(i.Created)}
+	v := sandboxJSON{Peer: i.Peer, Name: i.Name, State: i.State, Created: rfc3339(i.Created), DiskBytes: i.DiskBytes}
+	if i.DiskLimit > 0 {
+		limit := i.DiskLimit
+		v.DiskLimitBytes = &limit
+	}
 	if i.State == "RUNNING" {
 		pids, mem := i.Pids, i.Memory
 		v.Processes, v.MemoryBytes = &pids, &mem
@@ -179,7 +187,7 @@ func jsonExamples() []jsonExample {
 		return rfc3339(t)
 	}
 	str := func(s string) *string { return &s }
-	n, mem, cpu := 3, int64(48234496), int64(1520000000)
+	n, mem, cpu, disk := 3, int64(48234496), int64(1520000000), int64(2<<30)
 	const bob = "SHA256:pOFYONeRL07H3T9tf0FhwK1slkJs5kvkcnOnf+vGgXA"
 	const alice = "SHA256:WeXpogacdCqvmaxuNZFUpT1Te6ZU/j7aPAocB0T2i8o"
 	return []jsonExample{
@@ -201,8 +209,8 @@ func jsonExamples() []jsonExample {
 			{ID: "org.gnome.Calculator", Name: "Calculator", Shared: true, Command: []string{"gnome-calculator"}},
 		}},
 		{"sandbox list", "", []sandboxJSON{
-			{Peer: alice, Name: "ebp-b65ad5632b156577", State: "RUNNING", Created: at("2026-03-01T09:12:44Z"), Processes: &n, MemoryBytes: &mem, CPUNs: &cpu},
-			{Peer: bob, Name: "ebp-129db0cd91f43909", State: "STOPPED", Created: at("2026-02-27T16:40:02Z")},
+			{Peer: alice, Name: "ebp-b65ad5632b156577", State: "RUNNING", Created: at("2026-03-01T09:12:44Z"), Processes: &n, MemoryBytes: &mem, CPUNs: &cpu, DiskBytes: 215871488, DiskLimitBytes: &disk},
+			{Peer: bob, Name: "ebp-129db0cd91f43909", State: "STOPPED", Created: at("2026-02-27T16:40:02Z"), DiskBytes: 1748992, DiskLimitBytes: &disk},
 		}},
 	}
 }

@@ -128,12 +128,14 @@ func TestViews(t *testing.T) {
 			`{"id":"xlogo","name":"X Logo","shared":true,"command":["xlogo","-fg","red"]}`},
 		{"local app unshared without command", localAppView(catalog.App{ID: "a"}, catalog.Sharing{}),
 			`{"id":"a","name":"","shared":false,"command":[]}`},
-		{"running sandbox", sandboxView(sandbox.Info{Peer: "p", Name: "ebp-1", State: "RUNNING", Created: since.In(time.FixedZone("x", 3600)), Pids: 2, Memory: 1 << 20, CPU: 1500 * time.Millisecond}),
-			`{"peer":"p","name":"ebp-1","state":"RUNNING","created":"2026-03-02T14:04:31Z","processes":2,"memory_bytes":1048576,"cpu_ns":1500000000}`},
-		{"running sandbox, CPU unknown", sandboxView(sandbox.Info{Peer: "p", Name: "ebp-1", State: "RUNNING", Created: since, Pids: 1, CPU: -1}),
-			`{"peer":"p","name":"ebp-1","state":"RUNNING","created":"2026-03-02T14:04:31Z","processes":1,"memory_bytes":0,"cpu_ns":null}`},
-		{"stopped sandbox", sandboxView(sandbox.Info{Peer: "p", Name: "ebp-1", State: "STOPPED", Created: since}),
-			`{"peer":"p","name":"ebp-1","state":"STOPPED","created":"2026-03-02T14:04:31Z","processes":null,"memory_bytes":null,"cpu_ns":null}`},
+		{"running sandbox", sandboxView(sandbox.Info{Peer: "p", Name: "ebp-1", State: "RUNNING", Created: since.In(time.FixedZone("x", 3600)), Pids: 2, Memory: 1 << 20, CPU: 1500 * time.Millisecond, DiskBytes: 4096, DiskLimit: 1 << 30}),
+			`{"peer":"p","name":"ebp-1","state":"RUNNING","created":"2026-03-02T14:04:31Z","processes":2,"memory_bytes":1048576,"cpu_ns":1500000000,"disk_bytes":4096,"disk_limit_bytes":1073741824}`},
+		{"running sandbox, CPU unknown", sandboxView(sandbox.Info{Peer: "p", Name: "ebp-1", State: "RUNNING", Created: since, Pids: 1, CPU: -1, DiskBytes: 4096, DiskLimit: 1 << 30}),
+			`{"peer":"p","name":"ebp-1","state":"RUNNING","created":"2026-03-02T14:04:31Z","processes":1,"memory_bytes":0,"cpu_ns":null,"disk_bytes":4096,"disk_limit_bytes":1073741824}`},
+		{"stopped sandbox", sandboxView(sandbox.Info{Peer: "p", Name: "ebp-1", State: "STOPPED", Created: since, DiskBytes: 8192, DiskLimit: 1 << 30}),
+			`{"peer":"p","name":"ebp-1","state":"STOPPED","created":"2026-03-02T14:04:31Z","processes":null,"memory_bytes":null,"cpu_ns":null,"disk_bytes":8192,"disk_limit_bytes":1073741824}`},
+		{"sandbox never started", sandboxView(sandbox.Info{Peer: "p", Name: "ebp-1", State: "STOPPED", Created: since}),
+			`{"peer":"p","name":"ebp-1","state":"STOPPED","created":"2026-03-02T14:04:31Z","processes":null,"memory_bytes":null,"cpu_ns":null,"disk_bytes":0,"disk_limit_bytes":null}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b, err := json.Marshal(tc.got)

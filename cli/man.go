@@ -260,7 +260,7 @@ var jsonNotes = map[string]string{
 	"apps":         "The apps the peer shares; id is what `ebrainpool run PEER ID` takes.",
 	"pending":      "Requests waiting for your answer; deadline is when they are denied unanswered, first_time whether this peer never ran this app here.",
 	"local-apps":   "command is the app's command line as words.",
-	"sandbox list": "name is the container's; processes, memory_bytes and cpu_ns are null when it is not running.",
+	"sandbox list": "name is the container's; processes, memory_bytes and cpu_ns are null when it is not running; disk_bytes is what its home takes on this disk, disk_limit_bytes the home's size (null before its first start).",
 }
 
 // writeManCompletion is the SHELL COMPLETION section.

@@ -20,6 +20,7 @@ type limitFlags struct {
 	memory string
 	cpus   float64
 	pids   int
+	disk   string
 }
 
 func (l *limitFlags) declare(fs *flag.FlagSet) {
@@ -27,6 +28,7 @@ func (l *limitFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&l.memory, "memory", formatBytes(d.MemoryBytes), "memory limit (e.g. 512M, 2G)")
 	fs.Float64Var(&l.cpus, "cpus", d.CPUs, "CPU limit in CPUs")
 	fs.IntVar(&l.pids, "pids", d.Pids, "process and thread limit")
+	fs.StringVar(&l.disk, "disk", formatBytes(d.DiskBytes), "size of the sandbox's home, all it may write to this disk (e.g. 512M, 2G; a larger home made before is kept until reset)")
 }
 
 func (l *limitFlags) limits() (sandbox.Limits, error) {
@@ -34,7 +36,11 @@ func (l *limitFlags) limits() (sandbox.Limits, error) {
 	if err != nil {
 		return sandbox.Limits{}, usageError("--memory: %v", err)
 	}
-	lim := sandbox.Limits{MemoryBytes: mem, CPUs: l.cpus, Pids: l.pids}
+	disk, err := parseBytes(l.disk)
+	if err != nil {
+		return sandbox.Limits{}, usageError("--disk: %v", err)
+	}
+	lim := sandbox.Limits{MemoryBytes: mem, CPUs: l.cpus, Pids: l.pids, DiskBytes: disk}
 	if err := lim.Validate(); err != nil {
 		return lim, usageError("%v", err)
 	}
@@ -59,6 +65,14 @@ func parseBytes(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a size like 512M or 2G", s)
 	}
 	return int64(n * float64(mult)), nil
+}
+
+// humanBytes is a size for people: 2.0 GiB, 512 MiB.
+func humanBytes(n int64) string {
+	if n >= 1<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
 }
 
 func formatBytes(n int64) string {
@@ -96,6 +110,7 @@ func sandboxCommands() []*Command {
 	var whenIdle time.Duration
 	var envs stringList
 	var helperPath string
+	var initOpts sandbox.InitOptions
 	return []*Command{
 		{
 			Name: "sandbox start", Usage: "[limits] PEER", Args: []string{"sandbox"},
@@ -227,16 +242,19 @@ func sandboxCommands() []*Command {
 					return printList(env.Stdout, list, sandboxView)
 				}
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "PEER\tCONTAINER\tSTATE\tPROCS\tMEMORY\tCPU TIME")
+				fmt.Fprintln(tw, "PEER\tCONTAINER\tSTATE\tPROCS\tMEMORY\tCPU TIME\tDISK")
 				for _, i := range list {
-					tasks, mem, cpu := "-", "-", "-"
+					tasks, mem, cpu, disk := "-", "-", "-", "-"
 					if i.State == "RUNNING" {
 						tasks, mem = strconv.Itoa(i.Pids), fmt.Sprintf("%.1f MiB", float64(i.Memory)/(1<<20))
 						if i.CPU >= 0 {
 							cpu = i.CPU.Round(time.Millisecond).String()
 						}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Peer, i.Name, i.State, tasks, mem, cpu)
+					if i.DiskLimit > 0 {
+						disk = fmt.Sprintf("%.1f MiB of %s", float64(i.DiskBytes)/(1<<20), humanBytes(i.DiskLimit))
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.Peer, i.Name, i.State, tasks, mem, cpu, disk)
 				}
 				return tw.Flush()
 			},
@@ -286,8 +304,12 @@ func sandboxCommands() []*Command {
 		{
 			Name: "guest-init", Hidden: true,
 			Summary: "The init of a sandbox (runs inside the container).",
+			Flags: func(fs *flag.FlagSet) {
+				fs.Int64Var(&initOpts.DiskBytes, "disk", 0, "size of the guest's home in bytes")
+				fs.StringVar(&initOpts.StartID, "start", "", "marks this start's report")
+			},
 			Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
-				return sandbox.GuestInit()
+				return sandbox.GuestInit(initOpts)
 			},
 		},
 	}

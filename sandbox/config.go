@@ -20,16 +20,26 @@ const (
 // (bind-mounted read-only); the container's init and SSH endpoint run from it.
 const GuestBinaryPath = "/run/ebrainpool/ebrainpool"
 
-// Limits are a container's cgroup resource limits.
+// Limits are a container's resource limits: its cgroups' and the size of
+// the guest's home.
 type Limits struct {
 	MemoryBytes int64   // memory (and memory+swap) limit
 	CPUs        float64 // CPU bandwidth, in CPUs (0.5 = half of one CPU)
 	Pids        int     // maximum number of processes and threads
+	// DiskBytes is the size of the file system image holding the guest's
+	// home, all the guest can write to the host's disk (0: DefaultDiskBytes).
+	DiskBytes int64
 }
 
+// DefaultDiskBytes is the default size of a sandbox's home.
+const DefaultDiskBytes = 2 << 30
+
+// minDiskBytes is the smallest home Validate accepts.
+const minDiskBytes = 64 << 20
+
 // DefaultLimits keep the host usable whatever runs inside: a quarter of
-// the RAM (between 512 MiB and 4 GiB), half of the CPUs (at least one) and
-// 1024 tasks.
+// the RAM (between 512 MiB and 4 GiB), half of the CPUs (at least one),
+// 1024 tasks and a 2 GiB home.
 func DefaultLimits() Limits {
 	var si unix.Sysinfo_t
 	mem := int64(2 << 30)
@@ -38,7 +48,19 @@ func DefaultLimits() Limits {
 	}
 	mem = min(max(mem, 512<<20), 4<<30)
 	cpus := max(float64(runtime.NumCPU())/2, 1)
-	return Limits{MemoryBytes: mem, CPUs: cpus, Pids: 1024}
+	return Limits{MemoryBytes: mem, CPUs: cpus, Pids: 1024, DiskBytes: DefaultDiskBytes}
+}
+
+// withDefaults is l with DefaultLimits where l is zero, and the default
+// home size where only DiskBytes is (limits made before it existed).
+func (l Limits) withDefaults() Limits {
+	if l == (Limits{}) {
+		return DefaultLimits()
+	}
+	if l.DiskBytes == 0 {
+		l.DiskBytes = DefaultDiskBytes
+	}
+	return l
 }
 
 // Validate rejects limits that would make a container useless.
@@ -50,9 +72,15 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("cpu limit %.2f is below 0.05 CPUs", l.CPUs)
 	case l.Pids < 8:
 		return fmt.Errorf("process limit %d is below the minimum of 8", l.Pids)
+	case l.DiskBytes < minDiskBytes:
+		return fmt.Errorf("disk limit %d bytes is below the 64 MiB minimum", l.DiskBytes)
 	}
 	return nil
 }
+
+// imageSize is the size of the home's image for a disk limit: whole 4 KiB
+// blocks.
+func imageSize(diskBytes int64) int64 { return diskBytes &^ 4095 }
 
 // hostEtcShared are the host /etc entries GUI programs need, shared
 // read-only. Missing ones are skipped.
@@ -78,12 +106,18 @@ type containerConfig struct {
 	Seccomp     string // path of a seccomp profile, or ""
 	// AppArmorProfile is lxc.apparmor.profile, or "" for liblxc's default.
 	AppArmorProfile string
+	// StartID tells this start's report from the init from an older one
+	// (see initStatus).
+	StartID string
 }
 
 // keptCaps is the capability set of the container's root: enough for the
-// init to bring up loopback, create the guest's home and for attach to
-// switch to the guest user. The guest itself runs with no capabilities.
-var keptCaps = []string{"chown", "dac_override", "fowner", "kill", "setgid", "setuid", "setpcap", "net_admin"}
+// init to bring up loopback, make and mount the guest's home and for
+// attach to switch to the guest user. sys_admin is for the mounts (the
+// home's FUSE file system, the tmpfs over /home): it counts only in the
+// container's own user namespace, where the init and fuse2fs use it. The
+// guest runs as uid 1000 with no capabilities at all.
+var keptCaps = []string{"chown", "dac_override", "fowner", "kill", "setgid", "setuid", "setpcap", "net_admin", "sys_admin"}
 
 // lxcConfig renders the LXC configuration file.
 func (c containerConfig) lxcConfig() string {
@@ -110,14 +144,23 @@ func (c containerConfig) lxcConfig() string {
 	w("lxc.mount.entry", "tmpfs run tmpfs nosuid,nodev,noexec,mode=0755,size=16m 0 0")
 	w("lxc.mount.entry", "tmpfs dev/shm tmpfs nosuid,nodev,noexec,mode=1777,create=dir,size=10% 0 0")
 	w("lxc.mount.entry", c.GuestBinary+" "+strings.TrimPrefix(GuestBinaryPath, "/")+" none bind,ro,create=file 0 0")
+	// The guest's home is a FUSE file system (see guest-init); without
+	// /dev/fuse the init refuses to start.
+	w("lxc.mount.entry", "/dev/fuse dev/fuse none bind,create=file,optional 0 0")
 	for _, d := range c.TopLevel {
 		w("lxc.mount.entry", "/"+d+" "+d+" none bind,ro,nodev 0 0")
 	}
 	for _, e := range c.HostEtc {
 		w("lxc.mount.entry", "/etc/"+e+" etc/"+e+" none bind,ro,nodev,nosuid 0 0")
 	}
-	w("lxc.init.cmd", GuestBinaryPath+" guest-init")
+	start := c.StartID
+	if start == "" {
+		start = "none"
+	}
+	w("lxc.init.cmd", fmt.Sprintf("%s guest-init --disk %d --start %s", GuestBinaryPath, imageSize(c.Limits.DiskBytes), start))
 	w("lxc.init.uid", "0")
+	// What Stop sends the init (see GuestInit), whatever liblxc guesses.
+	w("lxc.signal.halt", "SIGPWR")
 	w("lxc.no_new_privs", "1")
 	w("lxc.cap.keep", strings.Join(keptCaps, " "))
 	if c.Seccomp != "" {

@@ -118,7 +118,7 @@ func TestPayloadUsage(t *testing.T) {
 		"memory.current":        "12345",
 		"cpu.stat":              "usage_usec 1500\nuser_usec 1000",
 	})
-	if n, err := p.processes(); err != nil || n != 4 {
+	if n, err := p.processes(nil); err != nil || n != 4 {
 		t.Fatalf("processes = %d %v, want 4 (init and attached processes in child cgroups)", n, err)
 	}
 	if m, err := p.memory(); err != nil || m != 12345 {

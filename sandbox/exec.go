@@ -103,6 +103,14 @@ func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Proces
 	if opts.Cwd == "" {
 		opts.Cwd = home
 	}
+	args := spec.Args
+	if opts.Cwd == GuestHome || strings.HasPrefix(opts.Cwd, GuestHome+"/") {
+		// liblxc changes directory before it takes the guest's ids, as the
+		// desktop user, whom the home's FUSE file system does not know
+		// (EOVERFLOW): the process changes directory itself.
+		args = append([]string{"/bin/sh", "-c", `cd "$1" 2>/dev/null; shift; exec "$@"`, "sh", opts.Cwd}, args...)
+		opts.Cwd = "/"
+	}
 	opts.Env = append([]string{
 		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 		"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=/bin/sh",
@@ -113,7 +121,7 @@ func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Proces
 	if st, err := os.Stat(logFile); err == nil {
 		logOff = st.Size()
 	}
-	pid, err := c.RunCommandNoWait(spec.Args, opts)
+	pid, err := c.RunCommandNoWait(args, opts)
 	if err != nil {
 		return nil, fmt.Errorf("exec %q in sandbox for %s: %w (see %s)", spec.Args[0], peer, err, filepath.Join(m.dir(containerName(peer)), "lxc.log"))
 	}

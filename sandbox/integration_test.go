@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,19 +36,25 @@ func sh(t *testing.T, u *testenv.User, peer, script string) testenv.Result {
 	return u.Run(t, "sandbox", "exec", peer, "--", "/bin/sh", "-c", script)
 }
 
-func containerOf(t *testing.T, u *testenv.User, peer string) sandbox.Info {
+// list is sandbox list --json.
+func list(t *testing.T, u *testenv.User) []sandbox.Info {
 	t.Helper()
 	r := u.MustRun(t, "sandbox", "list", "--json")
 	var list []sandbox.Info
 	if err := json.Unmarshal([]byte(r.Stdout), &list); err != nil {
 		t.Fatalf("sandbox list --json: %v\n%s", err, r.Stdout)
 	}
-	for _, i := range list {
+	return list
+}
+
+func containerOf(t *testing.T, u *testenv.User, peer string) sandbox.Info {
+	t.Helper()
+	for _, i := range list(t, u) {
 		if i.Peer == peer {
 			return i
 		}
 	}
-	t.Fatalf("peer %s not in sandbox list: %s", peer, r.Stdout)
+	t.Fatalf("peer %s not in sandbox list", peer)
 	return sandbox.Info{}
 }
 
@@ -433,6 +441,257 @@ func TestSandboxErrors(t *testing.T) {
 			if _, err := os.Stat(p); err == nil {
 				t.Errorf("%s still exists after setup --remove", p)
 			}
+		}
+	})
+}
+
+// hostFree is the free space of the host file system holding the sandboxes.
+func hostFree(t *testing.T) int64 {
+	t.Helper()
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs("/var/lib/ebrainpool", &fs); err != nil {
+		t.Fatal(err)
+	}
+	return int64(fs.Bavail) * fs.Bsize
+}
+
+// homeImage is the host path of the peer's home image.
+func homeImage(t *testing.T, u *testenv.User, peer string) string {
+	t.Helper()
+	return filepath.Join("/var/lib/ebrainpool", u.Name, "containers", containerOf(t, u, peer).Name, "rootfs/home/.ebp-store/home.img")
+}
+
+// dfHome is the size and free space of the guest's home as df shows them
+// inside.
+func dfHome(t *testing.T, u *testenv.User, peer string) (size, avail int64) {
+	t.Helper()
+	r := sh(t, u, peer, "df -B1 --output=size,avail,target ~ | tail -1")
+	f := strings.Fields(r.Stdout)
+	if r.Code != 0 || len(f) != 3 || f[2] != "/home/guest" {
+		t.Fatalf("df inside: %s", r)
+	}
+	size, _ = strconv.ParseInt(f[0], 10, 64)
+	avail, _ = strconv.ParseInt(f[1], 10, 64)
+	return size, avail
+}
+
+// imageCleanlyUnmounted reads the ext4 superblock's state of a stopped
+// sandbox's image (root reads it; the desktop user cannot).
+func imageCleanlyUnmounted(t *testing.T, img string) bool {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 4)
+	if _, err := f.ReadAt(b, 1024+56); err != nil {
+		t.Fatal(err)
+	}
+	return b[0] == 0x53 && b[1] == 0xef && b[2]&1 == 1 && b[2]&2 == 0
+}
+
+// TestSandboxDiskLimit: the guest's home is all it can write to the host's
+// disk, and it is as big as the limit: writing past it fails inside with
+// ENOSPC while the host loses at most the limit; df inside shows it; the
+// use shows in sandbox list; the data survives a stop; a reset frees it.
+func TestSandboxDiskLimit(t *testing.T) {
+	u := newUser(t)
+	const limit = 128 << 20
+	u.MustRun(t, "sandbox", "start", "--disk", "128M", "disk")
+	if info := containerOf(t, u, "disk"); info.DiskLimit != limit || info.DiskBytes <= 0 || info.DiskBytes > 16<<20 {
+		t.Fatalf("a fresh home: %d bytes used of %d, want a few MiB of %d", info.DiskBytes, info.DiskLimit, limit)
+	}
+
+	t.Run("df inside shows the limit", func(t *testing.T) {
+		size, avail := dfHome(t, u, "disk")
+		t.Logf("df inside: size %d, available %d (limit %d)", size, avail, limit)
+		if size > limit || size < limit*9/10 || avail < limit*8/10 {
+			t.Fatalf("df inside: size %d, available %d; want about %d", size, avail, limit)
+		}
+	})
+
+	var written int64
+	t.Run("writing past the limit fails with ENOSPC and the host loses at most the limit", func(t *testing.T) {
+		before := hostFree(t)
+		t0 := time.Now()
+		r := sh(t, u, "disk", "dd if=/dev/zero of=$HOME/fill bs=1M count=256 conv=fsync; echo status=$?; stat -c %s $HOME/fill")
+		took := time.Since(t0)
+		lost := before - hostFree(t)
+		if !strings.Contains(r.Stderr, "No space left on device") || strings.Contains(r.Stdout, "status=0") {
+			t.Fatalf("dd past the limit: %s", r)
+		}
+		lines := strings.Fields(r.Stdout)
+		written, _ = strconv.ParseInt(lines[len(lines)-1], 10, 64)
+		info := containerOf(t, u, "disk")
+		t.Logf("ENOSPC after %d bytes (%.0f%% of the limit) in %s, %.0f MB/s; the image takes %d bytes; the host's free space fell by %d bytes",
+			written, 100*float64(written)/limit, took.Round(time.Millisecond), float64(written)/took.Seconds()/1e6, info.DiskBytes, lost)
+		if written < limit*8/10 {
+			t.Errorf("only %d bytes fit in a %d-byte home", written, limit)
+		}
+		if info.DiskBytes > limit || info.DiskBytes < written {
+			t.Errorf("the image takes %d bytes, want between %d written and the limit %d", info.DiskBytes, written, limit)
+		}
+		// Other programs on this host may write meanwhile: some slack.
+		if lost > limit+32<<20 {
+			t.Errorf("the host's free space fell by %d bytes, more than the %d-byte limit", lost, limit)
+		}
+	})
+
+	t.Run("the guest can write nothing else to the host's disk", func(t *testing.T) {
+		for _, p := range []string{"/home/x", "/x", "/var/lib/x", "/etc/x", "/root/x", "/mnt/x", "/run/ebp-store/x"} {
+			if r := sh(t, u, "disk", "echo x > "+p); r.Code == 0 {
+				t.Errorf("the guest wrote %s: %s", p, r)
+			}
+		}
+		if r := sh(t, u, "disk", "head -c 1 /run/ebp-store/home.img"); r.Code == 0 {
+			t.Errorf("the guest reads its home's image: %s", r)
+		}
+		if r := sh(t, u, "disk", "ls -A /home"); r.Stdout != "guest\n" {
+			t.Errorf("/home inside: %s", r)
+		}
+	})
+
+	t.Run("sandbox list shows the use", func(t *testing.T) {
+		r := u.MustRun(t, "sandbox", "list", "--json")
+		var list []struct {
+			Peer      string `json:"peer"`
+			DiskBytes *int64 `json:"disk_bytes"`
+			DiskLimit *int64 `json:"disk_limit_bytes"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &list); err != nil || len(list) != 1 || list[0].DiskBytes == nil || list[0].DiskLimit == nil {
+			t.Fatalf("sandbox list --json: %v\n%s", err, r.Stdout)
+		}
+		if l := list[0]; *l.DiskBytes < written || *l.DiskLimit != limit {
+			t.Fatalf("sandbox list --json: disk_bytes %d, disk_limit_bytes %d; want at least %d of %d", *l.DiskBytes, *l.DiskLimit, written, limit)
+		}
+		if r := u.MustRun(t, "sandbox", "list"); !strings.Contains(r.Stdout, "of 128 MiB") {
+			t.Fatalf("sandbox list: %s", r.Stdout)
+		}
+	})
+
+	t.Run("data survives stop and start", func(t *testing.T) {
+		r := sh(t, u, "disk", "rm ~/fill && mkdir -p ~/d && head -c 8M /dev/urandom > ~/d/r && md5sum ~/d/r")
+		if r.Code != 0 {
+			t.Fatalf("writing: %s", r)
+		}
+		sum := strings.Fields(r.Stdout)[0]
+		u.MustRun(t, "sandbox", "stop", "disk")
+		if !imageCleanlyUnmounted(t, homeImage(t, u, "disk")) {
+			t.Error("the home's file system was not cleanly unmounted by the stop")
+		}
+		u.MustRun(t, "sandbox", "start", "--disk", "128M", "disk")
+		if r := sh(t, u, "disk", "md5sum ~/d/r"); r.Code != 0 || strings.Fields(r.Stdout)[0] != sum {
+			t.Fatalf("after stop and start: %s (want %s)", r, sum)
+		}
+		if _, avail := dfHome(t, u, "disk"); avail < limit/2 {
+			t.Errorf("the deleted file's space did not come back inside: %d available", avail)
+		}
+	})
+
+	t.Run("reset frees it", func(t *testing.T) {
+		img := homeImage(t, u, "disk")
+		u.MustRun(t, "sandbox", "stop", "disk")
+		u.MustRun(t, "sandbox", "reset", "disk")
+		if _, err := os.Stat(img); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the home's image is still there after reset: %v", err)
+		}
+		if info := containerOf(t, u, "disk"); info.DiskBytes != 0 || info.DiskLimit != 0 {
+			t.Fatalf("after reset: %d bytes of %d", info.DiskBytes, info.DiskLimit)
+		}
+		if r := sh(t, u, "disk", "ls -A ~"); r.Code != 0 || r.Stdout != "" {
+			t.Fatalf("a fresh home after reset: %s", r)
+		}
+	})
+}
+
+// TestSandboxDiskLimitChanges: a larger limit grows the home, keeping its
+// files; a smaller one keeps it as it is, and says so.
+func TestSandboxDiskLimitChanges(t *testing.T) {
+	u := newUser(t)
+	u.MustRun(t, "sandbox", "start", "--disk", "64M", "grow")
+	if r := sh(t, u, "grow", "echo kept > ~/f"); r.Code != 0 {
+		t.Fatal(r)
+	}
+	u.MustRun(t, "sandbox", "stop", "grow")
+	u.MustRun(t, "sandbox", "start", "--disk", "96M", "grow")
+	if size, _ := dfHome(t, u, "grow"); size < 90<<20 || size > 96<<20 {
+		t.Fatalf("after growing to 96 MiB, df shows %d", size)
+	}
+	if r := sh(t, u, "grow", "cat ~/f"); r.Stdout != "kept\n" {
+		t.Fatalf("the file after growing: %s", r)
+	}
+	u.MustRun(t, "sandbox", "stop", "grow")
+	r := u.MustRun(t, "sandbox", "start", "--disk", "64M", "grow")
+	if !strings.Contains(r.Stderr, "keeps its larger home until it is reset") {
+		t.Errorf("no word that the home keeps its size: %s", r)
+	}
+	if size, _ := dfHome(t, u, "grow"); size < 90<<20 {
+		t.Fatalf("a smaller limit shrank the home: df shows %d", size)
+	}
+	if info := containerOf(t, u, "grow"); info.DiskLimit != 96<<20 {
+		t.Fatalf("sandbox list: limit %d, want the image's 96 MiB", info.DiskLimit)
+	}
+}
+
+// TestSandboxDiskLimitRefused: where the home cannot get its limit, the
+// sandbox does not start (ErrNoLimits, with the cause and the fix) and
+// nothing of it runs.
+func TestSandboxDiskLimitRefused(t *testing.T) {
+	u := newUser(t)
+	nothingRuns := func(t *testing.T, peer string) {
+		t.Helper()
+		for _, i := range list(t, u) {
+			if i.Peer == peer && i.State != "STOPPED" {
+				t.Errorf("the sandbox is %s", i.State)
+			}
+		}
+		// (Zombies do not run: those of earlier tests' containers, whose
+		// subordinate ids this user got again, may wait for the host's
+		// init to reap them.)
+		start, count := u.SubIDs(t)
+		var running []string
+		for _, pid := range testenv.PidsOfUIDs(start, start+count-1) {
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if s := string(st); !strings.Contains(s, ") Z ") {
+				running = append(running, s)
+			}
+		}
+		if len(running) > 0 {
+			t.Errorf("container processes run: %s", strings.Join(running, "; "))
+		}
+	}
+	t.Run("/dev/fuse not usable by unprivileged users", func(t *testing.T) {
+		mode := testenv.FuseMode(t)
+		if err := os.Chmod("/dev/fuse", 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := u.Run(t, "sandbox", "start", "nofuse")
+		os.Chmod("/dev/fuse", mode)
+		t.Logf("refused with: %s", r.Stderr)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "this host cannot limit sandboxes: /dev/fuse is not usable by unprivileged users (mode 0600") ||
+			!strings.Contains(r.Stderr, "fix: sudo chmod 0666 /dev/fuse") {
+			t.Fatalf("want ErrNoLimits naming /dev/fuse and the fix: %s", r)
+		}
+		nothingRuns(t, "nofuse")
+	})
+	t.Run("a home damaged beyond repair", func(t *testing.T) {
+		u.MustRun(t, "sandbox", "start", "--disk", "64M", "broken")
+		u.MustRun(t, "sandbox", "stop", "broken")
+		img := homeImage(t, u, "broken")
+		if err := os.Truncate(img, 0); err != nil { // all zeros: no superblock anywhere
+			t.Fatal(err)
+		}
+		os.Truncate(img, 64<<20)
+		r := u.Run(t, "sandbox", "start", "--disk", "64M", "broken")
+		t.Logf("refused with: %s", r.Stderr)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "the home's file system is damaged") || !strings.Contains(r.Stderr, "reset the sandbox") {
+			t.Fatalf("want the init's word on the damaged home: %s", r)
+		}
+		nothingRuns(t, "broken")
+		u.MustRun(t, "sandbox", "reset", "broken")
+		if r := sh(t, u, "broken", "echo fine > ~/f && cat ~/f"); r.Stdout != "fine\n" {
+			t.Fatalf("after reset: %s", r)
 		}
 	})
 }

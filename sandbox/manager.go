@@ -63,6 +63,13 @@ type Info struct {
 	// CPU is the CPU time its processes have used since it started
 	// (negative when the cgroup does not tell).
 	CPU time.Duration `json:"cpu_ns,omitempty"`
+	// DiskBytes is what its home takes on the host's disk (the image's
+	// allocated blocks; it grows up to DiskLimit and shrinks only with a
+	// reset), running or not.
+	DiskBytes int64 `json:"disk_bytes,omitempty"`
+	// DiskLimit is the size of its home's image, the most DiskBytes can
+	// reach (0: no home yet, before the first start).
+	DiskLimit int64 `json:"disk_limit_bytes,omitempty"`
 }
 
 // meta is kept beside each container's config.
@@ -80,9 +87,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	if cfg.Layout.Root == "" {
 		cfg.Layout = DefaultLayout()
 	}
-	if cfg.Limits == (Limits{}) {
-		cfg.Limits = DefaultLimits()
-	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("sandbox limits: %w", err)
 	}
@@ -224,11 +229,10 @@ func (m *Manager) lock(ctx context.Context, name string) (func(), error) {
 
 // SetLimits changes the limits of the sandboxes started from now on (a
 // running sandbox keeps its own until it restarts); zero means
-// DefaultLimits.
+// DefaultLimits (a zero DiskBytes the default home size). A home made
+// larger under an earlier limit keeps its size until the sandbox is reset.
 func (m *Manager) SetLimits(l Limits) error {
-	if l == (Limits{}) {
-		l = DefaultLimits()
-	}
+	l = l.withDefaults()
 	if err := l.Validate(); err != nil {
 		return err
 	}
@@ -245,8 +249,9 @@ func (m *Manager) Limits() Limits {
 	return m.cfg.Limits
 }
 
-// containerConfig is the peer's container configuration with limits lim.
-func (m *Manager) containerConfig(name string, lim Limits) containerConfig {
+// containerConfig is the peer's container configuration with limits lim,
+// for the start startID.
+func (m *Manager) containerConfig(name string, lim Limits, startID string) containerConfig {
 	return containerConfig{
 		Name:        name,
 		Hostname:    name,
@@ -263,14 +268,16 @@ func (m *Manager) containerConfig(name string, lim Limits) containerConfig {
 		Seccomp:     m.seccomp,
 
 		AppArmorProfile: m.apparmor.profile(),
+		StartID:         startID,
 	}
 }
 
 // define creates the container's directory, rootfs and config if needed
-// and rewrites the config (limits or the binary path may have changed).
-func (m *Manager) define(peer, name string, lim Limits) error {
+// and rewrites the config (limits or the binary path may have changed),
+// for the start startID.
+func (m *Manager) define(peer, name string, lim Limits, startID string) error {
 	dir := m.dir(name)
-	cc := m.containerConfig(name, lim)
+	cc := m.containerConfig(name, lim, startID)
 	fresh := false
 	if _, err := os.Stat(filepath.Join(dir, "meta.json")); errors.Is(err, os.ErrNotExist) {
 		fresh = true
@@ -321,9 +328,21 @@ func (m *Manager) Start(ctx context.Context, peer string) error {
 		lxc.Release(c)
 	}
 	lim := m.Limits() // one set for the config and the check, whatever SetLimits does meanwhile
-	if err := m.define(peer, name, lim); err != nil {
+	// The home's limit needs FUSE: refuse here, with the fix, rather than
+	// have the init fail.
+	if err := CheckDiskLimit(); err != nil {
 		return err
 	}
+	startID := newStartID()
+	if err := m.define(peer, name, lim, startID); err != nil {
+		return err
+	}
+	rootfs := filepath.Join(m.dir(name), "rootfs")
+	disk, kept := expectedImage(rootfs, lim.DiskBytes)
+	if kept {
+		m.log.Warn("the sandbox keeps its larger home until it is reset", "peer", peer, "home_bytes", disk, "disk_limit_bytes", imageSize(lim.DiskBytes))
+	}
+	m.warnFreeSpace(peer, rootfs, disk)
 	logFile := filepath.Join(m.dir(name), "lxc.log")
 	_ = os.Truncate(logFile, 0)
 	c, err = lxc.NewContainer(name, m.lxcpath)
@@ -341,9 +360,29 @@ func (m *Manager) Start(ctx context.Context, peer string) error {
 		lxc.Release(c)
 		return startError(peer, logFile, errors.New("container is not running after start"))
 	}
+	// The init makes and mounts the home, then reports.
+	initPid := c.InitPid()
+	st, err := waitInit(rootfs, initPid, startID, 2*time.Minute)
+	switch {
+	case err == nil && st.Ready:
+		for _, n := range st.Notes {
+			m.log.Info("sandbox home: "+n, "peer", peer)
+		}
+	case err == nil && st.NoLimit:
+		err = fmt.Errorf("%w: %s", ErrNoLimits, st.Error)
+	case err == nil:
+		err = fmt.Errorf("starting sandbox for %s: preparing its home: %s", peer, st.Error)
+	default:
+		err = startError(peer, logFile, err)
+	}
+	if err != nil {
+		m.kill(c)
+		lxc.Release(c)
+		return err
+	}
 	// Never a sandbox without its limits: read them back from outside.
-	if err := m.checkLimits(c, lim); err != nil {
-		c.Stop()
+	if err := m.checkLimits(c, lim, rootfs, disk); err != nil {
+		m.kill(c)
 		lxc.Release(c)
 		return fmt.Errorf("%w: the sandbox for %s started without its limits (%v), so it was stopped", ErrNoLimits, peer, err)
 	}
@@ -416,13 +455,42 @@ func (m *Manager) stopLocked(peer, name string) error {
 	if !c.Running() {
 		return nil
 	}
-	if err := c.Stop(); err != nil {
+	// The init's stop signal: it ends the guest's processes and unmounts
+	// the home cleanly. If it does not exit in time, it is killed (the
+	// next start checks the home's file system).
+	if err := c.Shutdown(15 * time.Second); err == nil && c.Wait(lxc.STOPPED, time.Second) {
+		return nil
+	}
+	m.log.Warn("the sandbox's init did not stop cleanly in 15s: killing it", "peer", peer)
+	if err := c.Stop(); err != nil && c.Running() {
 		return fmt.Errorf("stopping sandbox for %s: %w", peer, err)
 	}
 	if !c.Wait(lxc.STOPPED, 10*time.Second) {
 		return fmt.Errorf("stopping sandbox for %s: still %s after 10s", peer, c.State())
 	}
 	return nil
+}
+
+// kill stops a container that failed its start at once and waits for it.
+func (m *Manager) kill(c *lxc.Container) {
+	if c.Running() {
+		c.Stop()
+	}
+	c.Wait(lxc.STOPPED, 10*time.Second)
+}
+
+// warnFreeSpace logs when the host's disk has less room than the home may
+// still take: its image is sparse, so it is the host's free space that
+// runs out first.
+func (m *Manager) warnFreeSpace(peer, rootfs string, disk int64) {
+	var fs unix.Statfs_t
+	if unix.Statfs(m.lxcpath, &fs) != nil {
+		return
+	}
+	used, _ := diskUsage(rootfs)
+	if free := int64(fs.Bavail) * fs.Bsize; free < disk-used {
+		m.log.Warn("the host's disk has less free space than the sandbox's home may still take", "peer", peer, "free_bytes", free, "home_may_take_bytes", disk-used)
+	}
 }
 
 // Remove stops the peer's container and deletes it with all its files.
@@ -491,7 +559,7 @@ func (m *Manager) Reset(ctx context.Context, peer string) error {
 		return err
 	}
 	defer unlock()
-	return m.define(peer, name, m.Limits())
+	return m.define(peer, name, m.Limits(), "")
 }
 
 // List describes the user's containers, sorted by peer.
@@ -514,11 +582,12 @@ func (m *Manager) List() ([]Info, error) {
 			continue
 		}
 		info := Info{Peer: md.Peer, Name: e.Name(), Created: md.Created, State: "STOPPED"}
+		info.DiskBytes, info.DiskLimit = diskUsage(filepath.Join(m.lxcpath, e.Name(), "rootfs"))
 		if c, err := lxc.NewContainer(e.Name(), m.lxcpath); err == nil {
 			info.State = c.State().String()
 			if c.Running() {
 				if p, err := payloadOf(c.InitPid(), m.hs); err == nil {
-					info.Pids, _ = p.processes()
+					info.Pids, _ = p.processes(m.helperOf(c.InitPid()))
 					info.Memory, _ = p.memory()
 					info.CPU = p.cpu()
 				}
@@ -532,26 +601,43 @@ func (m *Manager) List() ([]Info, error) {
 }
 
 // Processes is the number of processes in the peer's container, its init
-// included.
+// included (not the init's fuse2fs, which serves the home).
 func (m *Manager) Processes(peer string) (int, error) {
 	c, err := m.running(peer)
 	if err != nil {
 		return -1, err
 	}
-	p, err := payloadOf(c.InitPid(), m.hs)
+	pid := c.InitPid()
+	p, err := payloadOf(pid, m.hs)
 	if err != nil {
 		return -1, err
 	}
-	return p.processes()
+	return p.processes(m.helperOf(pid))
 }
 
-// checkLimits verifies the running container's limits lim from its cgroups.
-func (m *Manager) checkLimits(c *lxc.Container, lim Limits) error {
-	p, err := payloadOf(c.InitPid(), m.hs)
+// helperOf tells the init's own helpers (fuse2fs) among the processes of
+// the container whose init is initPid.
+func (m *Manager) helperOf(initPid int) func(pid int) bool {
+	return func(pid int) bool { return isInitHelper(pid, initPid, int(m.uids.Start)) }
+}
+
+// checkLimits verifies the running container's limits lim from outside:
+// from its cgroups, and its home, an image of disk bytes.
+func (m *Manager) checkLimits(c *lxc.Container, lim Limits, rootfs string, disk int64) error {
+	pid := c.InitPid()
+	p, err := payloadOf(pid, m.hs)
 	if err != nil {
 		return err
 	}
-	return p.checkLimits(lim, m.memsw)
+	cerr := p.checkLimits(lim, m.memsw)
+	herr := checkHome(pid, rootfs, disk)
+	if cerr != nil && herr != nil {
+		return fmt.Errorf("%v; %v", cerr, herr)
+	}
+	if cerr != nil {
+		return cerr
+	}
+	return herr
 }
 
 // InitPid is the host pid of the container's init.

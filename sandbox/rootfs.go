@@ -13,9 +13,10 @@ import (
 // from the host's read-only /usr.
 //
 // Files are created by the desktop user, which is not mapped inside the
-// container; they appear as nobody there. /home is world-writable with the
-// sticky bit so the container's root can create the guest's home on first
-// start (see guest-init), owned by the guest.
+// container; they appear as nobody there, so the guest can write to none of
+// them. /home is world-writable with the sticky bit so the container's root
+// can create its store of the guest's home there on first start; the init
+// covers /home with a tmpfs before the guest runs (see homeinit.go).
 func buildRootfs(root, hostname string, hostEtc []string) error {
 	dirs := []string{"usr", "etc", "home", "tmp", "var/tmp", "run", "proc", "sys", "dev", "root", "mnt", "opt", "srv", "var/lib", "var/cache", "var/log"}
 	for _, d := range dirs {

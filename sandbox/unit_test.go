@@ -138,8 +138,8 @@ func TestLXCConfig(t *testing.T) {
 	c := containerConfig{
 		Name: "ebp-1", Hostname: "ebp-1", Rootfs: "/r", LogFile: "/l",
 		UIDs: IDRange{100000, 65536}, GIDs: IDRange{200000, 65536},
-		Limits: Limits{MemoryBytes: 1 << 30, CPUs: 1.5, Pids: 100}, GuestBinary: "/usr/bin/ebrainpool",
-		HostEtc: []string{"fonts"}, TopLevel: []string{"bin"},
+		Limits: Limits{MemoryBytes: 1 << 30, CPUs: 1.5, Pids: 100, DiskBytes: 1<<30 + 100}, GuestBinary: "/usr/bin/ebrainpool",
+		HostEtc: []string{"fonts"}, TopLevel: []string{"bin"}, StartID: "0123abcd",
 	}
 	cfg := c.lxcConfig()
 	for _, want := range []string{
@@ -150,7 +150,11 @@ func TestLXCConfig(t *testing.T) {
 		"lxc.mount.entry = /etc/fonts etc/fonts none bind,ro,nodev,nosuid 0 0",
 		"lxc.mount.entry = /usr/bin/ebrainpool run/ebrainpool/ebrainpool none bind,ro,create=file 0 0",
 		"lxc.cgroup.pids.max = 100", "lxc.cgroup.memory.limit_in_bytes = 1073741824",
-		"lxc.cgroup.cpu.cfs_quota_us = 150000", "lxc.init.cmd = /run/ebrainpool/ebrainpool guest-init",
+		"lxc.cgroup.cpu.cfs_quota_us = 150000",
+		"lxc.init.cmd = /run/ebrainpool/ebrainpool guest-init --disk 1073741824 --start 0123abcd",
+		"lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file,optional 0 0",
+		"lxc.cap.keep = chown dac_override fowner kill setgid setuid setpcap net_admin sys_admin",
+		"lxc.signal.halt = SIGPWR",
 	} {
 		if !strings.Contains(cfg, want+"\n") {
 			t.Errorf("config lacks %q", want)
@@ -166,10 +170,27 @@ func TestLimitsValidate(t *testing.T) {
 	if err := DefaultLimits().Validate(); err != nil {
 		t.Fatalf("default limits invalid: %v", err)
 	}
-	for _, l := range []Limits{{MemoryBytes: 1 << 20, CPUs: 1, Pids: 100}, {MemoryBytes: 1 << 30, CPUs: 0, Pids: 100}, {MemoryBytes: 1 << 30, CPUs: 1, Pids: 2}} {
+	if d := DefaultLimits().DiskBytes; d != 2<<30 {
+		t.Errorf("default disk limit %d, want 2 GiB", d)
+	}
+	for _, l := range []Limits{
+		{MemoryBytes: 1 << 20, CPUs: 1, Pids: 100, DiskBytes: 1 << 30}, {MemoryBytes: 1 << 30, CPUs: 0, Pids: 100, DiskBytes: 1 << 30},
+		{MemoryBytes: 1 << 30, CPUs: 1, Pids: 2, DiskBytes: 1 << 30}, {MemoryBytes: 1 << 30, CPUs: 1, Pids: 100, DiskBytes: 63 << 20},
+		{MemoryBytes: 1 << 30, CPUs: 1, Pids: 100},
+	} {
 		if l.Validate() == nil {
 			t.Errorf("%+v accepted", l)
 		}
+	}
+	if err := (Limits{MemoryBytes: 1 << 30, CPUs: 1, Pids: 100, DiskBytes: 64 << 20}).Validate(); err != nil {
+		t.Errorf("a 64 MiB home refused: %v", err)
+	}
+	// Limits made without a disk limit (older settings) get the default.
+	if l := (Limits{MemoryBytes: 1 << 30, CPUs: 1, Pids: 100}).withDefaults(); l.DiskBytes != DefaultDiskBytes || l.MemoryBytes != 1<<30 {
+		t.Errorf("withDefaults = %+v", l)
+	}
+	if l := (Limits{}).withDefaults(); l != DefaultLimits() {
+		t.Errorf("zero limits became %+v, want the defaults", l)
 	}
 }
 

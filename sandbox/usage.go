@@ -139,8 +139,9 @@ func (p payload) checkLimits(lim Limits, memsw bool) error {
 }
 
 // processes counts the processes in the container's cgroups, its init and
-// attached processes (which liblxc puts in child cgroups) included.
-func (p payload) processes() (int, error) {
+// attached processes (which liblxc puts in child cgroups) included, those
+// skip says are not the guest's excluded.
+func (p payload) processes(skip func(pid int) bool) (int, error) {
 	d, ok := p.dir("pids")
 	if !ok {
 		if d, ok = p.dir("memory"); !ok {
@@ -162,7 +163,12 @@ func (p payload) processes() (int, error) {
 		if err != nil {
 			return nil
 		}
-		n += len(strings.Fields(string(b)))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil && skip != nil && skip(pid) {
+				continue
+			}
+			n++
+		}
 		return nil
 	})
 	if err != nil {
