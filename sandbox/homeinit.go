@@ -51,8 +51,9 @@ type initStatus struct {
 	Error string `json:"error,omitempty"`
 	// NoLimit: the error is why the home cannot get its limit here.
 	NoLimit bool `json:"no_limit,omitempty"`
-	// Notes are what the Manager should log.
-	Notes []string `json:"notes,omitempty"`
+	// Notes and Warnings are what the Manager should log.
+	Notes    []string `json:"notes,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // limitError is a reason the home cannot get its limit on this host, with
@@ -72,6 +73,7 @@ type home struct {
 	store   int // the store directory (on the rootfs's mount), or -1
 	fusePid int // fuse2fs, while it runs
 	notes   []string
+	warns   []string
 }
 
 // setupHome makes and mounts the guest's home (see above). The home it
@@ -105,6 +107,11 @@ func setupHome(o InitOptions) (*home, error) {
 	}
 	if err := unix.Mount(storeDir, storeBind, "", unix.MS_BIND, ""); err != nil {
 		return h, fmt.Errorf("binding %s at %s: %w", storeDir, storeBind, err)
+	}
+	// A home from before the storage limit, a directory on the rootfs, is
+	// covered from now on (and not moved: it may be larger than the limit).
+	if ents, err := os.ReadDir(GuestHome); err == nil && len(ents) > 0 {
+		h.warns = append(h.warns, "the sandbox's home from before its storage limit is hidden now but still takes room on the host's disk: a reset frees it")
 	}
 	if err := unix.Mount("tmpfs", "/home", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=64k"); err != nil {
 		return h, fmt.Errorf("covering /home: %w", err)
@@ -353,7 +360,7 @@ func (h *home) report(err error) {
 	if h.store < 0 {
 		return
 	}
-	st := initStatus{Start: h.start, Ready: err == nil, Notes: h.notes}
+	st := initStatus{Start: h.start, Ready: err == nil, Notes: h.notes, Warnings: h.warns}
 	if err != nil {
 		st.Error = err.Error()
 		var le *limitError

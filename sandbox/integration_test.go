@@ -632,6 +632,26 @@ func TestSandboxDiskLimitChanges(t *testing.T) {
 	if info := containerOf(t, u, "grow"); info.DiskLimit != 96<<20 {
 		t.Fatalf("sandbox list: limit %d, want the image's 96 MiB", info.DiskLimit)
 	}
+
+	// A home from before the storage limit (a directory in the rootfs,
+	// the guest's) is hidden, and the start says it still takes room.
+	u.MustRun(t, "sandbox", "stop", "grow")
+	old := filepath.Join("/var/lib/ebrainpool", u.Name, "containers", containerOf(t, u, "grow").Name, "rootfs/home/guest")
+	start, _ := u.SubIDs(t)
+	if err := os.MkdirAll(old, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(old, "old.txt"), []byte("before"), 0o600)
+	for _, p := range []string{old, filepath.Join(old, "old.txt")} {
+		os.Chown(p, start+1000, start+1000)
+	}
+	r = u.MustRun(t, "sandbox", "start", "grow")
+	if !strings.Contains(r.Stderr, "home from before its storage limit is hidden now but still takes room on the host's disk: a reset frees it") {
+		t.Errorf("no word on the old home: %s", r)
+	}
+	if r := sh(t, u, "grow", "cat ~/f; ls ~"); r.Stdout != "kept\nf\n" {
+		t.Errorf("the home with an old one below: %s", r)
+	}
 }
 
 // TestSandboxDiskLimitRefused: where the home cannot get its limit, the

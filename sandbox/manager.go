@@ -368,6 +368,9 @@ func (m *Manager) Start(ctx context.Context, peer string) error {
 		for _, n := range st.Notes {
 			m.log.Info("sandbox home: "+n, "peer", peer)
 		}
+		for _, w := range st.Warnings {
+			m.log.Warn(w, "peer", peer)
+		}
 	case err == nil && st.NoLimit:
 		err = fmt.Errorf("%w: %s", ErrNoLimits, st.Error)
 	case err == nil:
