@@ -16,14 +16,18 @@ import (
 	"time"
 )
 
-// Request is one launch request as the host sees it.
+// Request is one launch request as the host sees it. The app is what a
+// remembered decision is about: its desktop ID and the command it runs
+// (App, its display name, is only shown).
 type Request struct {
 	ID        string    `json:"id"`
 	Peer      string    `json:"peer"` // verified key fingerprint: the identity
 	PeerName  string    `json:"peer_name"`
 	Host      string    `json:"host"`
-	From      string    `json:"from"` // source address
-	App       string    `json:"app"`
+	From      string    `json:"from"`       // source address
+	App       string    `json:"app"`        // display name
+	AppID     string    `json:"app_id"`     // desktop file ID, e.g. "org.gnome.Calculator"
+	Command   string    `json:"command"`    // what runs: the Exec line's argv, shell-quoted
 	FirstTime bool      `json:"first_time"` // never seen this peer before
 	Asked     time.Time `json:"asked"`
 	Deadline  time.Time `json:"deadline"` // no answer by then means deny
@@ -32,7 +36,7 @@ type Request struct {
 // Answer is the host user's reply to a prompt.
 type Answer struct {
 	Allow    bool
-	Remember bool // remember for this (peer, app)
+	Remember bool // remember for this peer and app (see Rules)
 	Block    bool // block the peer (implies deny)
 }
 
@@ -72,11 +76,48 @@ type Event struct {
 	Outcome Outcome // for EventResolved
 }
 
-// Rules are the persistent decisions.
+// Rules are the persistent decisions. A remembered allow covers one app
+// of the host exactly: its desktop ID and its command, so another app with
+// the same name, or the same app once its command changed, asks again. A
+// remembered deny covers the app by its ID whatever its command becomes
+// (a deny never lets anything run; an update should not bring back the
+// prompts the user refused); a deny kept from the name-keyed rules of
+// rules version 1 (ID "") covers the apps of that name.
 type Rules struct {
-	Allowed map[string][]string `json:"allowed"` // peer -> apps always allowed
-	Denied  map[string][]string `json:"denied"`  // peer -> apps always denied
-	Blocked map[string]string   `json:"blocked"` // peer -> name when blocked
+	Version int                  `json:"version"` // RulesVersion when saved
+	Allowed map[string][]AppRule `json:"allowed"` // peer -> apps always allowed
+	Denied  map[string][]AppRule `json:"denied"`  // peer -> apps always denied
+	Blocked map[string]string    `json:"blocked"` // peer -> name when blocked
+}
+
+// RulesVersion is the version of Rules this build writes.
+const RulesVersion = 2
+
+// AppRule is the app a remembered decision is about.
+type AppRule struct {
+	ID      string `json:"id"`             // desktop file ID ("" only for a version 1 deny)
+	Command string `json:"command"`        // an allow's command
+	Name    string `json:"name,omitempty"` // the display name then (a version 1 deny's key; else only shown)
+}
+
+// ruleOf is the rule a remembered answer to req makes.
+func ruleOf(req Request) AppRule {
+	return AppRule{ID: req.AppID, Command: req.Command, Name: req.App}
+}
+
+// allows reports whether an allow rule covers req: the same app, the
+// same command.
+func (r AppRule) allows(req Request) bool {
+	return r.ID != "" && r.ID == req.AppID && r.Command == req.Command
+}
+
+// denies reports whether a deny rule covers req: the same app (or, for a
+// version 1 rule, an app of that name).
+func (r AppRule) denies(req Request) bool {
+	if r.ID == "" {
+		return r.Name != "" && r.Name == req.App
+	}
+	return r.ID == req.AppID
 }
 
 // Store persists Rules.
@@ -159,20 +200,21 @@ func New(cfg Config) (*Engine, error) {
 }
 
 func (r *Rules) init() {
+	r.Version = RulesVersion
 	if r.Allowed == nil {
-		r.Allowed = map[string][]string{}
+		r.Allowed = map[string][]AppRule{}
 	}
 	if r.Denied == nil {
-		r.Denied = map[string][]string{}
+		r.Denied = map[string][]AppRule{}
 	}
 	if r.Blocked == nil {
 		r.Blocked = map[string]string{}
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
+func anyRule(list []AppRule, match func(AppRule) bool) bool {
+	for _, r := range list {
+		if match(r) {
 			return true
 		}
 	}
@@ -183,8 +225,11 @@ func contains(list []string, s string) bool {
 // waits for the answer, the timeout or ctx. Fields ID, Asked and Deadline
 // are filled in. Refusals that need no prompt return at once.
 func (e *Engine) Ask(ctx context.Context, req Request) (Outcome, error) {
-	if req.Peer == "" || req.App == "" {
-		return Outcome{}, errors.New("consent: request without peer or app")
+	if req.Peer == "" || req.AppID == "" {
+		return Outcome{}, errors.New("consent: request without peer or app ID")
+	}
+	if req.App == "" {
+		req.App = req.AppID
 	}
 	e.mu.Lock()
 	if e.closed {
@@ -195,11 +240,11 @@ func (e *Engine) Ask(ctx context.Context, req Request) (Outcome, error) {
 		e.mu.Unlock()
 		return Outcome{Reason: Blocked}, nil
 	}
-	if contains(e.rules.Denied[req.Peer], req.App) {
+	if anyRule(e.rules.Denied[req.Peer], func(r AppRule) bool { return r.denies(req) }) {
 		e.mu.Unlock()
 		return Outcome{Reason: Remembered}, nil
 	}
-	if contains(e.rules.Allowed[req.Peer], req.App) {
+	if anyRule(e.rules.Allowed[req.Peer], func(r AppRule) bool { return r.allows(req) }) {
 		e.mu.Unlock()
 		return Outcome{Allowed: true, Reason: Remembered}, nil
 	}
@@ -279,9 +324,10 @@ func (e *Engine) Answer(id string, a Answer) error {
 		case a.Block:
 			next.Blocked[p.req.Peer] = p.req.PeerName
 		case a.Allow:
-			next.Allowed[p.req.Peer] = append(next.Allowed[p.req.Peer], p.req.App)
+			// One allow per app: the command allowed last.
+			next.Allowed[p.req.Peer] = append(removeID(next.Allowed[p.req.Peer], p.req.AppID), ruleOf(p.req))
 		default:
-			next.Denied[p.req.Peer] = append(next.Denied[p.req.Peer], p.req.App)
+			next.Denied[p.req.Peer] = append(removeID(next.Denied[p.req.Peer], p.req.AppID), ruleOf(p.req))
 		}
 		if err := e.save(next); err != nil {
 			return err
@@ -296,12 +342,12 @@ func (e *Engine) Answer(id string, a Answer) error {
 }
 
 func (r Rules) clone() Rules {
-	n := Rules{Allowed: map[string][]string{}, Denied: map[string][]string{}, Blocked: map[string]string{}}
+	n := Rules{Version: RulesVersion, Allowed: map[string][]AppRule{}, Denied: map[string][]AppRule{}, Blocked: map[string]string{}}
 	for k, v := range r.Allowed {
-		n.Allowed[k] = append([]string(nil), v...)
+		n.Allowed[k] = append([]AppRule(nil), v...)
 	}
 	for k, v := range r.Denied {
-		n.Denied[k] = append([]string(nil), v...)
+		n.Denied[k] = append([]AppRule(nil), v...)
 	}
 	for k, v := range r.Blocked {
 		n.Blocked[k] = v
@@ -348,26 +394,28 @@ func (e *Engine) Unblock(peer string) error {
 	return e.save(next)
 }
 
-// Forget drops the remembered decisions for a peer (all apps if app is "").
-func (e *Engine) Forget(peer, app string) error {
+// Forget drops the remembered decisions for a peer about the app of that
+// desktop ID (all apps if appID is "").
+func (e *Engine) Forget(peer, appID string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	next := e.rules.clone()
-	if app == "" {
+	if appID == "" {
 		delete(next.Allowed, peer)
 		delete(next.Denied, peer)
 	} else {
-		next.Allowed[peer] = remove(next.Allowed[peer], app)
-		next.Denied[peer] = remove(next.Denied[peer], app)
+		next.Allowed[peer] = removeID(next.Allowed[peer], appID)
+		next.Denied[peer] = removeID(next.Denied[peer], appID)
 	}
 	return e.save(next)
 }
 
-func remove(list []string, s string) []string {
-	var out []string
-	for _, x := range list {
-		if x != s {
-			out = append(out, x)
+// removeID is list without the rules about the app of that ID.
+func removeID(list []AppRule, id string) []AppRule {
+	var out []AppRule
+	for _, r := range list {
+		if r.ID != id {
+			out = append(out, r)
 		}
 	}
 	return out

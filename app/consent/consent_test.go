@@ -31,7 +31,7 @@ func waitPrompt(t *testing.T, e *Engine, peer string) Request {
 func ask(e *Engine, ctx context.Context, peer, app string) <-chan Outcome {
 	ch := make(chan Outcome, 1)
 	go func() {
-		out, _ := e.Ask(ctx, Request{Peer: peer, PeerName: peer + "-name", App: app})
+		out, _ := e.Ask(ctx, Request{Peer: peer, PeerName: peer + "-name", App: app, AppID: app, Command: app})
 		ch <- out
 	}()
 	return ch
@@ -73,7 +73,7 @@ func TestAnswers(t *testing.T) {
 
 func TestTimeoutMeansDeny(t *testing.T) {
 	e, _ := New(Config{Timeout: 50 * time.Millisecond})
-	out, err := e.Ask(context.Background(), Request{Peer: "A", App: "xeyes"})
+	out, err := e.Ask(context.Background(), Request{Peer: "A", App: "xeyes", AppID: "xeyes", Command: "xeyes"})
 	if err != nil || out != (Outcome{Reason: TimedOut}) {
 		t.Fatalf("outcome %+v %v", out, err)
 	}
@@ -116,7 +116,7 @@ func TestRememberAndBlock(t *testing.T) {
 		app  string
 		want Outcome
 	}{{"xeyes", Outcome{Allowed: true, Reason: Remembered}}, {"gimp", Outcome{Reason: Remembered}}} {
-		out, _ := e2.Ask(context.Background(), Request{Peer: "A", App: tt.app})
+		out, _ := e2.Ask(context.Background(), Request{Peer: "A", App: tt.app, AppID: tt.app, Command: tt.app})
 		if out != tt.want {
 			t.Fatalf("%s after restart: %+v, want %+v", tt.app, out, tt.want)
 		}
@@ -137,13 +137,16 @@ func TestRememberAndBlock(t *testing.T) {
 	if err := e2.Answer(r.ID, Answer{Allow: true}); err == nil {
 		t.Fatal("answered a request of a blocked peer")
 	}
-	if out, _ := e2.Ask(context.Background(), Request{Peer: "B", App: "xeyes"}); out != (Outcome{Reason: Blocked}) {
+	if out, _ := e2.Ask(context.Background(), Request{Peer: "B", App: "xeyes", AppID: "xeyes", Command: "xeyes"}); out != (Outcome{Reason: Blocked}) {
 		t.Fatalf("blocked peer: %+v", out)
 	}
 	e2.Unblock("B")
 	e2.Forget("A", "xeyes")
 	rules := e2.Rules()
-	if len(rules.Blocked) != 0 || contains(rules.Allowed["A"], "xeyes") || !contains(rules.Denied["A"], "gimp") {
+	has := func(list []AppRule, id string) bool {
+		return anyRule(list, func(r AppRule) bool { return r.ID == id })
+	}
+	if len(rules.Blocked) != 0 || has(rules.Allowed["A"], "xeyes") || !has(rules.Denied["A"], "gimp") {
 		t.Fatalf("rules after unblock/forget: %+v", rules)
 	}
 }
@@ -161,7 +164,7 @@ func TestOnePromptPerPeer(t *testing.T) {
 	e, _ := New(Config{})
 	ask(e, context.Background(), "A", "xeyes")
 	waitPrompt(t, e, "A")
-	out, _ := e.Ask(context.Background(), Request{Peer: "A", App: "gimp"})
+	out, _ := e.Ask(context.Background(), Request{Peer: "A", App: "gimp", AppID: "gimp", Command: "gimp"})
 	if out != (Outcome{Reason: Busy}) {
 		t.Fatalf("second request while one is pending: %+v", out)
 	}
@@ -223,7 +226,7 @@ func TestFlood(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			t0 := time.Now()
-			out, _ := e.Ask(ctx, Request{Peer: "A", App: "xeyes"})
+			out, _ := e.Ask(ctx, Request{Peer: "A", App: "xeyes", AppID: "xeyes", Command: "xeyes"})
 			mu.Lock()
 			defer mu.Unlock()
 			if out.Reason == Busy || out.Reason == RateLimited {
@@ -280,7 +283,7 @@ func TestClose(t *testing.T) {
 	if out := <-got; out.Allowed || out.Reason != EngineClosing {
 		t.Fatalf("pending request at close: %+v", out)
 	}
-	if out, _ := e.Ask(context.Background(), Request{Peer: "B", App: "x"}); out.Reason != EngineClosing {
+	if out, _ := e.Ask(context.Background(), Request{Peer: "B", App: "x", AppID: "x", Command: "x"}); out.Reason != EngineClosing {
 		t.Fatalf("request after close: %+v", out)
 	}
 }
@@ -288,13 +291,13 @@ func TestClose(t *testing.T) {
 // BenchmarkRefusal measures how cheaply a flooding peer is turned away.
 func BenchmarkRefusal(b *testing.B) {
 	e, _ := New(Config{})
-	go e.Ask(context.Background(), Request{Peer: "A", App: "x"})
+	go e.Ask(context.Background(), Request{Peer: "A", App: "x", AppID: "x", Command: "x"})
 	for len(e.Pending()) == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if out, _ := e.Ask(context.Background(), Request{Peer: "A", App: "x"}); out.Reason != Busy {
+		if out, _ := e.Ask(context.Background(), Request{Peer: "A", App: "x", AppID: "x", Command: "x"}); out.Reason != Busy {
 			b.Fatal(out)
 		}
 	}

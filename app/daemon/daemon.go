@@ -170,7 +170,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.consent, err = consent.New(consent.Config{Timeout: time.Duration(d.settings.ConsentTimeout), Store: consent.FileStore{Path: opts.Dirs.ConsentFile()}})
+	d.consent, err = consent.New(consent.Config{Timeout: time.Duration(d.settings.ConsentTimeout), Store: consent.FileStore{Path: opts.Dirs.ConsentFile(), Logger: d.log}})
 	if err != nil {
 		return nil, err
 	}

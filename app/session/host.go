@@ -279,7 +279,8 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 	peer := string(p.Fingerprint)
 	from := hostOf(p.Addr)
 	progress(string(dbusapi.StageConsent))
-	out, err := h.cfg.Consent.Ask(ctx, consent.Request{Peer: peer, PeerName: p.Name, Host: p.Name, From: from.String(), App: app.Name, FirstTime: !h.known(p.Fingerprint)})
+	out, err := h.cfg.Consent.Ask(ctx, consent.Request{Peer: peer, PeerName: p.Name, Host: p.Name, From: from.String(),
+		App: app.Name, AppID: app.ID, Command: tunnel.ShellJoin(app.Exec), FirstTime: !h.known(p.Fingerprint)})
 	if err != nil {
 		return nil, err
 	}

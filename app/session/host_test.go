@@ -122,7 +122,7 @@ func (m *memPins) Observe(name string, key ssh.PublicKey) (identity.Pin, identit
 type allowRules struct{ peer string }
 
 func (a allowRules) Load() (consent.Rules, error) {
-	return consent.Rules{Allowed: map[string][]string{a.peer: {"True"}}}, nil
+	return consent.Rules{Version: consent.RulesVersion, Allowed: map[string][]consent.AppRule{a.peer: {{ID: "true", Command: "true"}}}}, nil
 }
 func (allowRules) Save(consent.Rules) error { return nil }
 
