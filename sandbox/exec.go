@@ -111,6 +111,7 @@ func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Proces
 		args = append([]string{"/bin/sh", "-c", `cd "$1" 2>/dev/null; shift; exec "$@"`, "sh", opts.Cwd}, args...)
 		opts.Cwd = "/"
 	}
+	args = ownSession(args, std)
 	opts.Env = append([]string{
 		"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
 		"HOME=" + home, "USER=" + user, "LOGNAME=" + user, "SHELL=/bin/sh",
