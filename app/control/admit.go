@@ -283,9 +283,18 @@ func (g *gate) admit(c net.Conn) *slot {
 	}
 	g.mu.Unlock()
 	if victim != nil {
-		victim.c.Close()
+		abort(victim.c)
 	}
 	return s
+}
+
+// abort closes a connection the gate turned away with a reset: no FIN
+// exchange, no TIME_WAIT on this side.
+func abort(c net.Conn) {
+	if t, ok := c.(*net.TCPConn); ok {
+		t.SetLinger(0)
+	}
+	c.Close()
 }
 
 // mayAuthenticate reports whether s could be counted as authenticated now

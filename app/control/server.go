@@ -161,7 +161,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		backoff = 0
 		sl := s.gate.admit(c)
 		if sl == nil {
-			c.Close()
+			abort(c)
 			continue
 		}
 		wg.Add(1)
