@@ -27,6 +27,11 @@ type App struct {
 	Categories  []string `json:"categories,omitempty"`
 	Exec        []string `json:"-"` // argv with field codes removed
 	File        string   `json:"-"` // the .desktop file
+	// MimeTypes are the file types the app opens (MimeType=).
+	MimeTypes []string `json:"mime_types,omitempty"`
+	// ExecFields is argv with its file field codes kept (see Command):
+	// %f %F %u %U alone as an argument, or %f / %u inside one.
+	ExecFields []string `json:"-"`
 }
 
 // maxDesktopFile bounds a .desktop file read.
@@ -97,6 +102,12 @@ func Parse(r io.Reader, id string) (App, error) {
 		return app, fmt.Errorf("%s: empty Exec: %w", id, ErrNotShareable)
 	}
 	app.Exec = argv
+	app.ExecFields, _ = splitExecFields(kv["Exec"])
+	for _, m := range strings.Split(kv["MimeType"], ";") {
+		if m = strings.ToLower(strings.TrimSpace(m)); m != "" && strings.Contains(m, "/") {
+			app.MimeTypes = append(app.MimeTypes, m)
+		}
+	}
 	app.Name = unescape(kv["Name"])
 	app.GenericName = unescape(kv["GenericName"])
 	app.Comment = unescape(kv["Comment"])
@@ -131,6 +142,46 @@ func unescape(s string) string {
 // ("..." with \" \` \$ \\), then field codes: %f %F %u %U %i %c %k and the
 // deprecated %d %D %n %N %v %m are removed (a peer passes no files), %% is %.
 func SplitExec(value string) ([]string, error) {
+	argv, err := splitQuoted(value)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, a := range argv {
+		if len(a) == 2 && a[0] == '%' && strings.IndexByte("fFuUickdDnNvm", a[1]) >= 0 {
+			continue // a lone field code: drop the argument
+		}
+		out = append(out, expandCodes(a, ""))
+	}
+	return out, nil
+}
+
+// expandCodes replaces the field codes inside one argument: %% by %, %f
+// and %u by file, any other by nothing.
+func expandCodes(a, file string) string {
+	var b strings.Builder
+	for i := 0; i < len(a); i++ {
+		if a[i] == '%' && i+1 < len(a) {
+			i++
+			switch a[i] {
+			case '%':
+				b.WriteByte('%')
+			case 'f', 'u':
+				b.WriteString(file)
+			}
+			continue // field codes inside an argument expand to nothing
+		}
+		b.WriteByte(a[i])
+	}
+	return b.String()
+}
+
+// splitExecFields is an Exec value's argv with the string escapes and
+// quoting undone and the field codes still in it.
+func splitExecFields(value string) ([]string, error) { return splitQuoted(value) }
+
+// splitQuoted undoes an Exec value's string escapes and quoting.
+func splitQuoted(value string) ([]string, error) {
 	s := unescape(value)
 	var argv []string
 	var cur strings.Builder
@@ -161,25 +212,7 @@ func SplitExec(value string) ([]string, error) {
 	if inArg {
 		argv = append(argv, cur.String())
 	}
-	var out []string
-	for _, a := range argv {
-		if len(a) == 2 && a[0] == '%' && strings.IndexByte("fFuUickdDnNvm", a[1]) >= 0 {
-			continue // a lone field code: drop the argument
-		}
-		var b strings.Builder
-		for i := 0; i < len(a); i++ {
-			if a[i] == '%' && i+1 < len(a) {
-				i++
-				if a[i] == '%' {
-					b.WriteByte('%')
-				}
-				continue // field codes inside an argument expand to nothing
-			}
-			b.WriteByte(a[i])
-		}
-		out = append(out, b.String())
-	}
-	return out, nil
+	return argv, nil
 }
 
 // DataDirs are the XDG data directories, most important first: the user's

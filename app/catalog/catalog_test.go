@@ -72,7 +72,8 @@ func TestParse(t *testing.T) {
 	defer f.Close()
 	app, _ := Parse(f, "calc")
 	want := App{ID: "calc", Name: "Calculator", GenericName: "Calculator", Comment: "Add and subtract", Icon: "calc",
-		Categories: []string{"Utility", "Calculator"}, Exec: []string{"xcalc", "-geometry", "300x400"}}
+		Categories: []string{"Utility", "Calculator"}, Exec: []string{"xcalc", "-geometry", "300x400"},
+		ExecFields: []string{"xcalc", "-geometry", "300x400", "%U"}}
 	if !reflect.DeepEqual(app, want) {
 		t.Fatalf("parsed %+v\nwant   %+v", app, want)
 	}
