@@ -7,9 +7,12 @@ require (
 	github.com/godbus/dbus/v5 v5.2.4
 	github.com/holoplot/go-avahi v1.0.1
 	github.com/lxc/go-lxc v0.0.0-20240606200241-27b3d116511f
+	github.com/pkg/sftp v1.13.12
 	golang.org/x/crypto v0.58.0
 	golang.org/x/sys v0.49.0
 )
+
+require github.com/kr/fs v0.1.0 // indirect
 
 require (
 	fyne.io/systray v1.11.1-0.20250603113521-ca66a66d8b58

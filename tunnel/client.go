@@ -42,6 +42,10 @@ type ClientConfig struct {
 	HandshakeTimeout time.Duration
 	// MaxX11Conns caps concurrent X11 connections (default 64).
 	MaxX11Conns int
+	// Shares are what the requester brings into the session, served to
+	// the endpoint when it asks (see FilesChannelType); their order is the
+	// host's.
+	Shares []Share
 	// Started, if set, is called once the endpoint accepted the command
 	// (the app is starting).
 	Started func()
@@ -98,6 +102,15 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 		x11 = t
 	}
 
+	// Before connecting: a share that cannot be served is said now.
+	for _, sh := range cfg.Shares {
+		h, err := newShareFS(sh, log)
+		if err != nil {
+			return -1, err
+		}
+		h.close()
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	dl := net.Dialer{Timeout: cfg.HandshakeTimeout}
@@ -139,6 +152,15 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 		go func() {
 			defer x11wg.Done()
 			serveClientX11(ctx, x11chans, x11, cfg.MaxX11Conns, log)
+		}()
+	}
+
+	if len(cfg.Shares) > 0 {
+		fchans := client.HandleChannelOpen(FilesChannelType)
+		x11wg.Add(1)
+		go func() {
+			defer x11wg.Done()
+			serveClientFiles(ctx, fchans, cfg.Shares, log)
 		}()
 	}
 

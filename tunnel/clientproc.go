@@ -52,6 +52,7 @@ type clientSpec struct {
 	HasStdin         bool
 	HandshakeTimeout time.Duration
 	MaxX11Conns      int
+	Shares           []Share `json:",omitempty"`
 }
 
 // clientStatus is a status line of a client process; log records are the
@@ -93,7 +94,7 @@ func RunAppProcess(ctx context.Context, p ClientProcess, cfg ClientConfig) (int,
 	spec := clientSpec{
 		Addr: cfg.Addr, HostKey: string(ssh.MarshalAuthorizedKey(cfg.HostKey)), User: cfg.User,
 		Command: cfg.Command, NoX11: cfg.NoX11, HasStdin: cfg.Stdin != nil,
-		HandshakeTimeout: cfg.HandshakeTimeout, MaxX11Conns: cfg.MaxX11Conns,
+		HandshakeTimeout: cfg.HandshakeTimeout, MaxX11Conns: cfg.MaxX11Conns, Shares: cfg.Shares,
 	}
 	if !cfg.NoX11 {
 		// Empty ones default in the child as in RunApp (from the
@@ -342,7 +343,7 @@ func runClientProcess(specF, agentF *os.File, log *slog.Logger, started func()) 
 		Addr: spec.Addr, HostKey: hostKey, Identity: signers[0], User: spec.User,
 		Command: spec.Command, NoX11: spec.NoX11, Display: spec.Display, XAuthority: spec.XAuthority,
 		Stdout: os.Stdout, Stderr: os.Stderr, HandshakeTimeout: spec.HandshakeTimeout,
-		MaxX11Conns: spec.MaxX11Conns, Logger: log,
+		MaxX11Conns: spec.MaxX11Conns, Shares: spec.Shares, Logger: log,
 		Started: func() {
 			closeAgent.Do(func() { ac.Close() }) // authenticated: no more signing
 			started()

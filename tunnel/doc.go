@@ -14,6 +14,19 @@
 //     connections to the real local display with the real cookie;
 //   - clientproc.go: that client in a process of its own (RunAppProcess,
 //     ClientProcessMain), signing through an agent on a socket pair;
+//   - share.go: the requester's files in a session: an SFTP server
+//     (github.com/pkg/sftp's request server) serving exactly one Share, a
+//     folder through os.Root or a set of chosen files, refusing and
+//     logging anything outside it (symlinks out, `..`, device files,
+//     sockets, FIFOs, links made, read-only changes);
+//   - guestfiles.go: the files channel (FilesChannelType) an endpoint
+//     opens to its client for each share, the endpoint serving each
+//     mount through sshfs -o passive on it, the client answering it;
+//   - guestmount.go: the privileged stage of such an endpoint
+//     (GuestMountMain, `ebrainpool guest-mount`, the container's root):
+//     a mount namespace of its own with a FUSE mount per share in the
+//     guest's home, the endpoint run as the guest as the init of a PID
+//     namespace of its own, the mount points removed afterwards;
 //   - display.go: checking the requester's display before asking, with a
 //     specific error for each way it can be unusable (DisplayError);
 //   - x11.go: X display names, dialing a display, the X connection setup

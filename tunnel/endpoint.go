@@ -70,6 +70,12 @@ type EndpointConfig struct {
 	// before anything is served: an error ends the connection (another
 	// connection of the same forward is the session). See ClaimOver.
 	Claim func() error
+	// Shares are the requester's files and folders mounted for this
+	// session (TakeGuestShares): before the app starts the endpoint
+	// serves each through SSHFS (default DefaultSSHFS) over a files
+	// channel to the client.
+	Shares []GuestShare
+	SSHFS  string
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -450,6 +456,17 @@ func (s *endpointSession) handleSession(ch ssh.Channel, reqs <-chan *ssh.Request
 			go func() {
 				defer appWG.Done()
 				defer close(s.appDone)
+				if len(s.cfg.Shares) > 0 {
+					stop, err := s.startShares()
+					if err != nil {
+						s.log.Warn("endpoint could not bring the requester's files", "err", err)
+						fmt.Fprintf(ch.Stderr(), "ebrainpool: %v\n", err)
+						ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{Status: ExitSharesFailed}))
+						ch.Close()
+						return
+					}
+					defer stop() // once the app has exited
+				}
 				s.runApp(ch, disp)
 				ch.Close()
 			}()
@@ -480,6 +497,10 @@ func (s *endpointSession) claimStart() bool {
 	s.idle.Stop()
 	return true
 }
+
+// ExitSharesFailed is the exit status an endpoint reports when the
+// requester's files could not be brought in: the app did not start.
+const ExitSharesFailed = 125
 
 // The app's stdout pipe size and the endpoint's reads from it.
 const (

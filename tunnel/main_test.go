@@ -57,6 +57,11 @@ type endpointSpec struct {
 }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(guestMountModeEnv); spec != "" {
+		if _, child := os.LookupEnv(GuestSharesEnv); !child {
+			os.Exit(guestMountMain(spec))
+		}
+	}
 	if spec := os.Getenv(endpointModeEnv); spec != "" {
 		os.Exit(endpointMain(spec))
 	}
@@ -146,12 +151,17 @@ func endpointMain(specJSON string) int {
 		fmt.Fprintln(os.Stderr, "endpoint mode:", err)
 		return 2
 	}
+	shares, err := TakeGuestShares()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "endpoint mode:", err)
+		return 2
+	}
 	conn, err := StdioConn()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "endpoint mode:", err)
 		return 2
 	}
-	err = ServeEndpoint(ctx, conn, EndpointConfig{
+	err = ServeEndpoint(ctx, conn, EndpointConfig{Shares: shares,
 		HostKey: signer, AuthorizedKey: key, Command: spec.Command, Env: spec.Env,
 		X11Dir: spec.X11Dir, HandshakeTimeout: spec.Handshake, SessionIdle: spec.Idle,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
