@@ -41,7 +41,9 @@ func serveShareForTest(t *testing.T, sh Share) (*sftp.Client, *logBuffer) {
 	a, b := net.Pipe()
 	logs := &logBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- ServeShare(a, sh, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))) }()
+	go func() {
+		done <- ServeShare(a, sh, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	}()
 	c, err := sftp.NewClientPipe(b, b)
 	if err != nil {
 		t.Fatal(err)
