@@ -20,17 +20,27 @@ import (
 // remembered decision is about: its desktop ID and the command it runs
 // (App, its display name, is only shown).
 type Request struct {
-	ID        string    `json:"id"`
-	Peer      string    `json:"peer"` // verified key fingerprint: the identity
-	PeerName  string    `json:"peer_name"`
-	Host      string    `json:"host"`
-	From      string    `json:"from"`       // source address
-	App       string    `json:"app"`        // display name
-	AppID     string    `json:"app_id"`     // desktop file ID, e.g. "org.gnome.Calculator"
-	Command   string    `json:"command"`    // what runs: the Exec line's argv, shell-quoted
-	FirstTime bool      `json:"first_time"` // never seen this peer before
-	Asked     time.Time `json:"asked"`
-	Deadline  time.Time `json:"deadline"` // no answer by then means deny
+	ID        string `json:"id"`
+	Peer      string `json:"peer"` // verified key fingerprint: the identity
+	PeerName  string `json:"peer_name"`
+	Host      string `json:"host"`
+	From      string `json:"from"`       // source address
+	App       string `json:"app"`        // display name
+	AppID     string `json:"app_id"`     // desktop file ID, e.g. "org.gnome.Calculator"
+	Command   string `json:"command"`    // what runs: the Exec line's argv, shell-quoted
+	FirstTime bool   `json:"first_time"` // never seen this peer before
+	// Files are what the requester brings into the app (names only: the
+	// contents stay with the requester); not part of what is remembered.
+	Files    []File    `json:"files,omitempty"`
+	Asked    time.Time `json:"asked"`
+	Deadline time.Time `json:"deadline"` // no answer by then means deny
+}
+
+// File is a file or folder a requester brings, by name.
+type File struct {
+	Name     string `json:"name"`
+	Folder   bool   `json:"folder,omitempty"`
+	ReadOnly bool   `json:"read_only,omitempty"`
 }
 
 // Answer is the host user's reply to a prompt.

@@ -168,7 +168,12 @@ func (c *Client) Catalog(ctx context.Context) ([]AppInfo, error) {
 // Launch asks to run app and waits for the host's decision; cancelling ctx
 // withdraws the request.
 func (c *Client) Launch(ctx context.Context, app string, progress func(stage string)) (*Grant, error) {
-	ch, done, err := c.call(ctx, &Msg{Type: TypeLaunch, App: app})
+	return c.LaunchWith(ctx, app, nil, progress)
+}
+
+// LaunchWith is Launch bringing files (names only; see FileRef).
+func (c *Client) LaunchWith(ctx context.Context, app string, files []FileRef, progress func(stage string)) (*Grant, error) {
+	ch, done, err := c.call(ctx, &Msg{Type: TypeLaunch, App: app, Files: files})
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@
 package control
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,9 @@ type Msg struct {
 	Version  int       `json:"version,omitempty"`  // hello from the server
 	Name     string    `json:"name,omitempty"`     // hello: display name
 	App      string    `json:"app,omitempty"`      // launch
+	// Files are what a launch's requester brings (names only; older hosts
+	// ignore them, and their grant then has no Shares).
+	Files   []FileRef `json:"files,omitempty"`
 	Session  string    `json:"session,omitempty"`  // end
 	Stage    string    `json:"stage,omitempty"`    // progress
 	Apps     []AppInfo `json:"apps,omitempty"`     // apps
@@ -64,6 +68,42 @@ type AppInfo struct {
 	Icon       []byte   `json:"icon,omitempty"` // PNG
 }
 
+// FileRef is a file or folder a requester brings into a launch: its name
+// only (the host shows it and names the mount after it; the contents stay
+// with the requester, which serves them over the session's own SSH
+// connection).
+type FileRef struct {
+	Name     string `json:"name"`
+	Folder   bool   `json:"folder,omitempty"`
+	ReadOnly bool   `json:"read_only,omitempty"`
+}
+
+// MaxFiles bounds the files and folders of one launch.
+const MaxFiles = 64
+
+// FilesHandler is a Handler whose launches take the files the requester
+// brings (a Handler without it runs the app without them, and its grant
+// says so by having no Shares).
+type FilesHandler interface {
+	Handler
+	LaunchWith(ctx context.Context, p Peer, app string, files []FileRef, progress func(stage string)) (*Grant, error)
+}
+
+// CheckFiles refuses a launch's file list that is too long or has a name
+// that is not one plain path element.
+func CheckFiles(files []FileRef) error {
+	if len(files) > MaxFiles {
+		return Refuse(CodeBadRequest, fmt.Sprintf("a launch brings at most %d files and folders", MaxFiles))
+	}
+	for _, f := range files {
+		if f.Name == "" || f.Name == "." || f.Name == ".." || len(f.Name) > 255 || strings.ContainsAny(f.Name, "/\x00") ||
+			strings.IndexFunc(f.Name, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
+			return Refuse(CodeBadRequest, fmt.Sprintf("file name %q is not a plain name", f.Name))
+		}
+	}
+	return nil
+}
+
 // Grant is what the requester needs to run the app: where to connect, the
 // endpoint's host key to pin, the user and command, until when.
 type Grant struct {
@@ -74,6 +114,11 @@ type Grant struct {
 	User    string    `json:"user"`
 	Command string    `json:"command"`
 	Expires time.Time `json:"expires"`
+	// Shares say that the host brings the launch's files in: the
+	// directory each share appears as in the sandbox's home, in the order
+	// the endpoint asks for them (the chosen files first, as one share,
+	// then each folder). Absent from older hosts.
+	Shares []string `json:"shares,omitempty"`
 }
 
 // Code says why a request was refused, precisely enough for the

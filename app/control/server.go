@@ -363,7 +363,16 @@ func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, peer Peer) {
 			refuse(Refuse(CodeBadRequest, "launch needs an app id of at most 255 bytes"))
 			return
 		}
-		g, err := s.Handler.Launch(reqCtx, peer, req.App, func(stage string) { send(&Msg{Type: TypeProgress, Stage: stage}) })
+		var g *Grant
+		var err error
+		progress := func(stage string) { send(&Msg{Type: TypeProgress, Stage: stage}) }
+		if fh, ok := s.Handler.(FilesHandler); ok {
+			if err = CheckFiles(req.Files); err == nil {
+				g, err = fh.LaunchWith(reqCtx, peer, req.App, req.Files, progress)
+			}
+		} else {
+			g, err = s.Handler.Launch(reqCtx, peer, req.App, progress)
+		}
 		if err != nil {
 			refuse(err)
 			return
