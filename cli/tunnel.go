@@ -21,7 +21,7 @@ import (
 
 // tunnelCommands are the tunnel subcommands (grant, guest endpoint).
 func tunnelCommands() []*Command {
-	return []*Command{guestSSHDCommand(), grantCommand(), x11ClientCommand()}
+	return []*Command{guestSSHDCommand(), guestMountCommand(), grantCommand(), x11ClientCommand()}
 }
 
 // x11ClientCommand is the requester's side of one session, started by the
@@ -90,6 +90,10 @@ func guestSSHDCommand() *Command {
 			if err != nil {
 				return err
 			}
+			shares, err := tunnel.TakeGuestShares() // mounted by guest-mount
+			if err != nil {
+				return err
+			}
 			conn, err := tunnel.StdioConn()
 			if err != nil {
 				return err
@@ -122,6 +126,7 @@ func guestSSHDCommand() *Command {
 				HandshakeTimeout: handshake,
 				SessionIdle:      idle,
 				Claim:            claim,
+				Shares:           shares,
 				Logger:           slog.New(slog.NewTextHandler(logTo, nil)),
 			})
 		},

@@ -27,6 +27,9 @@ type PrepareConfig struct {
 	Peer      string        // the requester's fingerprint: whose sandbox
 	Key       ssh.PublicKey // the requester's key, the only one the endpoint accepts
 	Argv      []string      // the approved command
+	// Mounts are the shares the requester brings, mounted in the guest's
+	// home for this session only (see EndpointHandoffWith).
+	Mounts []tunnel.MountSpec
 	// ListenIP is where the forward listens, AllowFrom the only source it
 	// accepts; IdleTimeout closes it when no session started within it
 	// (default tunnel.DefaultForwardIdleTimeout).
@@ -87,7 +90,7 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (_ *Prepared, undo func(), 
 	}
 
 	progress(dbusapi.StageForward)
-	handoff, hostKey, err := EndpointHandoff(cfg.Sandboxes, cfg.Peer, cfg.Key, cfg.Argv, cfg.OnSession)
+	handoff, hostKey, err := EndpointHandoffWith(cfg.Sandboxes, cfg.Peer, cfg.Key, cfg.Argv, cfg.Mounts, cfg.OnSession)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -118,6 +121,15 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (_ *Prepared, undo func(), 
 // onSession is called when the requester's connection became the session.
 // It returns the host key to pin.
 func EndpointHandoff(sb Sandboxes, peer string, key ssh.PublicKey, argv []string, onSession func()) (tunnel.Handoff, ssh.PublicKey, error) {
+	return EndpointHandoffWith(sb, peer, key, argv, nil, onSession)
+}
+
+// EndpointHandoffWith is EndpointHandoff for a session that brings the
+// requester's files: with mounts, the endpoint is started through
+// `ebrainpool guest-mount` as the container's root, which mounts each
+// share in the guest's home in a mount namespace of the session's own
+// and runs guest-sshd there as the guest (tunnel.GuestMountMain).
+func EndpointHandoffWith(sb Sandboxes, peer string, key ssh.PublicKey, argv []string, mounts []tunnel.MountSpec, onSession func()) (tunnel.Handoff, ssh.PublicKey, error) {
 	p := filepath.Join(sb.RootfsPath(peer), endpointKeyPath)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("preparing the endpoint key of %s: %w", peer, err)
@@ -131,9 +143,22 @@ func EndpointHandoff(sb Sandboxes, peer string, key ssh.PublicKey, argv []string
 	}
 	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
 	args := append([]string{sandbox.GuestBinaryPath, "guest-sshd", "--host-key", endpointKeyPath, "--authorized-key", authorized, "--claim-fd", "2", "--"}, argv...)
+	spec := sandbox.ExecSpec{Args: args}
+	if len(mounts) > 0 {
+		stage := []string{sandbox.GuestBinaryPath, "guest-mount"}
+		for _, m := range mounts {
+			if err := tunnel.ValidShareName(m.Name); err != nil {
+				return nil, nil, err
+			}
+			stage = append(stage, "--share", m.String())
+		}
+		spec = sandbox.ExecSpec{Args: append(append(stage, "--"), args...), AsRoot: true, Cwd: "/"}
+	}
 	handoff := tunnel.HandoffFunc(func(ctx context.Context, conn *net.TCPConn) error {
 		return tunnel.ServeClaimed(ctx, func(claim *os.File) error {
-			code, err := sb.ServeConn(ctx, peer, conn, sandbox.ExecSpec{Args: args, Stderr: claim}, 3*time.Second)
+			spec := spec
+			spec.Stderr = claim
+			code, err := sb.ServeConn(ctx, peer, conn, spec, 3*time.Second)
 			if err == nil && code != 0 {
 				err = fmt.Errorf("endpoint exited with status %d", code)
 			}

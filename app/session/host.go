@@ -81,6 +81,8 @@ type HostSession struct {
 	AppName   string    `json:"app_name"`
 	Since     time.Time `json:"since"`
 	Connected bool      `json:"connected"`
+	// Files are the names of the files and folders the requester brought.
+	Files []string `json:"files,omitempty"`
 
 	fwd *tunnel.Forward
 }
@@ -264,6 +266,10 @@ var errClosing = control.Refuse(control.CodeShuttingDown, "the host is shutting 
 // the grant: forgetting the session), so a failure at any step, the
 // request withdrawn included, leaves nothing behind.
 func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progress func(string)) (*control.Grant, error) {
+	return h.launch(ctx, p, appID, nil, progress)
+}
+
+func (h *Host) launch(ctx context.Context, p control.Peer, appID string, files []control.FileRef, progress func(string)) (*control.Grant, error) {
 	defer h.observe(p)
 	if !h.enter() {
 		return nil, errClosing
@@ -276,11 +282,17 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 	if !ok {
 		return nil, control.Refuse(control.CodeNoSuchApp, fmt.Sprintf("this host does not share %q", appID))
 	}
+	shares, paths := Layout(p.Name, files)
+	argv, err := appCommand(app, paths)
+	if err != nil {
+		return nil, err
+	}
 	peer := string(p.Fingerprint)
 	from := hostOf(p.Addr)
 	progress(string(dbusapi.StageConsent))
 	out, err := h.cfg.Consent.Ask(ctx, consent.Request{Peer: peer, PeerName: p.Name, Host: p.Name, From: from.String(),
-		App: app.Name, AppID: app.ID, Command: tunnel.ShellJoin(app.Exec), FirstTime: !h.known(p.Fingerprint)})
+		App: app.Name, AppID: app.ID, Command: tunnel.ShellJoin(app.Exec), FirstTime: !h.known(p.Fingerprint),
+		Files: consentFiles(files)})
 	if err != nil {
 		return nil, err
 	}
@@ -303,8 +315,11 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 	}
 	defer prepared()
 	s := &HostSession{ID: newID(), Peer: peer, PeerName: p.Name, From: from.String(), App: app.ID, AppName: app.Name, Since: time.Now()}
+	for _, f := range files {
+		s.Files = append(s.Files, f.Name)
+	}
 	prep, undo, err := Prepare(ctx, PrepareConfig{
-		Sandboxes: h.sandboxes(), Peer: peer, Key: p.Key, Argv: app.Exec,
+		Sandboxes: h.sandboxes(), Peer: peer, Key: p.Key, Argv: argv, Mounts: mountsOf(shares),
 		ListenIP: hostOf(p.LocalAddr), AllowFrom: from, IdleTimeout: h.cfg.ForwardIdle,
 		Release:   func() { prepared(); h.idleLater(peer) },
 		OnSession: func() { h.mu.Lock(); s.Connected = true; h.mu.Unlock() },
@@ -341,12 +356,16 @@ func (h *Host) Launch(ctx context.Context, p control.Peer, appID string, progres
 	rev.Success()
 	go h.watch(s)
 	fwd := prep.Forward
-	h.log.Info("launch granted", "session", s.ID, "peer", peer, "name", p.Name, "app", app.ID, "forward", fwd.Addr())
-	return &control.Grant{
+	h.log.Info("launch granted", "session", s.ID, "peer", peer, "name", p.Name, "app", app.ID, "forward", fwd.Addr(), "files", len(files))
+	g := &control.Grant{
 		Session: s.ID, Host: fwd.Addr().IP.String(), Port: fwd.Addr().Port,
 		HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(prep.HostKey))),
-		User:    tunnel.GuestUser, Command: tunnel.ShellJoin(app.Exec), Expires: time.Now().Add(h.cfg.ForwardIdle),
-	}, nil
+		User:    tunnel.GuestUser, Command: tunnel.ShellJoin(argv), Expires: time.Now().Add(h.cfg.ForwardIdle),
+	}
+	for _, sh := range shares {
+		g.Shares = append(g.Shares, sh.Name)
+	}
+	return g, nil
 }
 
 // enter counts a launch in h.wg unless the host is closed (h.wg.Done

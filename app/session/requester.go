@@ -38,6 +38,12 @@ type RunConfig struct {
 	// the id both sides know the session by.
 	Granted func(session string)
 	Logger  *slog.Logger
+	// Files and Folders are what the requester brings into the app: files
+	// it opens (their paths as the app sees them are its arguments) and
+	// folders that appear in its home; served from here over the session's
+	// SSH connection, nothing else (see tunnel.Share).
+	Files   []string
+	Folders []Folder
 	// ClientProcess, if set, runs the SSH client in a process of its own
 	// (tunnel.RunAppProcess), where the X11 data path does not share the
 	// Go scheduler with the rest of the caller; nil runs it in this one.
@@ -85,8 +91,16 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 		return -1, err
 	}
 	defer c.Close()
-	g, err := c.Launch(ctx, app, func(stage string) { progress(dbusapi.Stage(stage)) })
+	refs := FileRefs(cfg.Files, cfg.Folders)
+	g, err := c.LaunchWith(ctx, app, refs, func(stage string) { progress(dbusapi.Stage(stage)) })
 	if err != nil {
+		return -1, err
+	}
+	shares, err := clientShares(g, cfg.Files, cfg.Folders)
+	if err != nil {
+		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		c.End(endCtx, g.Session)
+		cancel()
 		return -1, err
 	}
 	// Only the address we reached the host on: a host must not point our
@@ -110,7 +124,7 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	ccfg := tunnel.ClientConfig{
 		Addr: net.JoinHostPort(g.Host, strconv.Itoa(g.Port)), HostKey: hostKey, Identity: cfg.Identity,
 		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority,
-		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Logger: cfg.Logger,
+		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Logger: cfg.Logger, Shares: shares,
 		Started: func() { progress(dbusapi.StageRunning) },
 	}
 	var code int
