@@ -28,7 +28,7 @@ import (
 // commands that talk to it over D-Bus.
 func appCommands() []*Command {
 	return []*Command{
-		daemonCommand(), idCommand(), peersCommand(), appsCommand(), runCommand(),
+		daemonCommand(), idCommand(), peersCommand(), appsCommand(), runCommand(), openCommand(),
 		pendingCommand(), answerCommand("allow", true), answerCommand("deny", false), blockCommand(),
 		sessionsCommand(), endCommand(), shareCommand(true), shareCommand(false), localAppsCommand(),
 	}
@@ -250,15 +250,22 @@ const catalogLookup = 10 * time.Second
 
 func runCommand() *Command {
 	var detach bool
+	var folders folderFlags
 	return &Command{
-		Name: "run", Usage: "[--detach] PEER APP",
+		Name: "run", Usage: "[--detach] [--folder DIR[:ro]]... PEER APP",
 		Summary: "Run APP from PEER with its windows here; waits until it ends.",
 		Details: "APP is a desktop ID from `ebrainpool apps PEER`, or an app's visible name there (\"XTerm\"), " +
 			"ignoring case, when only one app has it. Progress goes to standard error. " +
-			"When the app ran, run exits with the app's own status; otherwise with one of eBrainPool's.",
+			"When the app ran, run exits with the app's own status; otherwise with one of eBrainPool's. " +
+			"A folder of --folder appears in the app's home as \"NAME's FOLDER\" (`/home/guest/alice's Pictures`) while it runs; " +
+			"nothing else of yours is served (see `ebrainpool open` for files).",
 		ShowExits: true,
 		Args:      []string{"peer", "app"},
-		Flags:     func(fs *flag.FlagSet) { fs.BoolVar(&detach, "detach", false, "return once the app runs") },
+		FlagArgs:  map[string]string{"folder": "file"},
+		Flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&detach, "detach", false, "return once the app runs")
+			fs.Var(&folders, "folder", folderFlagUsage)
+		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			if fs.NArg() != 2 {
 				return usageError("expected PEER APP")
@@ -269,7 +276,10 @@ func runCommand() *Command {
 				// Only when the peer does not share an app of that ID is APP
 				// looked up by name in its catalog, and asked for again.
 				p := &runProgress{w: env.Stderr, app: app, holdAsking: true}
-				status, err := c.Run(ctx, peer, app, detach, p.stage)
+				if len(folders) > 0 {
+					fmt.Fprintf(env.Stderr, "%s: bringing %s\n", app, sharedSummary(nil, folders))
+				}
+				status, err := c.RunWith(ctx, peer, app, nil, folders, detach, p.stage)
 				var le *dbusapi.LaunchError
 				if errors.As(err, &le) && le.Outcome == dbusapi.OutcomeNotShared && ctx.Err() == nil {
 					lookCtx, cancel := context.WithTimeout(ctx, catalogLookup)
@@ -282,7 +292,7 @@ func runCommand() *Command {
 						}
 						if id != app {
 							p = &runProgress{w: env.Stderr, app: id}
-							status, err = c.Run(ctx, peer, id, detach, p.stage)
+							status, err = c.RunWith(ctx, peer, id, nil, folders, detach, p.stage)
 							app = id
 						}
 					}

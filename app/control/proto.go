@@ -43,20 +43,20 @@ const (
 
 // Msg is one protocol message; Type says which fields matter.
 type Msg struct {
-	Type     string    `json:"type"`
-	Versions []int     `json:"versions,omitempty"` // hello from the client
-	Version  int       `json:"version,omitempty"`  // hello from the server
-	Name     string    `json:"name,omitempty"`     // hello: display name
-	App      string    `json:"app,omitempty"`      // launch
+	Type     string `json:"type"`
+	Versions []int  `json:"versions,omitempty"` // hello from the client
+	Version  int    `json:"version,omitempty"`  // hello from the server
+	Name     string `json:"name,omitempty"`     // hello: display name
+	App      string `json:"app,omitempty"`      // launch
 	// Files are what a launch's requester brings (names only; older hosts
 	// ignore them, and their grant then has no Shares).
 	Files   []FileRef `json:"files,omitempty"`
-	Session  string    `json:"session,omitempty"`  // end
-	Stage    string    `json:"stage,omitempty"`    // progress
-	Apps     []AppInfo `json:"apps,omitempty"`     // apps
-	Grant    *Grant    `json:"grant,omitempty"`    // grant
-	Code     Code      `json:"code,omitempty"`     // refused
-	Reason   string    `json:"reason,omitempty"`   // refused
+	Session string    `json:"session,omitempty"` // end
+	Stage   string    `json:"stage,omitempty"`   // progress
+	Apps    []AppInfo `json:"apps,omitempty"`    // apps
+	Grant   *Grant    `json:"grant,omitempty"`   // grant
+	Code    Code      `json:"code,omitempty"`    // refused
+	Reason  string    `json:"reason,omitempty"`  // refused
 }
 
 // AppInfo describes a shared app to a peer.
@@ -66,6 +66,9 @@ type AppInfo struct {
 	Comment    string   `json:"comment,omitempty"`
 	Categories []string `json:"categories,omitempty"`
 	Icon       []byte   `json:"icon,omitempty"` // PNG
+	// MimeTypes are the file types the app opens (its MimeType=), for an
+	// app whose command line takes files.
+	MimeTypes []string `json:"mime_types,omitempty"`
 }
 
 // FileRef is a file or folder a requester brings into a launch: its name

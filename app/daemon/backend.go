@@ -144,6 +144,10 @@ func refusalOutcome(code control.Code) dbusapi.Outcome {
 // Launch starts running app from peer in the background and returns its id;
 // LaunchProgress and LaunchFinished signals follow.
 func (d *Daemon) Launch(peer, app string) (string, error) {
+	return d.launch(peer, app, nil, nil)
+}
+
+func (d *Daemon) launch(peer, app string, files []string, folders []session.Folder) (string, error) {
 	p, err := d.Resolve(peer)
 	if err != nil {
 		return "", err
@@ -159,7 +163,8 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 	}
 	// On Run's context: the launch ends when Run does, and Run waits for it.
 	ctx, cancel := context.WithCancel(d.launches.ctx)
-	o := &outgoing{id: newID(), peer: string(p.Fingerprint), peerName: p.Name, app: app, since: time.Now(), state: dbusapi.StageAsking, cancel: cancel}
+	o := &outgoing{id: newID(), peer: string(p.Fingerprint), peerName: p.Name, app: app, since: time.Now(), state: dbusapi.StageAsking, cancel: cancel,
+		files: fileNames(files, folders)}
 	d.outgoing[o.id] = o
 	d.launches.running.Add(1)
 	d.mu.Unlock()
@@ -177,7 +182,7 @@ func (d *Daemon) Launch(peer, app string) (string, error) {
 			Display: d.opts.Display, XAuthority: d.opts.XAuthority, Progress: progress,
 			Granted: func(session string) { d.mu.Lock(); o.session = session; d.mu.Unlock() },
 			Stdout:  logWriter{d.log, o.id, "stdout"}, Stderr: logWriter{d.log, o.id, "stderr"}, Logger: d.log,
-			ClientProcess: d.opts.ClientProcess,
+			ClientProcess: d.opts.ClientProcess, Files: files, Folders: folders,
 		})
 		d.mu.Lock()
 		delete(d.outgoing, o.id)
@@ -235,11 +240,11 @@ func (d *Daemon) Sessions() []dbusapi.Session {
 		if s.Connected {
 			state = dbusapi.StageRunning
 		}
-		out = append(out, dbusapi.Session{ID: s.ID, Direction: dbusapi.DirectionIncoming, Peer: s.Peer, PeerName: s.PeerName, App: s.AppName, Since: s.Since.Unix(), State: state, Session: s.ID})
+		out = append(out, dbusapi.Session{ID: s.ID, Direction: dbusapi.DirectionIncoming, Peer: s.Peer, PeerName: s.PeerName, App: s.AppName, Since: s.Since.Unix(), State: state, Session: s.ID, Files: s.Files})
 	}
 	d.mu.Lock()
 	for _, o := range d.outgoing {
-		out = append(out, dbusapi.Session{ID: o.id, Direction: dbusapi.DirectionOutgoing, Peer: o.peer, PeerName: o.peerName, App: o.app, Since: o.since.Unix(), State: o.state, Session: o.session})
+		out = append(out, dbusapi.Session{ID: o.id, Direction: dbusapi.DirectionOutgoing, Peer: o.peer, PeerName: o.peerName, App: o.app, Since: o.since.Unix(), State: o.state, Session: o.session, Files: o.files})
 	}
 	d.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Since < out[j].Since })

@@ -102,8 +102,9 @@ type outgoing struct {
 	since                   time.Time
 	state                   dbusapi.Stage
 	cancel                  context.CancelFunc
-	endedHere               string // why this side ended it (EndSession, shutdown), "" if it did not
-	session                 string // the host's session id, once granted
+	endedHere               string   // why this side ended it (EndSession, shutdown), "" if it did not
+	session                 string   // the host's session id, once granted
+	files                   []string // names of the files and folders brought (a folder's ending in "/")
 }
 
 // launchState is what outgoing launches run on (guarded by Daemon.mu):
@@ -492,7 +493,11 @@ func apiRequest(r consent.Request) dbusapi.Request {
 	if r.Deadline.Nanosecond() > 0 {
 		deadline++
 	}
-	return dbusapi.Request{ID: r.ID, Peer: r.Peer, PeerName: r.PeerName, From: r.From, App: r.App, FirstTime: r.FirstTime, Deadline: deadline}
+	var files []string
+	for _, f := range r.Files {
+		files = append(files, fileLabel(f.Name, f.Folder, f.ReadOnly))
+	}
+	return dbusapi.Request{ID: r.ID, Peer: r.Peer, PeerName: r.PeerName, From: r.From, App: r.App, FirstTime: r.FirstTime, Deadline: deadline, Files: files}
 }
 
 // sharedApps are the installed apps the user shares (rescanned every 10s

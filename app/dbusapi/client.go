@@ -114,6 +114,11 @@ func (c *Client) Launch(ctx context.Context, peer, app string) (string, error) {
 // status; a refusal or failure is a *LaunchError with the daemon's reason
 // and its Outcome.
 func (c *Client) Run(ctx context.Context, peer, app string, detach bool, progress func(string)) (int, error) {
+	return c.run(ctx, func() (string, error) { return c.Launch(ctx, peer, app) }, detach, progress)
+}
+
+// run starts a launch with launch and follows it (see Run).
+func (c *Client) run(ctx context.Context, launch func() (string, error), detach bool, progress func(string)) (int, error) {
 	// progress takes a plain string (a Stage's value) so callers need not
 	// convert to print it.
 	match := []dbus.MatchOption{dbus.WithMatchObjectPath(Path), dbus.WithMatchInterface(Interface)}
@@ -124,7 +129,7 @@ func (c *Client) Run(ctx context.Context, peer, app string, detach bool, progres
 	sigs := make(chan *dbus.Signal, 64)
 	c.conn.Signal(sigs)
 	defer c.conn.RemoveSignal(sigs)
-	id, err := c.Launch(ctx, peer, app)
+	id, err := launch()
 	if err != nil {
 		return -1, err
 	}

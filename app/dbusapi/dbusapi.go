@@ -50,6 +50,9 @@ type Request struct {
 	App       string
 	FirstTime bool
 	Deadline  int64 // unix seconds
+	// Files the requester brings (names, a folder's ending in "/"): for
+	// this process's own views, not sent on the bus.
+	Files []string `dbus:"-"`
 }
 
 // Session is an app a peer runs here (DirectionIncoming) or one we run on
@@ -66,6 +69,9 @@ type Session struct {
 	// Session is the id both sides know the session by (the host's, which
 	// its grant carries); "" on the requester until the host granted it.
 	Session string
+	// Files brought into the app (names, a folder's ending in "/"): for
+	// this process's own views, not sent on the bus.
+	Files []string `dbus:"-"`
 }
 
 // Backend is what the daemon provides behind the API.

@@ -196,6 +196,9 @@ func (h *Host) Catalog(ctx context.Context, p control.Peer) ([]control.AppInfo, 
 	var out []control.AppInfo
 	for _, a := range h.cfg.Apps() {
 		info := control.AppInfo{ID: a.ID, Name: a.Name, Comment: a.Comment, Categories: a.Categories}
+		if a.TakesFiles() {
+			info.MimeTypes = a.MimeTypes
+		}
 		if h.cfg.Icon != nil {
 			info.Icon = h.cfg.Icon(a)
 		}
