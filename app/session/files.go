@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"path"
 	"strings"
 
@@ -115,6 +116,15 @@ func appCommand(app catalog.App, paths []string) ([]string, error) {
 		return nil, control.Refuse(control.CodeBadRequest, err.Error())
 	}
 	return argv, nil
+}
+
+// canBringFiles refuses launches with files on a host without sshfs (the
+// sandbox's /usr is the host's).
+var canBringFiles = func() error {
+	if _, err := exec.LookPath(tunnel.DefaultSSHFS); err != nil {
+		return control.Refuse(control.CodeSandboxFailed, "this host cannot bring your files into its apps: sshfs is not installed there")
+	}
+	return nil
 }
 
 // LaunchWith is Launch bringing the requester's files (control.FilesHandler).

@@ -290,6 +290,11 @@ func (h *Host) launch(ctx context.Context, p control.Peer, appID string, files [
 	if err != nil {
 		return nil, err
 	}
+	if len(shares) > 0 {
+		if err := canBringFiles(); err != nil {
+			return nil, err
+		}
+	}
 	peer := string(p.Fingerprint)
 	from := hostOf(p.Addr)
 	progress(string(dbusapi.StageConsent))
