@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 
 	fyneapp "fyne.io/fyne/v2/app"
@@ -18,7 +19,7 @@ import (
 // guiCommands are the desktop app's commands; "gui" runs when ebrainpool is
 // started without a subcommand.
 func guiCommands() []*Command {
-	return []*Command{guiCommand()}
+	return []*Command{guiCommand(), guiWindowsCommand()}
 }
 
 func guiCommand() *Command {
@@ -70,7 +71,13 @@ func guiCommand() *Command {
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			a := fyneapp.NewWithID(ui.AppID)
-			opts := ui.Options{App: a, Backend: d, Logger: log, SystemTray: true, ParkWhenIdle: true}
+			// The windows are drawn by a window process started when
+			// one opens (the GL driver stays out of this process).
+			windows := []string{"/proc/self/exe", "gui-windows"}
+			if verbose {
+				windows = append(windows, "-v")
+			}
+			opts := ui.Options{App: a, Backend: d, Logger: log, SystemTray: true, ParkWhenIdle: true, WindowProcess: windows}
 			if id := flatpakApp(); id != "" {
 				opts.AutostartFile, opts.Exec = flatpakAutostart(id)
 			}
@@ -104,6 +111,39 @@ func guiCommand() *Command {
 			u.Run(ctx)
 			cancel()
 			return <-done
+		},
+	}
+}
+
+// guiWindowsCommand is the desktop app's window process: its windows and
+// popups, started by the app when one opens (descriptor 3 is its
+// connection to the app) and ending a few seconds after the last closed.
+func guiWindowsCommand() *Command {
+	var verbose bool
+	return &Command{
+		Name:    "gui-windows",
+		Summary: "Draw the desktop app's windows (started by the desktop app).",
+		Hidden:  true,
+		Flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&verbose, "v", false, "log debug messages")
+		},
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			f := os.NewFile(3, "desktop app")
+			conn, err := net.FileConn(f)
+			if err != nil {
+				return errors.New("gui-windows is started by the desktop app (`ebrainpool gui`), not by hand")
+			}
+			f.Close()
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})).With("process", "windows")
+			opts := ui.Options{App: fyneapp.NewWithID(ui.AppID), Logger: log}
+			if id := flatpakApp(); id != "" {
+				opts.AutostartFile, opts.Exec = flatpakAutostart(id)
+			}
+			return ui.RunWindows(ctx, opts, conn)
 		},
 	}
 }

@@ -138,9 +138,9 @@ type launches struct {
 
 func newLaunches() *launches { return &launches{byID: map[string]*launchState{}} }
 
-// started records a launch; err is Launch's own error (the launch then has
-// no id and is finished at once).
-func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, err error) {
+// started records a launch and returns it; err is Launch's own error (the
+// launch then has no id and is finished at once).
+func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, err error) *launchState {
 	ls.seq++
 	name := p.Name
 	if name == "" {
@@ -155,6 +155,7 @@ func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, err erro
 		l.done, l.err = true, err.Error()
 	}
 	ls.byID[l.id] = l
+	return l
 }
 
 // progress and finished ignore launches started elsewhere (the command

@@ -358,7 +358,7 @@ func launchRow(u *UI, l *launchState, changed func()) fyne.CanvasObject {
 	if l.done {
 		id := l.id
 		x := widget.NewButtonWithIcon("", theme.CancelIcon(), func() {
-			u.launches.dismiss(id)
+			u.dismissLaunch(id)
 			changed()
 		})
 		x.Importance = widget.LowImportance

@@ -34,6 +34,10 @@ type prompt struct {
 
 // showPrompt opens the popup for a request (once per request id).
 func (u *UI) showPrompt(r dbusapi.Request) {
+	if u.win != nil {
+		u.askElsewhere(r)
+		return
+	}
 	if _, ok := u.prompts[r.ID]; ok {
 		return
 	}
@@ -50,6 +54,31 @@ func (u *UI) showPrompt(r dbusapi.Request) {
 			u.log.Info("no desktop notification for the request", "err", err)
 		}
 		p.unnotify = unnotify
+	}
+}
+
+// askElsewhere has the window process show a request's popup (it shows
+// every request waiting when it starts, and those that come while it
+// runs) and shows the desktop notification from here, answered here.
+func (u *UI) askElsewhere(r dbusapi.Request) {
+	u.win.ensure()
+	if _, ok := u.asked[r.ID]; ok {
+		return
+	}
+	u.asked[r.ID] = nil
+	if n := u.opts.Notifier; n != nil {
+		id := r.ID
+		unnotify, err := n.Ask(r, r.PeerName, func(allow bool) {
+			go func() {
+				if err := u.b.AnswerFull(id, allow, false, false); err != nil {
+					u.log.Info("answering request", "id", id, "err", err)
+				}
+			}()
+		})
+		if err != nil {
+			u.log.Info("no desktop notification for the request", "err", err)
+		}
+		u.asked[r.ID] = unnotify
 	}
 }
 

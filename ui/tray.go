@@ -49,6 +49,8 @@ type tray struct {
 	shown string
 	// toggle is the last menu's sharing on/off item.
 	toggle *fyne.MenuItem
+	// off: there is no tray here (the window process).
+	off bool
 }
 
 func newTray(u *UI, host trayHost) *tray {
@@ -57,6 +59,9 @@ func newTray(u *UI, host trayHost) *tray {
 
 // install shows the tray icon and fetches the peers' apps for the menu.
 func (t *tray) install() {
+	if t.off {
+		return
+	}
 	for _, p := range t.u.b.Peers() {
 		t.fetch(p.Fingerprint)
 	}
@@ -65,7 +70,7 @@ func (t *tray) install() {
 
 // fetch loads a peer's apps for its submenu.
 func (t *tray) fetch(fp string) {
-	if t.loading[fp] {
+	if t.off || t.loading[fp] {
 		return
 	}
 	t.loading[fp] = true
@@ -85,6 +90,9 @@ func (t *tray) setApps(fp string, apps []dbusapi.App, err error) {
 
 // peerChanged follows a peer coming or going.
 func (t *tray) peerChanged(fp string) {
+	if t.off {
+		return
+	}
 	if _, ok := t.u.peer(fp); ok {
 		if _, cached := t.apps[fp]; !cached {
 			t.fetch(fp)
@@ -116,6 +124,9 @@ func (t *tray) iconState() string {
 
 // update redraws the icon and the menu.
 func (t *tray) update() {
+	if t.off {
+		return
+	}
 	state := t.iconState()
 	if t.host == nil {
 		t.state = state
@@ -187,7 +198,7 @@ func (t *tray) menu() *fyne.Menu {
 		sharing.Checked = t.u.b.Settings().Sharing
 		sharing.Action = func() { t.u.setSharing(!sharing.Checked) }
 		t.toggle = sharing
-	case t.u.settings != nil && t.u.settings.settingUp:
+	case t.u.settingUp():
 		sharing.Label = "Setting up sharing…"
 		sharing.Disabled = true
 	case t.u.b.CanSetUpSharing():
@@ -241,11 +252,7 @@ func (t *tray) peerItem(p dbusapi.Peer) *fyne.MenuItem {
 		}
 	}
 	fp := p.Fingerprint
-	sub = append(sub, fyne.NewMenuItemSeparator(), fyne.NewMenuItem("Show in peer browser", func() {
-		t.u.ShowPeers()
-		t.u.peers.selectPeer(fp)
-		t.u.peers.sortAndFilter()
-	}))
+	sub = append(sub, fyne.NewMenuItemSeparator(), fyne.NewMenuItem("Show in peer browser", func() { t.u.showPeer(fp) }))
 	item.ChildMenu = fyne.NewMenu(label, sub...)
 	return item
 }

@@ -42,6 +42,14 @@ type Options struct {
 	// ParkWhenIdle pauses Fyne's event loop while no window or popup is
 	// open (see parker).
 	ParkWhenIdle bool
+	// WindowProcess, if set, is the command line of the window process
+	// (`ebrainpool gui-windows`): windows and popups are drawn there,
+	// started when one is needed, and this process keeps the tray, the
+	// notifications and the launch list (see windowProc).
+	WindowProcess []string
+	// Linger is how long a window process stays after its last window
+	// closed (default DefaultLinger); RunWindows reads it.
+	Linger time.Duration
 }
 
 // UI is the running desktop interface.
@@ -63,6 +71,12 @@ type UI struct {
 	systray  *systemTray // nil unless Options.SystemTray
 	park     *parker
 	shown    map[fyne.Window]bool // windows on screen (prompts aside)
+	// win draws the windows in a window process (Options.WindowProcess);
+	// asked then holds how to withdraw each request's notification.
+	win   *windowProc
+	asked map[string]func()
+	// child is set in the window process (RunWindows).
+	child *childState
 }
 
 // AppID is the application (and desktop entry) id.
@@ -70,7 +84,11 @@ const AppID = "io.github.ebrainpool.EBrainPool"
 
 // New builds the interface; nothing is shown until Run or one of the Show
 // methods.
-func New(opts Options) *UI {
+func New(opts Options) *UI { return newUI(opts, nil) }
+
+// newUI builds the interface of the desktop app, or with child that of its
+// window process.
+func newUI(opts Options, child *childState) *UI {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -90,10 +108,19 @@ func New(opts Options) *UI {
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &UI{app: opts.App, b: opts.Backend, opts: opts, log: opts.Logger, now: opts.Now,
 		ctx: ctx, cancel: cancel, prompts: map[string]*prompt{}, park: newParker(),
-		shown: map[fyne.Window]bool{}}
+		shown: map[fyne.Window]bool{}, asked: map[string]func(){}, child: child}
 	u.launches = newLaunches()
 	u.tray = newTray(u, nil)
+	if len(opts.WindowProcess) > 0 {
+		u.win = newWindowProc(u, opts.WindowProcess)
+	}
 	switch d, ok := opts.App.(desktopTrayApp); {
+	case child != nil:
+		// The window process: no tray (the app has it), and a window
+		// never shown keeps Fyne's loop running when the last popup
+		// closes, until the process decides to end (endIfIdle).
+		u.tray.off = true
+		u.app.NewWindow("eBrainPool")
 	case opts.SystemTray:
 		u.systray = newSystemTray("eBrainPool", u.do, func() { u.do(u.tray.reset) })
 		u.systray.toggle = func(i *fyne.MenuItem) bool { return i == u.tray.toggle }
@@ -163,7 +190,9 @@ func (u *UI) Start(ctx context.Context) {
 	// Subscribe before reading the state, so that nothing happening in
 	// between is missed (windows opened before Start read theirs earlier).
 	events := u.b.Events(u.ctx)
-	u.tray.install()
+	if u.child == nil {
+		u.tray.install()
+	}
 	if u.peers != nil {
 		u.peers.reload()
 	}
@@ -193,6 +222,9 @@ func (u *UI) Run(ctx context.Context) {
 	u.cancel()
 	if u.systray != nil {
 		u.systray.close()
+	}
+	if u.win != nil {
+		u.win.close()
 	}
 }
 
@@ -230,6 +262,9 @@ func (u *UI) tick() {
 				if n%2 == 0 && u.sessions != nil && u.sessions.visible {
 					u.sessions.refresh()
 				}
+				if u.child != nil {
+					u.endIfIdle()
+				}
 				u.parkIfIdle()
 			}
 			if u.opts.Sync {
@@ -260,6 +295,12 @@ func (u *UI) handle(ev daemon.Event) {
 		if p := u.prompts[ev.Request.ID]; p != nil {
 			p.close()
 		}
+		if unnotify, ok := u.asked[ev.Request.ID]; ok {
+			delete(u.asked, ev.Request.ID)
+			if unnotify != nil {
+				unnotify()
+			}
+		}
 		u.refreshSessions()
 	case daemon.EventLaunchProgress:
 		u.launches.progress(ev.Launch, ev.Stage)
@@ -270,6 +311,9 @@ func (u *UI) handle(ev daemon.Event) {
 		u.refreshSessions()
 	case daemon.EventSharingChanged:
 		u.sharingChanged()
+	}
+	if u.win != nil {
+		u.win.tell(Message{Event: &ev})
 	}
 }
 
@@ -299,11 +343,34 @@ func (u *UI) peer(fp string) (dbusapi.Peer, bool) {
 	return dbusapi.Peer{}, false
 }
 
-// launch starts an app on a peer and tracks its progress.
+// launch starts an app on a peer and tracks its progress (in a window
+// process, through the app, which keeps the list).
 func (u *UI) launch(p dbusapi.Peer, app dbusapi.App) {
+	if u.child != nil {
+		u.launches.restore(u.child.rb.LaunchApp(p, app))
+		u.launchesChanged()
+		return
+	}
+	u.recordLaunch(p, app)
+}
+
+// recordLaunch launches and records it (the window process shows it too).
+func (u *UI) recordLaunch(p dbusapi.Peer, app dbusapi.App) LaunchRecord {
 	id, err := u.b.Launch(p.Fingerprint, app.ID)
-	u.launches.started(id, p, app, err)
+	rec := u.launches.started(id, p, app, err).record()
+	if u.win != nil {
+		u.win.tell(Message{Launch: &rec})
+	}
 	u.launchesChanged()
+	return rec
+}
+
+// dismissLaunch forgets a finished launch (in the app's list too).
+func (u *UI) dismissLaunch(id string) {
+	u.launches.dismiss(id)
+	if u.child != nil {
+		u.child.rb.DismissLaunch(id)
+	}
 }
 
 // hideOnClose makes closing a window (or Ctrl+W in it) hide it: the app

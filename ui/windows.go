@@ -21,6 +21,10 @@ func (u *UI) Show(name string) {
 
 // ShowPeers opens the peer browser.
 func (u *UI) ShowPeers() {
+	if u.win != nil {
+		u.win.send(Message{Window: "peers"})
+		return
+	}
 	if u.peers == nil {
 		u.peers = newPeerBrowser(u)
 	}
@@ -29,6 +33,10 @@ func (u *UI) ShowPeers() {
 
 // ShowSessions opens the sessions window.
 func (u *UI) ShowSessions() {
+	if u.win != nil {
+		u.win.send(Message{Window: "sessions"})
+		return
+	}
 	if u.sessions == nil {
 		u.sessions = newSessionsView(u)
 	} else {
@@ -40,6 +48,10 @@ func (u *UI) ShowSessions() {
 
 // ShowSettings opens the settings window.
 func (u *UI) ShowSettings() {
+	if u.win != nil {
+		u.win.send(Message{Window: "settings"})
+		return
+	}
 	if u.settings == nil {
 		u.settings = newSettingsView(u)
 	} else {
@@ -57,11 +69,36 @@ func (u *UI) sharingChanged() {
 	u.tray.update()
 }
 
+// showPeer opens the peer browser on one peer (the tray's "Show in peer
+// browser").
+func (u *UI) showPeer(fp string) {
+	if u.win != nil {
+		u.win.send(Message{Window: "peers", Peer: fp})
+		return
+	}
+	u.ShowPeers()
+	u.peers.selectPeer(fp)
+	u.peers.sortAndFilter()
+}
+
 // setUpSharing runs the one-time setup from the tray: in Settings, which
 // shows its progress and outcome.
 func (u *UI) setUpSharing() {
+	if u.win != nil {
+		u.win.send(Message{SetUp: true})
+		return
+	}
 	u.ShowSettings()
 	u.settings.setUp()
+}
+
+// settingUp reports whether the one-time setup runs (from Settings, here
+// or in the window process).
+func (u *UI) settingUp() bool {
+	if u.win != nil {
+		return u.win.settingUp.Load() > 0
+	}
+	return u.settings != nil && u.settings.settingUp
 }
 
 // setSharing turns sharing on or off (tray menu).
@@ -73,6 +110,9 @@ func (u *UI) setSharing(on bool) {
 	}
 	if u.settings != nil {
 		u.settings.sharing.SetChecked(u.b.Settings().Sharing)
+	}
+	if u.win != nil {
+		u.win.tell(Message{SharingSet: true})
 	}
 	u.tray.update()
 }
