@@ -60,6 +60,8 @@ type elevation struct {
 // sandbox that really starts.
 func TestSetUpSharingWithoutRestart(t *testing.T) {
 	testenv.RequireRoot(t)
+	// The sandbox started after the setup has a FUSE home.
+	testenv.RequireFuse(t)
 	bin, cleanup, err := testenv.BuildBinary()
 	if err != nil {
 		t.Fatal(err)

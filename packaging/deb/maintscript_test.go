@@ -447,6 +447,8 @@ func TestDebMaintscriptUsers(t *testing.T) {
 func TestDebPurgeRealSandbox(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireTools(t, "useradd", "userdel", "newuidmap", "runuser")
+	// The sandbox has a FUSE home.
+	testenv.RequireFuse(t)
 	bin, cleanup, err := testenv.BuildBinary()
 	if err != nil {
 		t.Fatal(err)
