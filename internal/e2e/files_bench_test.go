@@ -221,6 +221,11 @@ func stockSSHFS(b *testing.B, host, req *node, reqFP, bench string) func() fileB
 	pub, _ := os.ReadFile(key + ".pub")
 	os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o644)
 	os.MkdirAll("/run/sshd", 0o755)
+	// sshd without PAM refuses accounts whose password is locked ("!", as
+	// useradd leaves it), keys or not: no password instead.
+	if out, err := exec.Command("usermod", "-p", "*", req.u.Name).CombinedOutput(); err != nil {
+		b.Fatalf("usermod: %v %s", err, out)
+	}
 	cfg := fmt.Sprintf("HostKey %s/host\nAuthorizedKeysFile %s/authorized_keys\nUsePAM no\nStrictModes no\nPidFile none\nPasswordAuthentication no\nSubsystem sftp /usr/lib/openssh/sftp-server\nListenAddress 127.0.0.1\nLogLevel ERROR\n", dir, dir)
 	os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o644)
 	port := freeLoopbackPort(b)
@@ -241,9 +246,12 @@ func stockSSHFS(b *testing.B, host, req *node, reqFP, bench string) func() fileB
 		ssh.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(req.u.UID), Gid: uint32(req.u.GID)}}
 		var sshErr strings.Builder
 		ssh.Stderr = &sshErr
-		script := fmt.Sprintf(`sshfs -f -o passive,attr_timeout=1,entry_timeout=1 x:%s /dev/fd/3 2>/dev/null & p=$!
-exec 0</dev/null 1>/dev/null
-/usr/local/bin/ebp-test-workload "$HOME/stock bench" /tmp/stock.txt; kill $p; wait; cat /tmp/stock.txt >&2`, bench)
+		// sshfs's stdin through fd 4 (an asynchronous command's stdin is
+		// /dev/null before its redirections); the shell lets go of the connection (fd 3),
+		// so the mount answers ENOTCONN instead of hanging if sshfs fails.
+		script := fmt.Sprintf(`exec 4<&0; sshfs -f -o passive,attr_timeout=1,entry_timeout=1 x:%s /dev/fd/3 0<&4 4<&- 2>/tmp/sshfs.err & p=$!
+exec 0</dev/null 1>/dev/null 3<&- 4<&-
+/usr/local/bin/ebp-test-workload "$HOME/stock bench" /tmp/stock.txt; kill $p; wait; cat /tmp/sshfs.err >&2; cat /tmp/stock.txt >&2`, bench)
 		in := host.u.Command(ctx, "sandbox", "exec", "--root", reqFP, "--", "/run/ebrainpool/ebrainpool", "guest-mount", "--share", "stock bench", "--", "/bin/sh", "-c", script)
 		in.Stdin, in.Stdout = z, z
 		var res strings.Builder
