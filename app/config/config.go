@@ -54,14 +54,34 @@ func (d Dirs) ConsentFile() string { return filepath.Join(d.State, "consent.json
 // Settings are the user's preferences.
 type Settings struct {
 	DisplayName string `json:"display_name"`
-	Sharing     bool   `json:"sharing"`      // others may ask to run apps here
-	ControlPort int    `json:"control_port"` // 0: chosen by the system
+	Sharing     bool   `json:"sharing"` // others may ask to run apps here
+	// ControlPort is where peers reach this instance: 0 is
+	// DefaultControlPort (see ControlPortOrDefault).
+	ControlPort int `json:"control_port"`
 	// Sandbox limits and idle stop.
 	MemoryMB       int      `json:"memory_mb,omitempty"`
 	CPUs           float64  `json:"cpus,omitempty"`
 	Pids           int      `json:"pids,omitempty"`
 	IdleStop       Duration `json:"idle_stop"`
 	ConsentTimeout Duration `json:"consent_timeout"`
+}
+
+// DefaultControlPort is the control port peers reach an instance on
+// unless its settings (or --listen) say otherwise: fixed, so that a peer
+// added by address needs no port (`ebrainpool peer add HOST`), as
+// Warpinator (42000) and LocalSend (53317) do. 42331 is in IANA's
+// registered range (1024-49151) with no service assigned to it. It is
+// also inside Linux's default range for outgoing connections' local
+// ports (32768-60999), so it can be taken for a moment: the daemon then
+// falls back to a port the system chooses and says so.
+const DefaultControlPort = 42331
+
+// ControlPortOrDefault is the control port the settings ask for.
+func (s Settings) ControlPortOrDefault() int {
+	if s.ControlPort == 0 {
+		return DefaultControlPort
+	}
+	return s.ControlPort
 }
 
 // Duration is a time.Duration written as "90s".

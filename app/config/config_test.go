@@ -72,3 +72,77 @@ func TestLoadSave(t *testing.T) {
 		t.Fatal("saved invalid settings")
 	}
 }
+
+func TestSplitPeerAddress(t *testing.T) {
+	tests := []struct {
+		in, want string // want "" for an error
+	}{
+		{"bob-laptop", "bob-laptop:42331"},
+		{"bob-laptop.example.org:7000", "bob-laptop.example.org:7000"},
+		{"192.168.1.20", "192.168.1.20:42331"},
+		{"192.168.1.20:41527", "192.168.1.20:41527"},
+		{"2001:db8::20", "[2001:db8::20]:42331"},
+		{"[2001:db8::20]:41527", "[2001:db8::20]:41527"},
+		{"[2001:db8::20]", "[2001:db8::20]:42331"},
+		{"[fe80::1%eth0]:41527", "[fe80::1%eth0]:41527"},
+		{"fe80::1%eth0", "[fe80::1%eth0]:42331"},
+		{"  localhost:9 ", "localhost:9"},
+		{"", ""},
+		{"host:0", ""},
+		{"host:70000", ""},
+		{"host:port", ""},
+		{":7000", ""},
+		{"[bob-laptop]:7000", ""},
+		{"2001:db8::20:zz", ""},
+		{"bad host", ""},
+		{"-bad.example", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := NormalizePeerAddress(tt.in)
+			if tt.want == "" {
+				if err == nil {
+					t.Fatalf("NormalizePeerAddress(%q) = %q, want an error", tt.in, got)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("NormalizePeerAddress(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// Peers added by address survive a restart, in a file replaced
+// atomically.
+func TestAddedPeersRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "added_peers.json")
+	if ps, err := LoadPeers(path); err != nil || len(ps) != 0 {
+		t.Fatalf("no file: %v %v", ps, err)
+	}
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	want := []AddedPeer{{Address: "[fe80::1%eth0]:42331", Fingerprint: "SHA256:x", Name: "bob", Added: at, LastSeen: at}}
+	if err := SavePeers(path, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadPeers(path)
+	if err != nil || len(got) != 1 || got[0] != want[0] {
+		t.Fatalf("LoadPeers = %+v, %v; want %+v", got, err, want)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode: %v %v", fi, err)
+	}
+	os.WriteFile(path, []byte("{"), 0o600)
+	if _, err := LoadPeers(path); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("a corrupt file: %v", err)
+	}
+}
+
+func TestDefaultControlPort(t *testing.T) {
+	if got := (Settings{}).ControlPortOrDefault(); got != DefaultControlPort {
+		t.Fatalf("an unset port = %d, want %d", got, DefaultControlPort)
+	}
+	if got := (Settings{ControlPort: 7000}).ControlPortOrDefault(); got != 7000 {
+		t.Fatalf("a chosen port = %d", got)
+	}
+}
