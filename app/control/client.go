@@ -19,6 +19,11 @@ type ClientConfig struct {
 	// it; Verify (e.g. the pin store's) may refuse a key that changed.
 	Expect identity.Fingerprint
 	Verify func(key ssh.PublicKey) error
+	// Probe, with no Expect, accepts the key the peer shows (Verify still
+	// runs first and may refuse it): for showing a peer added by address
+	// to the user before its key is pinned. Client.HostKey is that key;
+	// nothing but the catalog should be asked on such a connection.
+	Probe bool
 	// Timeout bounds the TCP connect, the SSH handshake and each hello
 	// (default 10s).
 	Timeout time.Duration
@@ -37,8 +42,8 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	if cfg.Identity == nil || cfg.Expect == "" {
-		return nil, errors.New("control: Dial needs an identity and the expected fingerprint")
+	if cfg.Identity == nil || (cfg.Expect == "") != cfg.Probe {
+		return nil, errors.New("control: Dial needs an identity and the expected fingerprint (or Probe, alone)")
 	}
 	d := net.Dialer{Timeout: cfg.Timeout}
 	c, err := d.DialContext(ctx, "tcp", addr)
@@ -57,7 +62,7 @@ func Dial(ctx context.Context, addr string, cfg ClientConfig) (*Client, error) {
 					return err
 				}
 			}
-			if got := identity.FingerprintOf(key); got != cfg.Expect {
+			if got := identity.FingerprintOf(key); !cfg.Probe && got != cfg.Expect {
 				return fmt.Errorf("peer at %s presented key %s, not the announced %s: %w", addr, got, cfg.Expect, identity.ErrFingerprintMismatch)
 			}
 			hostKey = key

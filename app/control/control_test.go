@@ -182,6 +182,34 @@ func TestHostKeyChecks(t *testing.T) {
 	}
 }
 
+// A probe (a peer added by address, before the user confirmed its key)
+// shows the key whatever it is, with the peer's name; Verify can still
+// refuse it, and Probe cannot be mixed with an expected fingerprint.
+func TestProbe(t *testing.T) {
+	f := start(t, &handler{}, nil)
+	c, err := Dial(context.Background(), f.addr, ClientConfig{Identity: f.clientID, Probe: true})
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Catalog(context.Background()); err != nil {
+		t.Fatalf("catalog on a probe: %v", err)
+	}
+	if got, want := identity.FingerprintOf(c.HostKey), identity.FingerprintOf(f.hostKey.PublicKey()); got != want || c.Name != "bob's laptop" {
+		t.Fatalf("probe saw %s %q, want %s %q", got, c.Name, want, "bob's laptop")
+	}
+	_, err = Dial(context.Background(), f.addr, ClientConfig{Identity: f.clientID, Probe: true, Verify: func(ssh.PublicKey) error { return identity.ErrKeyChanged }})
+	if !errors.Is(err, identity.ErrKeyChanged) {
+		t.Fatalf("a probe Verify refuses: %v", err)
+	}
+	if _, err := Dial(context.Background(), f.addr, ClientConfig{Identity: f.clientID, Probe: true, Expect: identity.FingerprintOf(f.hostKey.PublicKey())}); err == nil {
+		t.Fatal("Probe with Expect was accepted")
+	}
+	if _, err := Dial(context.Background(), f.addr, ClientConfig{Identity: f.clientID}); err == nil {
+		t.Fatal("no Expect and no Probe was accepted")
+	}
+}
+
 func TestRSAIdentityRefused(t *testing.T) {
 	f := start(t, &handler{}, nil)
 	k, _ := rsa.GenerateKey(rand.Reader, 2048)
