@@ -1,6 +1,7 @@
 package sandbox_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,12 +92,25 @@ func TestSandboxIsolation(t *testing.T) {
 	})
 	t.Run("host processes see an unprivileged subordinate uid", func(t *testing.T) {
 		start, count := u.SubIDs(t)
-		r := sh(t, u, "alice", "sleep 30 & echo $!; wait")
-		_ = r
-		inRange := testenv.PidsOfUIDs(start, start+count-1)
-		if len(inRange) == 0 {
-			t.Fatalf("no container process runs with a uid in %d..%d", start, start+count-1)
+		// A process started inside, seen from the host while it runs.
+		ctx, cancel := context.WithCancel(t.Context())
+		cmd := u.Command(ctx, "sandbox", "exec", "alice", "--", "sleep", "60")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
+		defer func() { cancel(); cmd.Wait() }()
+		seen := 0
+		for deadline := time.Now().Add(20 * time.Second); seen == 0 && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			for _, pid := range testenv.PidsOfUIDs(start, start+count-1) {
+				if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "sleep" {
+					seen = pid
+				}
+			}
+		}
+		if seen == 0 {
+			t.Fatalf("the sleep started inside does not run with a uid in %d..%d on the host", start, start+count-1)
+		}
+		syscall.Kill(seen, syscall.SIGKILL)
 		if own := testenv.PidsOfUIDs(0, 0); len(own) == 0 {
 			t.Fatal("cannot read /proc")
 		}
@@ -364,19 +378,25 @@ func TestSandboxStopWhenIdle(t *testing.T) {
 }
 
 func TestSandboxCyclesLeakNothing(t *testing.T) {
+	// 50 cycles; 15 with -short (the run in the VM, under software
+	// emulation, where each cycle takes seconds).
+	cycles := 50
+	if testing.Short() {
+		cycles = 15
+	}
 	u := newUser(t)
 	hostMounts := sandbox.SandboxMounts()
-	r := u.MustRun(t, "sandbox", "bench", "--cycles", "50", "--warm", "1", "--json", "soak")
+	r := u.MustRun(t, "sandbox", "bench", "--cycles", strconv.Itoa(cycles), "--warm", "1", "--json", "soak")
 	var res sandbox.BenchResult
 	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
 		t.Fatalf("bench output: %v\n%s", err, r.Stdout)
 	}
-	if len(res.ColdStart) != 50 {
-		t.Fatalf("ran %d cycles, want 50", len(res.ColdStart))
+	if len(res.ColdStart) != cycles {
+		t.Fatalf("ran %d cycles, want %d", len(res.ColdStart), cycles)
 	}
 	if res.FDsAfter != res.FDsBefore || res.MountsAfter != res.MountsBefore || res.CgroupsAfter != res.CgroupsBefore {
-		t.Fatalf("leak after 50 cycles: fds %d->%d, mounts %d->%d, cgroups %d->%d",
-			res.FDsBefore, res.FDsAfter, res.MountsBefore, res.MountsAfter, res.CgroupsBefore, res.CgroupsAfter)
+		t.Fatalf("leak after %d cycles: fds %d->%d, mounts %d->%d, cgroups %d->%d",
+			cycles, res.FDsBefore, res.FDsAfter, res.MountsBefore, res.MountsAfter, res.CgroupsBefore, res.CgroupsAfter)
 	}
 	if got := sandbox.SandboxMounts(); got != hostMounts {
 		t.Fatalf("host mount table changed: %d -> %d entries", hostMounts, got)
@@ -385,7 +405,7 @@ func TestSandboxCyclesLeakNothing(t *testing.T) {
 	if left := testenv.PidsOfUIDs(start, start+count-1); len(left) > 0 {
 		t.Fatalf("container processes left: %v", left)
 	}
-	t.Logf("50 cycles: cold start median %s, warm exec median %s", sandbox.Median(res.ColdStart), sandbox.Median(res.WarmExec))
+	t.Logf("%d cycles: cold start median %s, warm exec median %s", cycles, sandbox.Median(res.ColdStart), sandbox.Median(res.WarmExec))
 }
 
 func TestSandboxErrors(t *testing.T) {

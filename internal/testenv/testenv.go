@@ -246,9 +246,26 @@ func (u *User) remove(t testing.TB) {
 	if SystemdHost() {
 		u.stopUserManager(t)
 	}
+	subStart, subCount, subErr := u.subIDs()
 	// setup --remove kills the user's containers and removes cgroups and state.
 	if out, err := exec.Command(u.Bin, "setup", "--remove", "--user", u.Name).CombinedOutput(); err != nil {
 		t.Errorf("ebrainpool setup --remove --user %s: %v\n%s", u.Name, err, out)
+	}
+	// The containers' processes are gone before the next user, who may be
+	// given the same subordinate range, starts (the kill is asynchronous).
+	if subErr == nil {
+		var left []int
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if left = PidsOfUIDs(subStart, subStart+subCount-1); len(left) == 0 {
+				break
+			}
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("%s's container processes outlived setup --remove: %v", u.Name, left)
+		}
 	}
 	// Any process left running as the user (there should be none).
 	if u.UID > 0 {
@@ -322,20 +339,27 @@ func (u *User) MustRun(t testing.TB, args ...string) Result {
 // SubIDs is the user's first subordinate uid range from /etc/subuid.
 func (u *User) SubIDs(t testing.TB) (start, count int) {
 	t.Helper()
-	b, err := os.ReadFile("/etc/subuid")
+	start, count, err := u.subIDs()
 	if err != nil {
 		t.Fatal(err)
+	}
+	return start, count
+}
+
+func (u *User) subIDs() (start, count int, err error) {
+	b, err := os.ReadFile("/etc/subuid")
+	if err != nil {
+		return 0, 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Split(line, ":")
 		if len(f) == 3 && (f[0] == u.Name || f[0] == strconv.Itoa(u.UID)) {
 			s, _ := strconv.Atoi(f[1])
 			c, _ := strconv.Atoi(f[2])
-			return s, c
+			return s, c, nil
 		}
 	}
-	t.Fatalf("%s has no subordinate uids", u.Name)
-	return 0, 0
+	return 0, 0, fmt.Errorf("%s has no subordinate uids", u.Name)
 }
 
 // PidsOfUIDs lists the processes whose real uid is in [lo, hi].

@@ -14,7 +14,7 @@ import (
 // (docs/benchmarks.md quotes it). Numbers are from software emulation.
 func TestSandboxBenchmark(t *testing.T) {
 	u := newDesktopUser(t, true)
-	r := u.MustRun(t, "sandbox", "bench", "--cycles", "10", "--warm", "5", "--cli", "bench-peer")
+	r := u.MustRun(t, "sandbox", "bench", "--cycles", "6", "--warm", "3", "--cli", "bench-peer")
 	t.Logf("\n%s", r.Stdout)
 	if dir := os.Getenv("VMTEST_SHARE"); dir != "" {
 		os.WriteFile(filepath.Join(dir, "bench.md"), []byte(r.Stdout), 0o644)

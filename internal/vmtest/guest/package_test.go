@@ -24,6 +24,13 @@ func TestInstalledPackage(t *testing.T) {
 	if err != nil || !strings.Contains(string(help), "sandbox start") {
 		t.Fatalf("%s --help: %v\n%s", bin, err, help)
 	}
+	// The sandboxes' homes are FUSE file systems (the disk limit, tested by
+	// the sandbox package's tests run here): udev makes /dev/fuse 0666.
+	if st, err := os.Stat("/dev/fuse"); err != nil {
+		t.Errorf("/dev/fuse: %v", err)
+	} else if st.Mode().Perm()&0o666 != 0o666 {
+		t.Errorf("udev left /dev/fuse mode %04o, not 0666", st.Mode().Perm())
+	}
 	if b, err := os.ReadFile(os.Getenv("VMTEST_SHARE") + "/install.log"); err == nil {
 		t.Logf("apt-get install:\n%s", b)
 	}
