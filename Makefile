@@ -10,7 +10,9 @@ PREFIX ?= /usr/local
 BUILD_PKGS := gcc pkg-config lxc-dev libc6-dev libgl1-mesa-dev xorg-dev
 # What `make deb` needs on top (Debian packaging tools).
 DEB_PKGS   := debhelper dpkg-dev fakeroot
-RUN_PKGS   := liblxc1 liblxc-common uidmap dbus avahi-daemon
+# fuse2fs and e2fsprogs: the sandboxes' size-limited homes; sshfs: the
+# requester's files in a sandbox.
+RUN_PKGS   := liblxc1 liblxc-common uidmap dbus avahi-daemon fuse2fs e2fsprogs sshfs
 # The Flatpak's tools, and the Debian packages its local runtime is made of
 # (packaging/flatpak/runtime.sh).
 FLATPAK_PKGS := flatpak flatpak-builder bubblewrap xdg-dbus-proxy desktop-file-utils \
