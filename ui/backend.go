@@ -16,6 +16,11 @@ type Backend interface {
 	Peers() []dbusapi.Peer
 	Apps(ctx context.Context, peer string) ([]dbusapi.App, error)
 	Launch(peer, app string) (string, error)
+	// LaunchWith is Launch bringing the user's files (the app's
+	// arguments) and folders (in its home); AppsForFiles lists the apps
+	// of a peer ("" every peer) that open all the files.
+	LaunchWith(peer, app string, files []string, folders []dbusapi.Folder) (string, error)
+	AppsForFiles(ctx context.Context, peer string, files []string) ([]dbusapi.Candidate, error)
 
 	Pending() []dbusapi.Request
 	AnswerFull(id string, allow, remember, block bool) error

@@ -52,11 +52,18 @@ type fakeBackend struct {
 	forgotten []identity.Fingerprint
 	blocked   map[string]string
 	events    chan daemon.Event
+
+	// brought is each LaunchWith's files and folders, by launch id;
+	// candidates and candErr are what AppsForFiles answers.
+	brought    map[string]fakeBrought
+	candidates []dbusapi.Candidate
+	candErr    error
+	candAsked  [][]string
 }
 
 func newFake() *fakeBackend {
 	return &fakeBackend{
-		apps: map[string][]dbusapi.App{}, appsErr: map[string]error{}, blocked: map[string]string{},
+		apps: map[string][]dbusapi.App{}, appsErr: map[string]error{}, blocked: map[string]string{}, brought: map[string]fakeBrought{},
 		settings: config.Settings{DisplayName: "me", Sharing: true, ConsentTimeout: config.Duration(30 * time.Second)},
 		events:   make(chan daemon.Event, 64),
 	}
@@ -83,6 +90,29 @@ func (f *fakeBackend) Launch(peer, app string) (string, error) {
 	f.launched = append(f.launched, peer+"/"+app)
 	f.nextID++
 	return fmt.Sprintf("launch-%d", f.nextID), nil
+}
+
+// fakeBrought is what one LaunchWith brought.
+type fakeBrought struct {
+	files   []string
+	folders []dbusapi.Folder
+}
+
+func (f *fakeBackend) LaunchWith(peer, app string, files []string, folders []dbusapi.Folder) (string, error) {
+	id, err := f.Launch(peer, app)
+	if err == nil {
+		f.mu.Lock()
+		f.brought[id] = fakeBrought{files, folders}
+		f.mu.Unlock()
+	}
+	return id, err
+}
+
+func (f *fakeBackend) AppsForFiles(_ context.Context, _ string, files []string) ([]dbusapi.Candidate, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.candAsked = append(f.candAsked, files)
+	return f.candidates, f.candErr
 }
 
 func (f *fakeBackend) Pending() []dbusapi.Request { return f.pending }

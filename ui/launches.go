@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -31,10 +32,61 @@ type launchState struct {
 	exit     int
 	err      string
 	outcome  dbusapi.Outcome // how it ended ("" from a daemon that does not say, or Launch's own error)
+	files    []string        // what it brings (broughtNames), nil for none
 }
 
-// text is the launch's state in plain language.
+// broughtNames are the names of the files and folders a launch brings, as
+// the user sees them: a folder's ending in "/", " (read-only)" after a
+// read-only one (as the daemon names them in Sessions and requests).
+func broughtNames(files []string, folders []dbusapi.Folder) []string {
+	var out []string
+	for _, f := range files {
+		out = append(out, filepath.Base(f))
+	}
+	for _, d := range folders {
+		n := filepath.Base(d.Path) + "/"
+		if d.ReadOnly {
+			n += " (read-only)"
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// broughtText says what a launch brings, e.g. "Bringing notes.txt and
+// Pictures/ (read-only)."; "" for nothing.
+func broughtText(verb string, names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return verb + " " + andList(names) + "."
+}
+
+// andList joins names as a sentence does: "a", "a and b", "a, b and c".
+func andList(names []string) string {
+	switch len(names) {
+	case 0:
+		return ""
+	case 1:
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// text is the launch's state in plain language, with what it brings.
 func (l *launchState) text() string {
+	t := l.stateText()
+	switch {
+	case l.done || len(l.files) == 0:
+	case l.stage == dbusapi.StageRunning:
+		t += "\n" + broughtText("It has your", l.files)
+	default:
+		t += "\n" + broughtText("Bringing", l.files)
+	}
+	return t
+}
+
+func (l *launchState) stateText() string {
 	if l.done {
 		return l.endText()
 	}
@@ -140,13 +192,13 @@ func newLaunches() *launches { return &launches{byID: map[string]*launchState{}}
 
 // started records a launch and returns it; err is Launch's own error (the
 // launch then has no id and is finished at once).
-func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, err error) *launchState {
+func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, files []string, err error) *launchState {
 	ls.seq++
 	name := p.Name
 	if name == "" {
 		name = p.Short
 	}
-	l := &launchState{id: id, seq: ls.seq, peer: p.Fingerprint, peerName: name, app: app.Name, stage: dbusapi.StageAsking}
+	l := &launchState{id: id, seq: ls.seq, peer: p.Fingerprint, peerName: name, app: app.Name, stage: dbusapi.StageAsking, files: files}
 	if l.app == "" {
 		l.app = app.ID
 	}

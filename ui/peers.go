@@ -49,12 +49,30 @@ type peerBrowser struct {
 	appsNote  *widget.Label
 	launchBox *fyne.Container
 	appsFor   map[string][]dbusapi.App
+
+	// Opening files and bringing folders (files.go).
+	openBtn  *widget.Button
+	openNote *widget.Label
+	// rows are the app rows shown, for a drop (dropped).
+	rows []appRowRef
+	// chooseFile and chooseFolder ask the user for a file or a folder
+	// (Fyne's dialogs; tests replace them) and call done with its path.
+	chooseFile, chooseFolder func(w fyne.Window, done func(path string))
+	// chooser is the open dialog choosing among several apps, folder
+	// the one launching an app with a folder (nil when not shown).
+	chooser *appChooser
+	folder  *folderLaunch
 }
 
 func newPeerBrowser(u *UI) *peerBrowser {
-	pb := &peerBrowser{u: u, appsFor: map[string][]dbusapi.App{}}
+	pb := &peerBrowser{u: u, appsFor: map[string][]dbusapi.App{}, chooseFile: chooseFile, chooseFolder: chooseFolder}
 	pb.win = u.app.NewWindow("eBrainPool: peers")
 	u.hideOnClose(pb.win, nil)
+	pb.win.SetOnDropped(pb.dropped)
+	pb.openBtn = widget.NewButtonWithIcon("Open a file…", theme.FileIcon(), pb.pickFile)
+	pb.openNote = widget.NewLabel("")
+	pb.openNote.Wrapping = fyne.TextWrapWord
+	pb.openNote.Hide()
 
 	pb.search = widget.NewEntry()
 	pb.search.SetPlaceHolder("Search by name or host")
@@ -108,7 +126,7 @@ func newPeerBrowser(u *UI) *peerBrowser {
 	pb.appsNote.Wrapping = fyne.TextWrapWord
 	pb.launchBox = container.NewVBox()
 
-	left := container.NewBorder(pb.search, nil, nil, nil, container.NewStack(pb.list, container.NewVBox(pb.empty)))
+	left := container.NewBorder(pb.search, container.NewVBox(pb.openNote, pb.openBtn), nil, nil, container.NewStack(pb.list, container.NewVBox(pb.empty)))
 	right := container.NewBorder(
 		container.NewVBox(pb.header, pb.detail, pb.warning),
 		container.NewVBox(widget.NewSeparator(), pb.launchBox),
@@ -289,6 +307,7 @@ func warningBanner(msg string) fyne.CanvasObject {
 // showApps lists a peer's apps with Launch buttons, or why there are none.
 func (pb *peerBrowser) showApps(p dbusapi.Peer, apps []dbusapi.App, err error) {
 	pb.apps.RemoveAll()
+	pb.rows = nil
 	switch {
 	case err != nil:
 		pb.appsNote.SetText(sentence(fmt.Sprintf("could not get the apps of %s: %v", p.Name, err)))
@@ -302,7 +321,9 @@ func (pb *peerBrowser) showApps(p dbusapi.Peer, apps []dbusapi.App, err error) {
 	}
 	pb.appsNote.Refresh()
 	for _, a := range apps {
-		pb.apps.Add(pb.appRow(p, a))
+		row := pb.appRow(p, a)
+		pb.rows = append(pb.rows, appRowRef{obj: row, peer: p, app: a})
+		pb.apps.Add(row)
 	}
 }
 
@@ -326,10 +347,12 @@ func (pb *peerBrowser) appRow(p dbusapi.Peer, a dbusapi.App) fyne.CanvasObject {
 	}
 	btn := widget.NewButtonWithIcon("Launch", theme.MediaPlayIcon(), func() { pb.u.launch(p, a) })
 	btn.Importance = widget.HighImportance
+	folder := widget.NewButtonWithIcon("With a folder…", theme.FolderOpenIcon(), func() { pb.pickFolder(p, a) })
 	if p.Trust == dbusapi.TrustChanged {
 		btn.Disable()
+		folder.Disable()
 	}
-	return container.NewBorder(nil, nil, container.NewCenter(icon), container.NewCenter(btn), text)
+	return container.NewBorder(nil, nil, container.NewCenter(icon), container.NewCenter(container.NewHBox(folder, btn)), text)
 }
 
 // showLaunches redraws the launches area.

@@ -193,7 +193,7 @@ func TestLaunchProgressAndErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			u.launches.started(id, p, dbusapi.App{ID: "org.gimp.GIMP", Name: "GIMP"}, nil)
+			u.launches.started(id, p, dbusapi.App{ID: "org.gimp.GIMP", Name: "GIMP"}, nil, nil)
 			if tc.running {
 				f.events <- daemon.Event{Kind: daemon.EventLaunchProgress, Launch: id, Stage: dbusapi.StageRunning}
 			}

@@ -129,9 +129,16 @@ func newPrompt(u *UI, r dbusapi.Request) *prompt {
 		l.Wrapping = fyne.TextWrapWord
 		met = container.NewBorder(nil, nil, widget.NewIcon(theme.ConfirmIcon()), nil, l)
 	}
-	note := widget.NewLabel("The app runs in a sandbox on this computer and shows its window on " + name + "'s screen. It cannot see your files.")
-	note.Wrapping = fyne.TextWrapWord
-	note.SizeName = theme.SizeNameCaptionText
+	about := widget.NewLabel("The app runs in a sandbox on this computer and shows its window on " + name + "'s screen. It cannot see your files.")
+	about.Wrapping = fyne.TextWrapWord
+	about.SizeName = theme.SizeNameCaptionText
+	note := fyne.CanvasObject(about)
+	if len(r.Files) > 0 {
+		// What the requester brings: names and count only.
+		brings := widget.NewLabel(bringsText(name, r.Files))
+		brings.Wrapping = fyne.TextWrapWord
+		note = container.NewVBox(brings, about)
+	}
 
 	p.countdown = widget.NewLabel("")
 	p.bar = widget.NewProgressBar()

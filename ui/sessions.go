@@ -113,14 +113,15 @@ func (s *sessionsView) refresh() {
 				seen[x.Peer] = cpuSample{info.CPU, now}
 			}
 			s.incoming.Add(s.row(x, fmt.Sprintf("%s runs %s · %s · %s", x.PeerName, x.App,
-				sinceText(time.Unix(x.Since, 0), now), usageText(info, ok, prev, now))))
+				sinceText(time.Unix(x.Since, 0), now), usageText(info, ok, prev, now))+
+				withFiles("\nWith "+x.PeerName+"'s", x.Files)))
 		} else {
 			state := ""
 			if x.State != "" {
 				state = " · " + string(x.State)
 			}
 			s.outgoing.Add(s.row(x, fmt.Sprintf("%s on %s · %s%s", x.App, x.PeerName,
-				sinceText(time.Unix(x.Since, 0), now), state)))
+				sinceText(time.Unix(x.Since, 0), now), state)+withFiles("\nWith your", x.Files)))
 		}
 	}
 	s.cpu = seen
@@ -130,6 +131,15 @@ func (s *sessionsView) refresh() {
 	if len(s.outgoing.Objects) == 0 {
 		s.outgoing.Add(widget.NewLabel("You are not running apps on other computers."))
 	}
+}
+
+// withFiles names the files and folders a session brought, after its
+// line: "\nWith your files: notes.txt and Pictures/."; "" for none.
+func withFiles(prefix string, files []string) string {
+	if len(files) == 0 {
+		return ""
+	}
+	return prefix + " files: " + andList(files) + "."
 }
 
 func (s *sessionsView) row(x dbusapi.Session, text string) fyne.CanvasObject {

@@ -345,19 +345,29 @@ func (u *UI) peer(fp string) (dbusapi.Peer, bool) {
 
 // launch starts an app on a peer and tracks its progress (in a window
 // process, through the app, which keeps the list).
-func (u *UI) launch(p dbusapi.Peer, app dbusapi.App) {
+func (u *UI) launch(p dbusapi.Peer, app dbusapi.App) { u.launchWith(p, app, nil, nil) }
+
+// launchWith is launch bringing files (the app's arguments) and folders
+// (in its home).
+func (u *UI) launchWith(p dbusapi.Peer, app dbusapi.App, files []string, folders []dbusapi.Folder) {
 	if u.child != nil {
-		u.launches.restore(u.child.rb.LaunchApp(p, app))
+		u.launches.restore(u.child.rb.LaunchApp(LaunchArgs{Peer: p, App: app, Files: files, Folders: folders}))
 		u.launchesChanged()
 		return
 	}
-	u.recordLaunch(p, app)
+	u.recordLaunch(LaunchArgs{Peer: p, App: app, Files: files, Folders: folders})
 }
 
 // recordLaunch launches and records it (the window process shows it too).
-func (u *UI) recordLaunch(p dbusapi.Peer, app dbusapi.App) LaunchRecord {
-	id, err := u.b.Launch(p.Fingerprint, app.ID)
-	rec := u.launches.started(id, p, app, err).record()
+func (u *UI) recordLaunch(a LaunchArgs) LaunchRecord {
+	var id string
+	var err error
+	if len(a.Files) > 0 || len(a.Folders) > 0 {
+		id, err = u.b.LaunchWith(a.Peer.Fingerprint, a.App.ID, a.Files, a.Folders)
+	} else {
+		id, err = u.b.Launch(a.Peer.Fingerprint, a.App.ID)
+	}
+	rec := u.launches.started(id, a.Peer, a.App, broughtNames(a.Files, a.Folders), err).record()
 	if u.win != nil {
 		u.win.tell(Message{Launch: &rec})
 	}

@@ -107,6 +107,8 @@ func (u *UI) deliver(m Message) {
 	switch {
 	case m.Event != nil:
 		u.handle(*m.Event)
+	case m.Window == "peers" && len(m.Open) > 0:
+		u.OpenFiles(m.Open)
 	case m.Window == "peers" && m.Peer != "":
 		u.showPeer(m.Peer)
 	case m.Window != "":
@@ -202,10 +204,11 @@ func (r *remoteBackend) Launches() []LaunchRecord {
 }
 
 // LaunchApp launches through the app, which records the launch.
-func (r *remoteBackend) LaunchApp(p dbusapi.Peer, a dbusapi.App) LaunchRecord {
+func (r *remoteBackend) LaunchApp(a LaunchArgs) LaunchRecord {
 	var rec LaunchRecord
-	if err := r.call("Launch", LaunchArgs{Peer: p, App: a}, &rec); err != nil {
-		return LaunchRecord{ID: fmt.Sprintf("failed-here-%d", time.Now().UnixNano()), PeerName: p.Name, App: a.Name, Done: true, Err: err.Error()}
+	if err := r.call("Launch", a, &rec); err != nil {
+		return LaunchRecord{ID: fmt.Sprintf("failed-here-%d", time.Now().UnixNano()), PeerName: a.Peer.Name, App: a.App.Name,
+			Done: true, Err: err.Error(), Files: broughtNames(a.Files, a.Folders)}
 	}
 	return rec
 }
@@ -241,11 +244,31 @@ func (r *remoteBackend) Apps(ctx context.Context, peer string) ([]dbusapi.App, e
 }
 
 func (r *remoteBackend) Launch(peer, app string) (string, error) {
-	rec := r.LaunchApp(dbusapi.Peer{Fingerprint: peer}, dbusapi.App{ID: app})
+	return r.LaunchWith(peer, app, nil, nil)
+}
+
+func (r *remoteBackend) LaunchWith(peer, app string, files []string, folders []dbusapi.Folder) (string, error) {
+	rec := r.LaunchApp(LaunchArgs{Peer: dbusapi.Peer{Fingerprint: peer}, App: dbusapi.App{ID: app}, Files: files, Folders: folders})
 	if rec.Err != "" && rec.Stage == "" {
 		return "", errors.New(rec.Err)
 	}
 	return rec.ID, nil
+}
+
+// AppsForFiles asks through the app; it gives up when ctx ends.
+func (r *remoteBackend) AppsForFiles(ctx context.Context, peer string, files []string) ([]dbusapi.Candidate, error) {
+	var out []dbusapi.Candidate
+	call := r.c.Go(serviceName+".AppsForFiles", AppsForFilesArgs{Peer: peer, Files: files}, &out, make(chan *rpc.Call, 1))
+	select {
+	case <-call.Done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var se rpc.ServerError
+	if errors.As(call.Error, &se) {
+		return nil, errors.New(string(se))
+	}
+	return out, call.Error
 }
 
 func (r *remoteBackend) Pending() []dbusapi.Request {

@@ -367,7 +367,7 @@ func (s *AppService) Launch(a LaunchArgs, reply *LaunchRecord) error {
 	var rec LaunchRecord
 	u := s.wp.u
 	if !u.await(func() {
-		rec = u.recordLaunch(a.Peer, a.App)
+		rec = u.recordLaunch(a)
 	}) {
 		return errors.New("eBrainPool is shutting down")
 	}
@@ -383,6 +383,14 @@ func (s *AppService) DismissLaunch(id string, _ *bool) error {
 		u.tray.update()
 	})
 	return nil
+}
+
+// AppsForFiles lists the apps that open the files.
+func (s *AppService) AppsForFiles(a AppsForFilesArgs, reply *[]dbusapi.Candidate) error {
+	u := s.wp.u
+	c, err := u.b.AppsForFiles(u.ctx, a.Peer, a.Files)
+	*reply = c
+	return err
 }
 
 func (s *AppService) Peers(_ int, reply *[]dbusapi.Peer) error {

@@ -33,6 +33,9 @@ type Message struct {
 	// Launch is a launch the app recorded (from the tray, or asked for
 	// in a window).
 	Launch *LaunchRecord
+	// Open, with Window "peers", opens these files with a peer's app
+	// (`ebrainpool open --gui`, a file manager's "Open with").
+	Open []string
 }
 
 // LaunchRecord is one launch started from the desktop app (tray or
@@ -48,12 +51,23 @@ type LaunchRecord struct {
 	Exit     int
 	Err      string
 	Outcome  dbusapi.Outcome
+	// Files names what the launch brings (see broughtNames).
+	Files []string
 }
 
-// LaunchArgs is a launch asked for in a window: the peer and app as shown.
+// LaunchArgs is a launch asked for in a window: the peer and app as shown,
+// and the files and folders it brings.
 type LaunchArgs struct {
-	Peer dbusapi.Peer
-	App  dbusapi.App
+	Peer    dbusapi.Peer
+	App     dbusapi.App
+	Files   []string
+	Folders []dbusapi.Folder
+}
+
+// AppsForFilesArgs asks which apps open files (AppsForFiles).
+type AppsForFilesArgs struct {
+	Peer  string
+	Files []string
 }
 
 // AnswerArgs answers a request (AnswerFull).
@@ -85,13 +99,13 @@ type SharingReply struct {
 // record copies a launch for the window process.
 func (l *launchState) record() LaunchRecord {
 	return LaunchRecord{ID: l.id, Seq: l.seq, Peer: l.peer, PeerName: l.peerName, App: l.app, Stage: l.stage,
-		Done: l.done, Exit: l.exit, Err: l.err, Outcome: l.outcome}
+		Done: l.done, Exit: l.exit, Err: l.err, Outcome: l.outcome, Files: l.files}
 }
 
 // restore adds (or replaces) a launch the desktop app recorded.
 func (ls *launches) restore(r LaunchRecord) {
 	ls.byID[r.ID] = &launchState{id: r.ID, seq: r.Seq, peer: r.Peer, peerName: r.PeerName, app: r.App, stage: r.Stage,
-		done: r.Done, exit: r.Exit, err: r.Err, outcome: r.Outcome}
+		done: r.Done, exit: r.Exit, err: r.Err, outcome: r.Outcome, files: r.Files}
 	if r.Seq > ls.seq {
 		ls.seq = r.Seq
 	}
