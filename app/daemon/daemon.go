@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ebrainpool/ebrainpool/app/catalog"
@@ -36,8 +37,10 @@ import (
 // Options configure a Daemon.
 type Options struct {
 	Dirs config.Dirs
-	// Listen is the control address (default ":PORT" from the settings,
-	// port 0 meaning chosen by the system).
+	// Listen is the control address (default ":PORT" with the settings'
+	// port, config.DefaultControlPort unless they name another; when that
+	// is taken, a port the system chooses, see PortNote). An address given
+	// here that is taken is an error.
 	Listen string
 	// SystemBus dials the system bus for discovery (default: the system
 	// bus); NoDiscovery turns discovery off (peers then come from AddPeer).
@@ -84,13 +87,16 @@ type Daemon struct {
 	sharing  sharingState     // see RetrySharing
 	saving   sync.Mutex       // one SaveSettings at a time
 	ln       net.Listener
+	portNote string // why the control port is not the one asked for ("" when it is)
 	api      *dbusapi.Server
 
 	mu       sync.Mutex
 	srv      *control.Server // while Run serves
 	disc     discoveryState
 	launches launchState
-	manual   map[identity.Fingerprint]discovery.Peer // peers added by hand
+	manual   map[identity.Fingerprint]discovery.Peer // peers added by hand (AddPeer's discovery.Peer, tests)
+	added    map[string]*added                       // peers added by address, by address (added.go)
+	addedRun addedState                              // the watchers of the added peers
 	changed  map[identity.Fingerprint]bool           // pinned key mismatch seen
 	outgoing map[string]*outgoing
 	apps     appCache
@@ -149,7 +155,7 @@ func New(opts Options) (*Daemon, error) {
 		opts.AppDirs = catalog.DataDirs(opts.Dirs.Home)
 	}
 	d := &Daemon{opts: opts, log: opts.Logger, manual: map[identity.Fingerprint]discovery.Peer{},
-		changed: map[identity.Fingerprint]bool{}, outgoing: map[string]*outgoing{}, subs: map[chan Event]struct{}{}}
+		changed: map[identity.Fingerprint]bool{}, outgoing: map[string]*outgoing{}, subs: map[chan Event]struct{}{}, added: map[string]*added{}}
 	var err error
 	if err := os.MkdirAll(opts.Dirs.Config, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", opts.Dirs.Config, err)
@@ -169,6 +175,9 @@ func New(opts Options) (*Daemon, error) {
 	}
 	d.pins, err = identity.OpenPinStore(opts.Dirs.State)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.loadAdded(); err != nil {
 		return nil, err
 	}
 	d.consent, err = consent.New(consent.Config{Timeout: time.Duration(d.settings.ConsentTimeout), Store: consent.FileStore{Path: opts.Dirs.ConsentFile(), Logger: d.log}})
@@ -199,16 +208,64 @@ func New(opts Options) (*Daemon, error) {
 		sbx = d.sandbox
 	}
 	d.host = d.newHost(sbx)
-	listen := opts.Listen
-	if listen == "" {
-		listen = ":" + strconv.Itoa(d.settings.ControlPort)
-	}
-	d.ln, err = net.Listen("tcp", listen)
-	if err != nil {
-		return nil, fmt.Errorf("listening for peers on %s: %w", listen, err)
+	if err := d.listen(); err != nil {
+		return nil, err
 	}
 	return d, nil
 }
+
+// listen opens the control listener: Options.Listen exactly, else the
+// settings' port (the default one unless they name another) on every
+// address. When that port is taken, the system chooses one: the daemon
+// says so (PortNote, the log, the banner) and, when the settings named no
+// port, keeps the one it got from then on, so that peers who added this
+// host by address keep reaching it after a restart.
+func (d *Daemon) listen() error {
+	if d.opts.Listen != "" {
+		ln, err := net.Listen("tcp", d.opts.Listen)
+		if err != nil {
+			return fmt.Errorf("listening for peers on %s: %w", d.opts.Listen, err)
+		}
+		d.ln = ln
+		return nil
+	}
+	port := d.settings.ControlPortOrDefault()
+	ln, err := net.Listen("tcp", net.JoinHostPort(controlHost, strconv.Itoa(port)))
+	if err == nil {
+		d.ln = ln
+		return nil
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listening for peers on port %d: %w", port, err)
+	}
+	ln, err2 := net.Listen("tcp", net.JoinHostPort(controlHost, "0"))
+	if err2 != nil {
+		return fmt.Errorf("listening for peers: port %d is taken (%v), and no other port was free: %w", port, err, err2)
+	}
+	d.ln = ln
+	got := ln.Addr().(*net.TCPAddr).Port
+	d.portNote = fmt.Sprintf("the control port %d is taken on this computer (another program, or another user's eBrainPool): peers reach you on port %d instead; peers who add you by address need it (HOST:%d)", port, got, got)
+	if d.settings.ControlPort == 0 {
+		s := d.settings
+		s.ControlPort = got
+		if err := config.Save(d.opts.Dirs.SettingsFile(), s); err != nil {
+			d.log.Warn("keeping the control port", "err", err)
+		} else {
+			d.settings = s
+			d.portNote += ", kept from now on (Settings or settings.json change it)"
+		}
+	}
+	d.log.Warn(d.portNote)
+	return nil
+}
+
+// controlHost is where the control port listens without Options.Listen:
+// every address (tests: loopback).
+var controlHost = ""
+
+// PortNote says why the control port is not the one the settings ask
+// for (it was taken), or "".
+func (d *Daemon) PortNote() string { return d.portNote }
 
 // newHost is the host side of requests, on d's consent engine, pins,
 // apps and settings, starting sandboxes in sbx.
@@ -318,6 +375,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer d.host.Close()
 	defer d.consent.Close()
 	defer d.stopDiscovery()
+	defer d.stopAdded()
 	// First of all, outgoing launches end (on the bus still there).
 	defer d.endLaunches()
 	d.mu.Lock()
@@ -352,6 +410,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The first request should not wait for what starting a sandbox
 	// needs (on systemd hosts: the helper in its delegated scope).
 	d.warmSandboxes(ctx)
+	d.startAdded(ctx)
 	if !d.opts.NoDiscovery {
 		if err := d.startDiscovery(ctx, d.Settings().DisplayName); err != nil {
 			return err
@@ -551,6 +610,7 @@ func (d *Daemon) peers() []discovery.Peer {
 		out = append(out, p)
 		manual[fp] = true
 	}
+	addedPeers := d.addedPeersLocked()
 	d.mu.Unlock()
 	if disc.svc != nil {
 		found := disc.svc.Peers()
@@ -566,7 +626,16 @@ func (d *Daemon) peers() []discovery.Peer {
 		for _, p := range found {
 			if !manual[p.Fingerprint] {
 				out = append(out, p)
+				manual[p.Fingerprint] = true
 			}
+		}
+	}
+	// A peer both discovered (or given to AddPeer) and added by address
+	// is one entry: the discovered one, fresher.
+	for _, p := range addedPeers {
+		if !manual[p.Fingerprint] {
+			out = append(out, p)
+			manual[p.Fingerprint] = true
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -600,17 +669,27 @@ func (d *Daemon) trust(p discovery.Peer) dbusapi.Trust {
 	return dbusapi.TrustNew
 }
 
+// pickAddr is the address to reach p on: IPv4 first, then a global IPv6
+// address, then a link-local one with its zone (never one without: it
+// says no interface).
 func pickAddr(p discovery.Peer) (netip.Addr, bool) {
-	var best netip.Addr
+	var global, link netip.Addr
 	for _, a := range p.Addresses {
 		switch {
-		case a.Is4():
-			return a, true
-		case !best.IsValid() && !a.IsLinkLocalUnicast():
-			best = a
+		case a.Is4() || a.Is4In6():
+			return a.Unmap(), true
+		case a.IsLinkLocalUnicast():
+			if !link.IsValid() && a.Zone() != "" {
+				link = a
+			}
+		case !global.IsValid():
+			global = a
 		}
 	}
-	return best, best.IsValid()
+	if global.IsValid() {
+		return global, true
+	}
+	return link, link.IsValid()
 }
 
 func (d *Daemon) describe(p discovery.Peer) dbusapi.Peer {
@@ -669,11 +748,32 @@ func (d *Daemon) Resolve(q string) (discovery.Peer, error) {
 
 // target is where to reach a peer's control server.
 func (d *Daemon) target(p discovery.Peer) (session.Target, error) {
+	if a := d.addedAddress(p.Fingerprint); a != "" && !d.discovered(p.Fingerprint) {
+		// Added by address: the address as added (a host name is
+		// resolved again at each connect).
+		return session.Target{Addr: a, Fingerprint: p.Fingerprint}, nil
+	}
 	addr, ok := pickAddr(p)
 	if !ok {
 		return session.Target{}, fmt.Errorf("peer %q has no usable address", p.Name)
 	}
 	return session.Target{Addr: net.JoinHostPort(addr.String(), strconv.Itoa(int(p.Port))), Fingerprint: p.Fingerprint}, nil
+}
+
+// discovered reports whether discovery (or AddPeer) lists fp.
+func (d *Daemon) discovered(fp identity.Fingerprint) bool {
+	d.mu.Lock()
+	_, manual := d.manual[fp]
+	svc := d.disc.svc
+	d.mu.Unlock()
+	if manual {
+		return true
+	}
+	if svc == nil {
+		return false
+	}
+	_, ok := svc.Peer(fp)
+	return ok
 }
 
 // verify is the pin check for a peer we connect to: a pinned peer must show
