@@ -31,6 +31,13 @@ type ClientConfig struct {
 	Command string
 	// NoX11 disables X11 forwarding.
 	NoX11 bool
+	// TrustedDisplay gives the app the real cookie: a trusted X client,
+	// which can read and drive everything on the display. By default the
+	// X server makes an untrusted authorization for the session (the
+	// SECURITY extension), confining the app to its own windows; a
+	// display without the extension is then refused (a *DisplayError
+	// wrapping ErrNoSecurityExtension).
+	TrustedDisplay bool
 	// Display and XAuthority default to $DISPLAY and $XAUTHORITY
 	// (or ~/.Xauthority).
 	Display    string
@@ -59,6 +66,14 @@ type x11Target struct {
 	realName string
 	realData []byte
 	fake     []byte
+	// chanName and chanData are what each X11 channel's setup gets
+	// instead of the fake cookie: the session's untrusted authorization,
+	// or the real one in trusted mode.
+	chanName string
+	chanData []byte
+	// owned is set for an untrusted session: its channels go through the
+	// filter (x11filter.go), which keeps track of their resources here.
+	owned *x11Owned
 	// For messages: the DISPLAY value, the Xauthority file ("" if there
 	// is none), whether its path is the default ~/.Xauthority and whether
 	// it is missing.
@@ -96,9 +111,26 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 		}
 		// Before connecting: a display the relay cannot use is said as
 		// such, not found out by the app on the other side.
-		if err := t.probe(ctx); err != nil {
-			return -1, err
+		t.chanName, t.chanData = t.realName, t.realData
+		if cfg.TrustedDisplay {
+			if err := t.probe(ctx); err != nil {
+				return -1, err
+			}
+		} else {
+			// Connects as the probe does, with its messages.
+			ua, err := t.generateUntrusted(ctx)
+			if err != nil {
+				return -1, err
+			}
+			defer func() {
+				if err := ua.revoke(context.WithoutCancel(ctx)); err != nil {
+					log.Warn("revoking the session's untrusted X authorization", "err", err)
+				}
+			}()
+			t.chanName, t.chanData = ua.name, ua.data
+			t.owned = newX11Owned()
 		}
+		log.Info("display access", "display", t.name, "trusted", cfg.TrustedDisplay)
 		x11 = t
 	}
 
@@ -316,7 +348,7 @@ func relayClientX11(ctx context.Context, ch ssh.Channel, t *x11Target) error {
 		ch.Close()
 		return fmt.Errorf("x11 channel for display %d: %w", t.display.Number, err)
 	}
-	if err := setup.checkAndReplace(t.fake, t.realName, t.realData); err != nil {
+	if err := setup.checkAndReplace(t.fake, t.chanName, t.chanData); err != nil {
 		ch.Close()
 		return fmt.Errorf("x11 channel for display %d: %w", t.display.Number, err)
 	}
@@ -331,6 +363,10 @@ func relayClientX11(ctx context.Context, ch ssh.Channel, t *x11Target) error {
 		xc.Close()
 		ch.Close()
 		return fmt.Errorf("x11 channel for display %d: writing setup: %w", t.display.Number, err)
+	}
+	if t.owned != nil {
+		relayFiltered(xc.(halfCloser), ch, setup.order, t.owned)
+		return nil
 	}
 	relay(xc.(halfCloser), ch)
 	return nil

@@ -47,6 +47,7 @@ type clientSpec struct {
 	User             string
 	Command          string
 	NoX11            bool
+	TrustedDisplay   bool `json:",omitempty"`
 	Display          string
 	XAuthority       string
 	HasStdin         bool
@@ -100,6 +101,7 @@ func RunAppProcess(ctx context.Context, p ClientProcess, cfg ClientConfig) (int,
 		// Empty ones default in the child as in RunApp (from the
 		// environment it inherits, unless p.Env replaces it).
 		spec.Display, spec.XAuthority = cfg.Display, cfg.XAuthority
+		spec.TrustedDisplay = cfg.TrustedDisplay
 	}
 	specR, specW, err := os.Pipe()
 	if err != nil {
@@ -341,7 +343,7 @@ func runClientProcess(specF, agentF *os.File, log *slog.Logger, started func()) 
 	}
 	cfg := ClientConfig{
 		Addr: spec.Addr, HostKey: hostKey, Identity: signers[0], User: spec.User,
-		Command: spec.Command, NoX11: spec.NoX11, Display: spec.Display, XAuthority: spec.XAuthority,
+		Command: spec.Command, NoX11: spec.NoX11, TrustedDisplay: spec.TrustedDisplay, Display: spec.Display, XAuthority: spec.XAuthority,
 		Stdout: os.Stdout, Stderr: os.Stderr, HandshakeTimeout: spec.HandshakeTimeout,
 		MaxX11Conns: spec.MaxX11Conns, Shares: spec.Shares, Logger: log,
 		Started: func() {

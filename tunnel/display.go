@@ -77,8 +77,19 @@ func (t *x11Target) where() string {
 }
 
 // probe connects to the X server with the target's real authorization and
-// reads its answer to the connection setup.
+// reads its answer to the connection setup, again if the server was
+// resetting (see dialX).
 func (t *x11Target) probe(ctx context.Context) error {
+	for i := 0; ; i++ {
+		err := t.probeOnce(ctx)
+		if err == nil || i == 3 || ctx.Err() != nil || !resetting(err) {
+			return err
+		}
+		time.Sleep(time.Duration(50<<i) * time.Millisecond)
+	}
+}
+
+func (t *x11Target) probeOnce(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, xSetupTimeout)
 	defer cancel()
 	c, err := t.display.Dial(ctx)

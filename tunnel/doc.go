@@ -31,6 +31,13 @@
 //     specific error for each way it can be unusable (DisplayError);
 //   - x11.go: X display names, dialing a display, the X connection setup
 //     and the relay;
+//   - xsecurity.go: display protection, the default: the session's
+//     untrusted authorization made by the requester's X server (SECURITY
+//     extension, SecurityGenerateAuthorization over our own X connection),
+//     held open for the session and revoked at its end;
+//   - x11filter.go: the filter an untrusted session's X11 channels pass
+//     through, which keeps QueryTree, GetProperty and ListProperties to
+//     the root and the session's own windows;
 //   - xauth.go: reading and writing Xauthority files;
 //   - keys.go: OpenSSH host and identity keys on disk;
 //   - grant.go: the known_hosts line and ssh command of a manual grant usable with stock OpenSSH, and key parsing.

@@ -229,6 +229,12 @@ func (x *xvfb) env() []string {
 // and stops it (by pid) when the test ends.
 func startXvfb(tb testing.TB) *xvfb {
 	tb.Helper()
+	return startXvfbWith(tb)
+}
+
+// startXvfbWith is startXvfb with more Xvfb arguments.
+func startXvfbWith(tb testing.TB, extra ...string) *xvfb {
+	tb.Helper()
 	xvfbBin := needBin(tb, "Xvfb")
 	xauthBin := needBin(tb, "xauth")
 	needBin(tb, "xdpyinfo")
@@ -247,7 +253,7 @@ func startXvfb(tb testing.TB) *xvfb {
 		if out, err := exec.Command(xauthBin, "-f", x.xauthority, "add", x.display, mitMagicCookie, hex.EncodeToString(cookie)).CombinedOutput(); err != nil {
 			tb.Fatalf("xauth add: %v: %s", err, out)
 		}
-		cmd := exec.Command(xvfbBin, x.display, "-nolisten", "tcp", "-auth", x.xauthority, "-screen", "0", "800x600x24")
+		cmd := exec.Command(xvfbBin, append([]string{x.display, "-nolisten", "tcp", "-auth", x.xauthority, "-screen", "0", "800x600x24"}, extra...)...)
 		cmd.Stderr = &logWriter{tb: tb, prefix: "Xvfb: "}
 		if err := cmd.Start(); err != nil {
 			tb.Fatalf("starting Xvfb: %v", err)

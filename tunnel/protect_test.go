@@ -1,0 +1,302 @@
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// victim is a trusted client on the requester's display: an xterm whose
+// input goes to a file, with a secret in a property of its window, and
+// the input focus.
+type victim struct {
+	window string // id, decimal
+	typed  string // the file the xterm's input goes to
+}
+
+func startVictim(t *testing.T, x *xvfb) *victim {
+	t.Helper()
+	needBin(t, "xterm")
+	needBin(t, "xdotool")
+	needBin(t, "xprop")
+	v := &victim{typed: filepath.Join(t.TempDir(), "typed")}
+	if err := os.WriteFile(v.typed, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("xterm", "-T", "victim", "-e", "sh", "-c", "exec cat >> "+v.typed)
+	cmd.Env = x.env()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	x.waitWindow(t, "victim", true, 15*time.Second)
+	out, err := x.command("xdotool", "search", "--name", "^victim$").Output()
+	if err != nil {
+		t.Fatalf("xdotool search: %v", err)
+	}
+	v.window = strings.Fields(string(out))[0]
+	for _, args := range [][]string{
+		{"xprop", "-id", v.window, "-f", "EBP_SECRET", "8s", "-set", "EBP_SECRET", "s3cret-of-the-requester"},
+		{"xdotool", "windowfocus", "--sync", v.window},
+	} {
+		if out, err := x.command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	return v
+}
+
+func (x *xvfb) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.Env = x.env()
+	return cmd
+}
+
+// requireSecurity fails (skips outside CI) unless the display has the
+// SECURITY extension.
+func requireSecurity(t *testing.T, x *xvfb) {
+	t.Helper()
+	out, err := x.command("xdpyinfo", "-queryExtensions").Output()
+	if err != nil {
+		t.Fatalf("xdpyinfo: %v", err)
+	}
+	if !strings.Contains(string(out), "SECURITY") {
+		t.Fatal("Xvfb has no SECURITY extension")
+	}
+}
+
+// TestDisplayProtection is issue 14's probe: a shared app, through a real
+// session, tries to screenshot the requester's display, list and read its
+// other windows and type into its terminal. In the default mode every
+// attempt fails; with trusted display access (the requester's explicit
+// choice) they work.
+func TestDisplayProtection(t *testing.T) {
+	x := startXvfb(t)
+	requireSecurity(t, x)
+	needBin(t, "xwd")
+	needBin(t, "xwininfo")
+	v := startVictim(t, x)
+
+	type attack struct {
+		name   string
+		script string
+		// protected checks the outcome in the default mode, trusted with
+		// trusted display access.
+		protected, trusted func(status int, out string) string
+	}
+	attacks := []attack{
+		{
+			name:   "screenshot of the root window",
+			script: "xwd -root -silent | wc -c",
+			protected: func(st int, out string) string {
+				if n := strings.TrimSpace(out); n != "0" {
+					return "xwd -root wrote " + n + " bytes"
+				}
+				return ""
+			},
+			trusted: func(st int, out string) string {
+				if n := strings.TrimSpace(out); n == "0" || n == "" {
+					return "xwd -root wrote nothing"
+				}
+				return ""
+			},
+		},
+		{
+			name:   "screenshot of the victim window",
+			script: "xwd -id " + v.window + " -silent | wc -c",
+			protected: func(st int, out string) string {
+				if n := strings.TrimSpace(out); n != "0" {
+					return "xwd -id wrote " + n + " bytes"
+				}
+				return ""
+			},
+			trusted: func(st int, out string) string {
+				if n := strings.TrimSpace(out); n == "0" || n == "" {
+					return "xwd -id wrote nothing"
+				}
+				return ""
+			},
+		},
+		{
+			name:   "list the windows",
+			script: "xwininfo -root -tree",
+			protected: func(st int, out string) string {
+				if strings.Contains(out, `"victim"`) {
+					return "the victim's window is listed:\n" + out
+				}
+				return ""
+			},
+			trusted: func(st int, out string) string {
+				if !strings.Contains(out, `"victim"`) {
+					return "the victim's window is not listed:\n" + out
+				}
+				return ""
+			},
+		},
+		{
+			name:   "read the victim's property",
+			script: "xprop -id " + v.window + " EBP_SECRET WM_NAME",
+			protected: func(st int, out string) string {
+				if strings.Contains(out, "s3cret") || strings.Contains(out, "victim") {
+					return "read: " + out
+				}
+				return ""
+			},
+			trusted: func(st int, out string) string {
+				if !strings.Contains(out, "s3cret-of-the-requester") {
+					return "not read: " + out
+				}
+				return ""
+			},
+		},
+		{
+			name:   "extensions for input and keylogging",
+			script: "xdpyinfo -queryExtensions | grep -E '^ +(XTEST|XInputExtension|RECORD|XKEYBOARD|MIT-SHM|GLX|RENDER)' || true",
+			protected: func(st int, out string) string {
+				if strings.TrimSpace(out) != "" {
+					return "the app sees " + out
+				}
+				return ""
+			},
+			trusted: func(st int, out string) string {
+				if !strings.Contains(out, "XTEST") {
+					return "no XTEST: " + out
+				}
+				return ""
+			},
+		},
+		{
+			name:   "type into the victim's terminal",
+			script: "xdotool type 'echo pwned' && xdotool key Return; sleep 0.5",
+			protected: func(st int, out string) string {
+				if b, _ := os.ReadFile(v.typed); len(b) > 0 {
+					return "the terminal got " + string(b)
+				}
+				return ""
+			},
+			trusted: func(st int, out string) string {
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					b, _ := os.ReadFile(v.typed)
+					if strings.Contains(string(b), "echo pwned") {
+						os.WriteFile(v.typed, nil, 0o600)
+						return ""
+					}
+					if time.Now().After(deadline) {
+						return "the terminal got " + string(b)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			},
+		},
+	}
+	modes := []struct {
+		name    string
+		trusted bool
+	}{{"protected (default)", false}, {"trusted", true}}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			for _, a := range attacks {
+				t.Run(a.name, func(t *testing.T) {
+					argv := []string{"sh", "-c", a.script}
+					r := newRig(t, rigOptions{command: argv})
+					var stdout, stderr bytes.Buffer
+					cfg := r.clientConfig(x, ShellJoin(argv))
+					cfg.TrustedDisplay = m.trusted
+					cfg.Stdout, cfg.Stderr = &stdout, &stderr
+					st, err := RunApp(context.Background(), cfg)
+					if err != nil {
+						t.Fatalf("RunApp: %v", err)
+					}
+					check := a.protected
+					if m.trusted {
+						check = a.trusted
+					}
+					if msg := check(st, stdout.String()); msg != "" {
+						t.Errorf("%s (status %d, stderr %q)", msg, st, stderr.String())
+					}
+					t.Logf("status %d, stderr %q", st, stderr.String())
+					waitDone(t, r.fwd, 10*time.Second)
+				})
+			}
+		})
+	}
+	t.Run("own window works", func(t *testing.T) {
+		r := newRig(t, rigOptions{command: []string{"xlogo"}})
+		windowUntilCancel(t, x, r, func(ctx context.Context) error {
+			_, err := RunApp(ctx, r.clientConfig(x, "xlogo"))
+			return err
+		})
+	})
+}
+
+// TestUntrustedAuthorizationLifetime: the session's authorization works
+// while the session lasts, and is revoked when it ends (a client holding it
+// cannot connect any more).
+func TestUntrustedAuthorizationLifetime(t *testing.T) {
+	x := startXvfb(t)
+	requireSecurity(t, x)
+	tg, err := localX11Target(x.display, x.xauthority)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, err := tg.generateUntrusted(ctx)
+	if err != nil {
+		t.Fatalf("generateUntrusted: %v", err)
+	}
+	if len(a.data) != 16 {
+		t.Errorf("cookie of %d bytes, want 16", len(a.data))
+	}
+	c, err := dialX(ctx, tg, a.name, a.data)
+	if err != nil {
+		t.Fatalf("connecting with the untrusted cookie: %v", err)
+	}
+	c.Close()
+	if err := a.revoke(ctx); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	_, err = dialX(ctx, tg, a.name, a.data)
+	var de *DisplayError
+	if !errors.As(err, &de) {
+		t.Fatalf("connecting after revoke: %v, want a refusal", err)
+	}
+}
+
+// TestNoSecurityExtension: a display without the SECURITY extension is
+// refused in the default mode, saying so, and used in trusted mode.
+func TestNoSecurityExtension(t *testing.T) {
+	x := startXvfbWith(t, "-extension", "SECURITY")
+	out, err := x.command("xdpyinfo", "-queryExtensions").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "SECURITY") {
+		t.Fatal("Xvfb -extension SECURITY still has it")
+	}
+	argv := []string{"sh", "-c", "xdpyinfo >/dev/null"}
+	for _, trusted := range []bool{false, true} {
+		r := newRig(t, rigOptions{command: argv})
+		cfg := r.clientConfig(x, ShellJoin(argv))
+		cfg.TrustedDisplay = trusted
+		st, err := RunApp(context.Background(), cfg)
+		switch {
+		case !trusted && !errors.Is(err, ErrNoSecurityExtension):
+			t.Errorf("protected: %d, %v; want ErrNoSecurityExtension", st, err)
+		case !trusted:
+			var de *DisplayError
+			if !errors.As(err, &de) || !strings.Contains(err.Error(), "no SECURITY extension") {
+				t.Errorf("protected: error %q, want a DisplayError naming the missing extension", err)
+			}
+			r.fwd.Close()
+		case err != nil || st != 0:
+			t.Errorf("trusted: %d, %v; want 0", st, err)
+		}
+	}
+}

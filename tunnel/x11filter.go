@@ -1,0 +1,322 @@
+package tunnel
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// The SECURITY extension still lets an untrusted client list every
+// window (QueryTree) and read every window's properties (GetProperty,
+// ListProperties: titles, and whatever other clients keep there; X.Org's
+// SecurityResourceMask allows read and list access). An untrusted session's
+// X11 channels therefore pass through a filter in the requester's client:
+// those requests on a window that is neither a root window nor one of the
+// session's own are sent as the same request on the root window (the app
+// learns nothing of other clients and gets no error to die of), and the
+// children QueryTree lists of a root window are only the session's own.
+
+// Core opcodes the filter looks at.
+const (
+	xOpQueryTree      = 15
+	xOpGetProperty    = 20
+	xOpListProperties = 21
+)
+
+// maxXRequest bounds one request (BIG-REQUESTS allows 16 MiB on X.Org).
+const maxXRequest = 64 << 20
+
+// idRange is the resource ids of one X connection: base | (any bits of
+// mask).
+type idRange struct{ base, mask uint32 }
+
+// x11Owned is what a session's X connections own: their resource id
+// ranges, and the server's root windows.
+type x11Owned struct {
+	mu     sync.Mutex
+	ranges map[idRange]int
+	roots  map[uint32]bool
+}
+
+func newX11Owned() *x11Owned {
+	return &x11Owned{ranges: map[idRange]int{}, roots: map[uint32]bool{}}
+}
+
+func (o *x11Owned) add(r idRange, roots []uint32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.ranges[r]++
+	for _, id := range roots {
+		o.roots[id] = true
+	}
+}
+
+func (o *x11Owned) remove(r idRange) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ranges[r]--; o.ranges[r] <= 0 {
+		delete(o.ranges, r)
+	}
+}
+
+// owned reports whether id was made by one of the session's connections.
+func (o *x11Owned) owned(id uint32) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for r := range o.ranges {
+		if id&^r.mask == r.base {
+			return true
+		}
+	}
+	return false
+}
+
+func (o *x11Owned) isRoot(id uint32) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.roots[id]
+}
+
+// anyRoot is a root window (the first screen's, as parsed).
+func (o *x11Owned) anyRoot() (uint32, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for id := range o.roots {
+		return id, true
+	}
+	return 0, false
+}
+
+// parseSetupReply reads the resource id range and the screens' root
+// windows from a successful connection setup reply (header included).
+func parseSetupReply(b []byte, bo binary.ByteOrder) (idRange, []uint32, error) {
+	if len(b) < 40 || b[0] != 1 {
+		return idRange{}, nil, errors.New("X setup reply: not a success")
+	}
+	r := idRange{base: bo.Uint32(b[12:]), mask: bo.Uint32(b[16:])}
+	vendor := int(bo.Uint16(b[24:]))
+	screens, formats := int(b[28]), int(b[29])
+	off := 40 + pad4(vendor) + 8*formats
+	var roots []uint32
+	for i := 0; i < screens; i++ {
+		if off+40 > len(b) {
+			return r, roots, errors.New("X setup reply: screens cut short")
+		}
+		roots = append(roots, bo.Uint32(b[off:]))
+		depths := int(b[off+39])
+		off += 40
+		for d := 0; d < depths; d++ {
+			if off+8 > len(b) {
+				return r, roots, errors.New("X setup reply: depths cut short")
+			}
+			off += 8 + 24*int(bo.Uint16(b[off+2:]))
+		}
+	}
+	return r, roots, nil
+}
+
+// x11Filter is one filtered X11 connection: the app's requests (from the
+// channel) and the server's answers.
+type x11Filter struct {
+	bo    binary.ByteOrder
+	owned *x11Owned
+	mu    sync.Mutex
+	seq   uint16   // the last request's sequence number
+	trees []uint16 // sequence numbers of QueryTree on a root, in order
+}
+
+// relayFiltered relays an untrusted X11 channel (its setup already sent to
+// the server) through the filter, then closes both.
+func relayFiltered(xc, ch halfCloser, order byte, owned *x11Owned) {
+	f := &x11Filter{bo: binary.LittleEndian, owned: owned}
+	if order == 'B' {
+		f.bo = binary.BigEndian
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		f.requests(xc, ch)
+		xc.CloseWrite()
+	}()
+	go func() {
+		defer wg.Done()
+		f.answers(ch, xc)
+		ch.CloseWrite()
+	}()
+	wg.Wait()
+	xc.Close()
+	ch.Close()
+}
+
+// flushIfIdle writes out what is buffered once nothing more is waiting to
+// be read, so writes are coalesced without adding latency.
+func flushIfIdle(w *bufio.Writer, r *bufio.Reader) error {
+	if r.Buffered() == 0 {
+		return w.Flush()
+	}
+	return nil
+}
+
+// requests copies the app's requests to the server, rewriting those about
+// other clients' windows.
+func (f *x11Filter) requests(dst io.Writer, src io.Reader) error {
+	r := bufio.NewReaderSize(src, 64<<10)
+	w := bufio.NewWriterSize(dst, 64<<10)
+	defer w.Flush()
+	var hdr [8]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+			return err
+		}
+		words := int(f.bo.Uint16(hdr[2:]))
+		head := 4
+		if words == 0 { // BIG-REQUESTS: the length follows
+			if _, err := io.ReadFull(r, hdr[4:8]); err != nil {
+				return err
+			}
+			words = int(f.bo.Uint32(hdr[4:]))
+			head = 8
+		}
+		size := words * 4
+		if size < head || size > maxXRequest {
+			return fmt.Errorf("X request of %d bytes", size)
+		}
+		f.mu.Lock()
+		f.seq++
+		seq := f.seq
+		f.mu.Unlock()
+		op := hdr[0]
+		if (op == xOpQueryTree || op == xOpGetProperty || op == xOpListProperties) && size >= head+4 {
+			var win [4]byte
+			if _, err := io.ReadFull(r, win[:]); err != nil {
+				return err
+			}
+			id := f.bo.Uint32(win[:])
+			root := f.owned.isRoot(id)
+			if !root && !f.owned.owned(id) {
+				if rid, ok := f.owned.anyRoot(); ok {
+					f.bo.PutUint32(win[:], rid)
+					root = true
+				}
+			}
+			if op == xOpQueryTree && root {
+				f.mu.Lock()
+				f.trees = append(f.trees, seq)
+				f.mu.Unlock()
+			}
+			w.Write(hdr[:head])
+			w.Write(win[:])
+			if _, err := io.CopyN(w, r, int64(size-head-4)); err != nil {
+				return err
+			}
+		} else {
+			w.Write(hdr[:head])
+			if _, err := io.CopyN(w, r, int64(size-head)); err != nil {
+				return err
+			}
+		}
+		if err := flushIfIdle(w, r); err != nil {
+			return err
+		}
+	}
+}
+
+// answers copies the server's setup reply, replies, events and errors to
+// the app, registering the connection's resource ids and leaving other
+// clients' windows out of QueryTree replies about a root.
+func (f *x11Filter) answers(dst io.Writer, src io.Reader) error {
+	r := bufio.NewReaderSize(src, 64<<10)
+	w := bufio.NewWriterSize(dst, 64<<10)
+	defer w.Flush()
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := int(f.bo.Uint16(hdr[6:])) * 4
+	if n > maxSetupReply {
+		return fmt.Errorf("X setup reply of %d bytes", n)
+	}
+	setup := make([]byte, 8+n)
+	copy(setup, hdr[:])
+	if _, err := io.ReadFull(r, setup[8:]); err != nil {
+		return err
+	}
+	if setup[0] == 1 {
+		rng, roots, err := parseSetupReply(setup, f.bo)
+		if err != nil {
+			return err
+		}
+		f.owned.add(rng, roots)
+		defer f.owned.remove(rng)
+	}
+	w.Write(setup)
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	msg := make([]byte, 32)
+	for {
+		if _, err := io.ReadFull(r, msg[:32]); err != nil {
+			return err
+		}
+		typ := msg[0] &^ 0x80
+		extra := 0
+		if typ == 1 || typ == 35 { // a reply, a GenericEvent
+			extra = int(f.bo.Uint32(msg[4:])) * 4
+			if extra > maxXRequest {
+				return fmt.Errorf("X reply of %d bytes", extra)
+			}
+		}
+		tree := false
+		if typ <= 1 {
+			seq := f.bo.Uint16(msg[2:])
+			f.mu.Lock()
+			if len(f.trees) > 0 && f.trees[0] == seq {
+				f.trees = f.trees[1:]
+				tree = typ == 1
+			}
+			f.mu.Unlock()
+		}
+		if tree && extra < 1<<20 {
+			full := make([]byte, 32+extra)
+			copy(full, msg[:32])
+			if _, err := io.ReadFull(r, full[32:]); err != nil {
+				return err
+			}
+			w.Write(f.ownChildren(full))
+		} else {
+			w.Write(msg[:32])
+			if _, err := io.CopyN(w, r, int64(extra)); err != nil {
+				return err
+			}
+		}
+		if err := flushIfIdle(w, r); err != nil {
+			return err
+		}
+	}
+}
+
+// ownChildren rewrites a QueryTree reply to list only the session's own
+// windows.
+func (f *x11Filter) ownChildren(b []byte) []byte {
+	n := int(f.bo.Uint16(b[16:]))
+	if 32+4*n > len(b) {
+		return b
+	}
+	out := append([]byte(nil), b[:32]...)
+	kept := 0
+	for i := 0; i < n; i++ {
+		id := f.bo.Uint32(b[32+4*i:])
+		if f.owned.owned(id) {
+			out = append(out, 0, 0, 0, 0)
+			f.bo.PutUint32(out[len(out)-4:], id)
+			kept++
+		}
+	}
+	f.bo.PutUint16(out[16:], uint16(kept))
+	f.bo.PutUint32(out[4:], uint32(kept))
+	return out
+}
