@@ -178,7 +178,20 @@ func (c *Client) Launch(ctx context.Context, app string, progress func(stage str
 
 // LaunchWith is Launch bringing files (names only; see FileRef).
 func (c *Client) LaunchWith(ctx context.Context, app string, files []FileRef, progress func(stage string)) (*Grant, error) {
-	ch, done, err := c.call(ctx, &Msg{Type: TypeLaunch, App: app, Files: files})
+	return c.LaunchOpts(ctx, LaunchOptions{App: app, Files: files}, progress)
+}
+
+// LaunchOptions are what a launch asks for.
+type LaunchOptions struct {
+	App   string
+	Files []FileRef
+	// Display is told to the host, which shows it in its consent prompt.
+	Display DisplayMode
+}
+
+// LaunchOpts is Launch with all its options.
+func (c *Client) LaunchOpts(ctx context.Context, o LaunchOptions, progress func(stage string)) (*Grant, error) {
+	ch, done, err := c.call(ctx, &Msg{Type: TypeLaunch, App: o.App, Files: o.Files, Display: o.Display})
 	if err != nil {
 		return nil, err
 	}

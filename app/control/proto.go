@@ -50,14 +50,32 @@ type Msg struct {
 	App      string `json:"app,omitempty"`      // launch
 	// Files are what a launch's requester brings (names only; older hosts
 	// ignore them, and their grant then has no Shares).
-	Files   []FileRef `json:"files,omitempty"`
-	Session string    `json:"session,omitempty"` // end
-	Stage   string    `json:"stage,omitempty"`   // progress
-	Apps    []AppInfo `json:"apps,omitempty"`    // apps
-	Grant   *Grant    `json:"grant,omitempty"`   // grant
-	Code    Code      `json:"code,omitempty"`    // refused
-	Reason  string    `json:"reason,omitempty"`  // refused
+	Files []FileRef `json:"files,omitempty"`
+	// Display is how the launch's requester shows the app on its display
+	// (older requesters send none, older hosts ignore it).
+	Display DisplayMode `json:"display,omitempty"`
+	Session string      `json:"session,omitempty"` // end
+	Stage   string      `json:"stage,omitempty"`   // progress
+	Apps    []AppInfo   `json:"apps,omitempty"`    // apps
+	Grant   *Grant      `json:"grant,omitempty"`   // grant
+	Code    Code        `json:"code,omitempty"`    // refused
+	Reason  string      `json:"reason,omitempty"`  // refused
 }
+
+// DisplayMode is how a requester shares its display with the app it runs.
+type DisplayMode string
+
+// Display modes.
+const (
+	// DisplayProtected: the app is an untrusted X client (X SECURITY
+	// extension and the requester's filter): it sees and drives only its
+	// own windows. The default.
+	DisplayProtected DisplayMode = "protected"
+	// DisplayTrusted: the app is a trusted X client, which can read every
+	// window and the screen and send input anywhere; the requester chose
+	// it for this app.
+	DisplayTrusted DisplayMode = "trusted"
+)
 
 // AppInfo describes a shared app to a peer.
 type AppInfo struct {

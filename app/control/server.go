@@ -22,6 +22,9 @@ type Peer struct {
 	Name        string // as the peer calls itself in its hello (unverified)
 	Addr        net.Addr
 	LocalAddr   net.Addr // the address the request came in on
+	// Display is, for a launch, how the requester says it shows the app
+	// ("" from older requesters).
+	Display DisplayMode
 }
 
 // Handler serves requests. Launch blocks while the host decides; it reports
@@ -366,6 +369,14 @@ func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, peer Peer) {
 		var g *Grant
 		var err error
 		progress := func(stage string) { send(&Msg{Type: TypeProgress, Stage: stage}) }
+		peer := peer
+		switch req.Display {
+		case "", DisplayProtected, DisplayTrusted:
+			peer.Display = req.Display
+		default:
+			refuse(Refuse(CodeBadRequest, fmt.Sprintf("unknown display mode %q", req.Display)))
+			return
+		}
 		if fh, ok := s.Handler.(FilesHandler); ok {
 			if err = CheckFiles(req.Files); err == nil {
 				g, err = fh.LaunchWith(reqCtx, peer, req.App, req.Files, progress)
