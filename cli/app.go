@@ -251,27 +251,37 @@ const catalogLookup = 10 * time.Second
 func runCommand() *Command {
 	var detach bool
 	var folders folderFlags
+	var disp displayFlags
 	return &Command{
-		Name: "run", Usage: "[--detach] [--folder DIR[:ro]]... PEER APP",
+		Name: "run", Usage: "[--detach] [--folder DIR[:ro]]... [--trusted-display|--protected-display] PEER APP",
 		Summary: "Run APP from PEER with its windows here; waits until it ends.",
 		Details: "APP is a desktop ID from `ebrainpool apps PEER`, or an app's visible name there (\"XTerm\"), " +
 			"ignoring case, when only one app has it. Progress goes to standard error. " +
 			"When the app ran, run exits with the app's own status; otherwise with one of eBrainPool's. " +
 			"A folder of --folder appears in the app's home as \"NAME's FOLDER\" (`/home/guest/alice's Pictures`) while it runs; " +
-			"nothing else of yours is served (see `ebrainpool open` for files).",
+			"nothing else of yours is served (see `ebrainpool open` for files). " +
+			"The app sees and controls only its own windows on your display unless --trusted-display gave it this peer's app " +
+			"your whole display (remembered; --protected-display takes it back).",
 		ShowExits: true,
 		Args:      []string{"peer", "app"},
 		FlagArgs:  map[string]string{"folder": "file"},
 		Flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&detach, "detach", false, "return once the app runs")
 			fs.Var(&folders, "folder", folderFlagUsage)
+			disp.add(fs)
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			if fs.NArg() != 2 {
 				return usageError("expected PEER APP")
 			}
+			if err := disp.check(); err != nil {
+				return err
+			}
 			peer, app := fs.Arg(0), fs.Arg(1)
 			return withClient(ctx, func(c *dbusapi.Client) error {
+				if err := disp.apply(ctx, c, env.Stderr, peer, app); err != nil {
+					return err
+				}
 				// APP is asked for as given: a desktop ID costs nothing more.
 				// Only when the peer does not share an app of that ID is APP
 				// looked up by name in its catalog, and asked for again.
@@ -291,6 +301,9 @@ func runCommand() *Command {
 							return rerr
 						}
 						if id != app {
+							if err := disp.apply(ctx, c, env.Stderr, peer, id); err != nil {
+								return err
+							}
 							p = &runProgress{w: env.Stderr, app: id}
 							status, err = c.RunWith(ctx, peer, id, nil, folders, detach, p.stage)
 							app = id

@@ -32,6 +32,7 @@ type fakeDaemon struct {
 	answers  []string
 	catalogs int // ListApps calls
 	ending   map[string]chan struct{}
+	trusted  map[string]bool // "PEER APP": trusted display access
 }
 
 // fakeLaunch is how a launch of an app ends.

@@ -64,8 +64,9 @@ func openCommand() *Command {
 	var peer, app string
 	var folders folderFlags
 	var detach, list bool
+	var disp displayFlags
 	return &Command{
-		Name: "open", Usage: "[--peer PEER] [--app APP] [--folder DIR[:ro]]... [--list] [--detach] FILE...",
+		Name: "open", Usage: "[--peer PEER] [--app APP] [--folder DIR[:ro]]... [--list] [--detach] [--trusted-display|--protected-display] FILE...",
 		Summary: "Open your files with an app a peer shares; saving writes them back here.",
 		Details: "The peers' shared apps that open every FILE (by its type, against each app's MimeType=) are asked for; " +
 			"with exactly one, or one left by --peer and --app, it runs with the files as its arguments and its windows here. " +
@@ -82,10 +83,14 @@ func openCommand() *Command {
 			fs.Var(&folders, "folder", folderFlagUsage)
 			fs.BoolVar(&list, "list", false, "list the apps that open the files, run none")
 			fs.BoolVar(&detach, "detach", false, "return once the app runs")
+			disp.add(fs)
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
 			if fs.NArg() == 0 {
 				return usageError("name the files to open")
+			}
+			if err := disp.check(); err != nil {
+				return err
 			}
 			var files []string
 			for _, f := range fs.Args() {
@@ -135,6 +140,9 @@ func openCommand() *Command {
 				a := cands[0]
 				p := &runProgress{w: env.Stderr, app: a.App}
 				fmt.Fprintf(env.Stderr, "%s: opening %s with %s of %s\n", a.App, sharedSummary(files, folders), a.AppName, a.PeerName)
+				if err := disp.apply(ctx, c, env.Stderr, a.Peer, a.App); err != nil {
+					return err
+				}
 				status, err := c.RunWith(ctx, a.Peer, a.App, files, folders, detach, p.stage)
 				if ctx.Err() != nil {
 					return errors.New("interrupted: the session was ended")

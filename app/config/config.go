@@ -64,6 +64,39 @@ type Settings struct {
 	Pids           int      `json:"pids,omitempty"`
 	IdleStop       Duration `json:"idle_stop"`
 	ConsentTimeout Duration `json:"consent_timeout"`
+	// TrustedDisplay are the peers' apps this user runs with trusted
+	// access to the display ("FINGERPRINT APP-ID" each); every other app
+	// is confined to its own windows.
+	TrustedDisplay []string `json:"trusted_display,omitempty"`
+}
+
+// trustedKey is an entry of TrustedDisplay.
+func trustedKey(peer, app string) string { return peer + " " + app }
+
+// Trusts reports whether app from peer (its fingerprint) runs with
+// trusted display access.
+func (s Settings) Trusts(peer, app string) bool {
+	for _, k := range s.TrustedDisplay {
+		if k == trustedKey(peer, app) {
+			return true
+		}
+	}
+	return false
+}
+
+// WithTrusted is s with app from peer trusted (or no longer).
+func (s Settings) WithTrusted(peer, app string, trusted bool) Settings {
+	var out []string
+	for _, k := range s.TrustedDisplay {
+		if k != trustedKey(peer, app) {
+			out = append(out, k)
+		}
+	}
+	if trusted {
+		out = append(out, trustedKey(peer, app))
+	}
+	s.TrustedDisplay = out
+	return s
 }
 
 // DefaultControlPort is the control port peers reach an instance on

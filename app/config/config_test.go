@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestLoadSave(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "sub", "settings.json")
 	def := Defaults("alice", "box")
 	s, err := Load(p, def)
-	if err != nil || s != def {
+	if err != nil || !reflect.DeepEqual(s, def) {
 		t.Fatalf("missing file: %+v %v", s, err)
 	}
 	s.DisplayName, s.ConsentTimeout = "Alice", Duration(30*time.Second)
@@ -53,7 +54,7 @@ func TestLoadSave(t *testing.T) {
 		t.Fatalf("settings mode %v", st.Mode())
 	}
 	got, err := Load(p, def)
-	if err != nil || got != s {
+	if err != nil || !reflect.DeepEqual(got, s) {
 		t.Fatalf("round trip %+v %v", got, err)
 	}
 	for name, content := range map[string]string{
@@ -144,5 +145,29 @@ func TestDefaultControlPort(t *testing.T) {
 	}
 	if got := (Settings{ControlPort: 7000}).ControlPortOrDefault(); got != 7000 {
 		t.Fatalf("a chosen port = %d", got)
+	}
+}
+
+// TestTrustedDisplay: the apps with trusted display access are kept per
+// peer and app, and survive a save.
+func TestTrustedDisplay(t *testing.T) {
+	s := Defaults("alice", "laptop")
+	if s.Trusts("SHA256:peer", "xterm") {
+		t.Fatal("trusted by default")
+	}
+	s = s.WithTrusted("SHA256:peer", "xterm", true).WithTrusted("SHA256:peer", "xterm", true)
+	if !s.Trusts("SHA256:peer", "xterm") || s.Trusts("SHA256:other", "xterm") || s.Trusts("SHA256:peer", "xeyes") || len(s.TrustedDisplay) != 1 {
+		t.Fatalf("after trusting xterm of one peer: %v", s.TrustedDisplay)
+	}
+	path := filepath.Join(t.TempDir(), "settings.json")
+	if err := Save(path, s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(path, Defaults("alice", "laptop"))
+	if err != nil || !got.Trusts("SHA256:peer", "xterm") {
+		t.Fatalf("loaded %v, %v", got.TrustedDisplay, err)
+	}
+	if got = got.WithTrusted("SHA256:peer", "xterm", false); got.Trusts("SHA256:peer", "xterm") {
+		t.Fatal("still trusted after WithTrusted(false)")
 	}
 }

@@ -31,7 +31,12 @@ type Request struct {
 	FirstTime bool   `json:"first_time"` // never seen this peer before
 	// Files are what the requester brings into the app (names only: the
 	// contents stay with the requester); not part of what is remembered.
-	Files    []File    `json:"files,omitempty"`
+	Files []File `json:"files,omitempty"`
+	// Display is how the requester shows the app: "protected" (the app
+	// sees and drives only its own windows), "trusted" (everything on the
+	// requester's display), "" (an older requester that does not say).
+	// Not part of what is remembered.
+	Display  string    `json:"display,omitempty"`
 	Asked    time.Time `json:"asked"`
 	Deadline time.Time `json:"deadline"` // no answer by then means deny
 }

@@ -556,7 +556,8 @@ func apiRequest(r consent.Request) dbusapi.Request {
 	for _, f := range r.Files {
 		files = append(files, fileLabel(f.Name, f.Folder, f.ReadOnly))
 	}
-	return dbusapi.Request{ID: r.ID, Peer: r.Peer, PeerName: r.PeerName, From: r.From, App: r.App, FirstTime: r.FirstTime, Deadline: deadline, Files: files}
+	return dbusapi.Request{ID: r.ID, Peer: r.Peer, PeerName: r.PeerName, From: r.From, App: r.App, FirstTime: r.FirstTime, Deadline: deadline, Files: files,
+		Display: dbusapi.DisplayMode(r.Display)}
 }
 
 // sharedApps are the installed apps the user shares (rescanned every 10s

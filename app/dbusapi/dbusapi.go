@@ -53,6 +53,9 @@ type Request struct {
 	// Files the requester brings (names, a folder's ending in "/"): for
 	// this process's own views, not sent on the bus.
 	Files []string `dbus:"-"`
+	// Display is how the requester shows the app (for this process's own
+	// views, not sent on the bus).
+	Display DisplayMode `dbus:"-"`
 }
 
 // Session is an app a peer runs here (DirectionIncoming) or one we run on

@@ -54,3 +54,15 @@ const (
 	// DirectionOutgoing: this user runs an app of a peer.
 	DirectionOutgoing Direction = "outgoing"
 )
+
+// DisplayMode is how the requester shows a peer's app on its display, as
+// the host's pending request says it ("" when the requester does not say:
+// an older one).
+type DisplayMode string
+
+const (
+	// DisplayProtected: the app sees and drives only its own windows.
+	DisplayProtected DisplayMode = "protected"
+	// DisplayTrusted: the requester gave the app its whole display.
+	DisplayTrusted DisplayMode = "trusted"
+)

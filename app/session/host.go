@@ -300,7 +300,7 @@ func (h *Host) launch(ctx context.Context, p control.Peer, appID string, files [
 	progress(string(dbusapi.StageConsent))
 	out, err := h.cfg.Consent.Ask(ctx, consent.Request{Peer: peer, PeerName: p.Name, Host: p.Name, From: from.String(),
 		App: app.Name, AppID: app.ID, Command: tunnel.ShellJoin(app.Exec), FirstTime: !h.known(p.Fingerprint),
-		Files: consentFiles(files)})
+		Files: consentFiles(files), Display: string(p.Display)})
 	if err != nil {
 		return nil, err
 	}

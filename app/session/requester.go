@@ -44,6 +44,11 @@ type RunConfig struct {
 	// SSH connection, nothing else (see tunnel.Share).
 	Files   []string
 	Folders []Folder
+	// TrustedDisplay makes the app a trusted X client of our display
+	// (it can then read the screen and every window and type anywhere);
+	// by default it is confined to its own windows (tunnel.ClientConfig).
+	// The host is told which, for its consent prompt.
+	TrustedDisplay bool
 	// ClientProcess, if set, runs the SSH client in a process of its own
 	// (tunnel.RunAppProcess), where the X11 data path does not share the
 	// Go scheduler with the rest of the caller; nil runs it in this one.
@@ -85,6 +90,13 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	if err := tunnel.CheckDisplay(ctx, cfg.Display, cfg.XAuthority); err != nil {
 		return -1, err
 	}
+	mode := control.DisplayTrusted
+	if !cfg.TrustedDisplay {
+		mode = control.DisplayProtected
+		if err := tunnel.CheckProtectedDisplay(ctx, cfg.Display, cfg.XAuthority); err != nil {
+			return -1, err
+		}
+	}
 	progress(dbusapi.StageAsking)
 	c, err := control.Dial(ctx, t.Addr, control.ClientConfig{Identity: cfg.Identity, Name: cfg.Name, Expect: t.Fingerprint, Verify: cfg.Verify})
 	if err != nil {
@@ -92,7 +104,7 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	}
 	defer c.Close()
 	refs := FileRefs(cfg.Files, cfg.Folders)
-	g, err := c.LaunchWith(ctx, app, refs, func(stage string) { progress(dbusapi.Stage(stage)) })
+	g, err := c.LaunchOpts(ctx, control.LaunchOptions{App: app, Files: refs, Display: mode}, func(stage string) { progress(dbusapi.Stage(stage)) })
 	if err != nil {
 		return -1, err
 	}
@@ -123,7 +135,7 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	progress(dbusapi.StageConnecting)
 	ccfg := tunnel.ClientConfig{
 		Addr: net.JoinHostPort(g.Host, strconv.Itoa(g.Port)), HostKey: hostKey, Identity: cfg.Identity,
-		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority,
+		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority, TrustedDisplay: cfg.TrustedDisplay,
 		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Logger: cfg.Logger, Shares: shares,
 		Started: func() { progress(dbusapi.StageRunning) },
 	}
