@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/netip"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,7 +17,6 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/config"
 	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
-	"github.com/ebrainpool/ebrainpool/app/discovery"
 	"github.com/ebrainpool/ebrainpool/app/identity"
 )
 
@@ -34,34 +30,6 @@ func appCommands() []*Command {
 	}
 }
 
-// peerFlag is a peer given by hand: FINGERPRINT@HOST:PORT.
-type peerFlag []discovery.Peer
-
-func (p *peerFlag) String() string { return fmt.Sprint(len(*p)) }
-func (p *peerFlag) Set(v string) error {
-	fp, addr, ok := strings.Cut(v, "@")
-	if !ok {
-		return fmt.Errorf("want FINGERPRINT@HOST:PORT[=NAME]")
-	}
-	name := ""
-	if a, n, ok := strings.Cut(addr, "="); ok {
-		addr, name = a, n
-	}
-	f, err := identity.ParseFingerprint(fp)
-	if err != nil {
-		return err
-	}
-	ap, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		return fmt.Errorf("peer address %q: %w", addr, err)
-	}
-	if name == "" {
-		name = ap.Addr().String()
-	}
-	*p = append(*p, discovery.Peer{Fingerprint: f, Name: name, Host: ap.Addr().String(), Addresses: []netip.Addr{ap.Addr()}, Port: ap.Port()})
-	return nil
-}
-
 // daemonFlags are the flags the daemon and the desktop app share, and the
 // start-up they drive.
 type daemonFlags struct {
@@ -71,9 +39,9 @@ type daemonFlags struct {
 }
 
 func (f *daemonFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.listen, "listen", "", "control address (default: all addresses, port from settings or chosen by the system)")
-	fs.BoolVar(&f.noDiscovery, "no-discovery", false, "do not use avahi (give peers with --peer)")
-	fs.Var(&f.peers, "peer", "add a peer by hand: FINGERPRINT@IP:PORT[=NAME] (repeatable)")
+	fs.StringVar(&f.listen, "listen", "", fmt.Sprintf("control address (default: all addresses, the port from Settings, else %d; when that is taken, one the system chooses)", config.DefaultControlPort))
+	fs.BoolVar(&f.noDiscovery, "no-discovery", false, "do not use avahi (give peers with --peer or `ebrainpool peer add`)")
+	fs.Var(&f.peers, "peer", "add a peer by address, kept across restarts: FINGERPRINT@HOST[:PORT][=NAME], FINGERPRINT the full one or its short form, HOST a host name or IP address ([IPv6]:PORT) (repeatable); given to the running eBrainPool if one runs")
 }
 
 // newDaemon makes the daemon (bus nil: it connects to the session bus
@@ -88,8 +56,8 @@ func (f *daemonFlags) newDaemon(env *Env, log *slog.Logger, bus *dbus.Conn) (*da
 	if err != nil {
 		return nil, fmt.Errorf("starting eBrainPool: %w", err)
 	}
-	for _, p := range f.peers {
-		d.AddPeer(p)
+	if err := f.peers.addTo(d); err != nil {
+		return nil, err
 	}
 	printBanner(env.Stdout, d)
 	return d, nil
@@ -99,7 +67,7 @@ func daemonCommand() *Command {
 	var df daemonFlags
 	var level string
 	return &Command{
-		Name: "daemon", Usage: "[--listen ADDR] [--no-discovery] [--peer FP@IP:PORT[=NAME]]...",
+		Name: "daemon", Usage: "[--listen ADDR] [--no-discovery] [--peer FP@HOST[:PORT][=NAME]]...",
 		Summary:  "Run eBrainPool without the GUI: discovery, sharing, launches and the D-Bus API.",
 		FlagArgs: map[string]string{"log-level": "debug|info|warn|error"},
 		Flags: func(fs *flag.FlagSet) {
@@ -113,6 +81,18 @@ func daemonCommand() *Command {
 			}
 			log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: lv}))
 			relayFlatpakBuses(ctx, log)
+			// Started again: the flags go to the one that runs, or it
+			// says why they cannot.
+			if conn, err := dbus.ConnectSessionBus(); err == nil {
+				running, err := df.handToRunning(ctx, env, conn)
+				conn.Close()
+				switch {
+				case running && err == nil && len(df.peers) == 0:
+					return errors.New("eBrainPool already runs for this user (the desktop app or another `ebrainpool daemon`)")
+				case running:
+					return err
+				}
+			}
 			d, err := df.newDaemon(env, log, nil)
 			if err != nil {
 				return err
@@ -126,6 +106,9 @@ func daemonCommand() *Command {
 // app prints it too).
 func printBanner(w io.Writer, d *daemon.Daemon) {
 	fmt.Fprintf(w, "eBrainPool daemon: %q %s, peers reach it on port %d\n", d.Settings().DisplayName, d.Identity().Fingerprint(), d.ControlAddr().Port)
+	if note := d.PortNote(); note != "" {
+		fmt.Fprintln(w, note)
+	}
 	if err := d.SandboxError(); err != nil {
 		fmt.Fprintf(w, "not sharing apps: %v\n", err)
 	}
@@ -185,17 +168,6 @@ func listCommand[T, V any](name, summary, header string, fetch func(*dbusapi.Cli
 			})
 		},
 	}
-}
-
-func peersCommand() *Command {
-	return listCommand("peers", "List the peers found on the network.", "NAME\tHOST\tADDRESS\tFINGERPRINT\tTRUST",
-		(*dbusapi.Client).Peers, func(p dbusapi.Peer) string {
-			trust := string(p.Trust)
-			if p.Trust == dbusapi.TrustChanged {
-				trust = "KEY CHANGED - refused"
-			}
-			return strings.Join([]string{p.Name, p.Host, net.JoinHostPort(p.Address, strconv.Itoa(int(p.Port))), p.Short, trust}, "\t")
-		}, peerView)
 }
 
 func pendingCommand() *Command {

@@ -72,6 +72,7 @@ func commands() []*Command {
 	all = append(all, sandboxCommands()...)
 	all = append(all, tunnelCommands()...)
 	all = append(all, appCommands()...)
+	all = append(all, peerCommands()...)
 	all = append(all, guiCommands()...)
 	all = append(all, manCommand(), versionCommand(), completionCommand(), completeCommand(), guestExecCommand())
 	return all

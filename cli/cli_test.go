@@ -87,7 +87,8 @@ func TestUnknownCommandSuggests(t *testing.T) {
 		args []string
 		want string // in stderr; "" for no suggestion
 	}{
-		{[]string{"peer"}, `did you mean "peers"?`},
+		{[]string{"peres"}, `did you mean one of "peers", "peer"?`},
+		{[]string{"peer", "ad"}, `did you mean "peer add"?`},
 		{[]string{"sesions"}, `did you mean "sessions"?`},
 		{[]string{"loc"}, `did you mean "local-apps"?`},
 		{[]string{"rnu"}, `did you mean "run"?`},

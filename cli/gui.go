@@ -53,11 +53,15 @@ func guiCommand() *Command {
 				return fmt.Errorf("connecting to the session bus (run it inside a desktop session): %w", err)
 			}
 			defer conn.Close()
-			// Started again: the running app shows its window.
-			if show != "none" {
-				if running, err := ui.ShowRunning(conn, cmp.Or(show, "peers")); running || err != nil {
-					return err
+			// Started again: the flags go to the running app (or it says
+			// why they cannot), which shows its window.
+			if running, err := df.handToRunning(ctx, env, conn); running {
+				if err == nil && show != "none" {
+					_, err = ui.ShowRunning(conn, cmp.Or(show, "peers"))
 				}
+				return err
+			} else if err != nil {
+				return err
 			}
 			level := slog.LevelInfo
 			if verbose {

@@ -38,10 +38,27 @@ type peerJSON struct {
 	Address          string `json:"address"`
 	Port             uint16 `json:"port"`
 	Trust            string `json:"trust"` // verified, new, changed or name-clash
+	// Added is the address the peer was added with (`peer add`, --peer),
+	// null for a peer only discovered; Reach and LastSeen say how it
+	// answers (null when not added).
+	Added    *string  `json:"added"`
+	Reach    *string  `json:"reach"` // unknown, reachable, unreachable or key-changed
+	LastSeen *rfc3339 `json:"last_seen"`
 }
 
 func peerView(p dbusapi.Peer) peerJSON {
 	return peerJSON{Fingerprint: p.Fingerprint, ShortFingerprint: p.Short, Name: p.Name, Host: p.Host, Address: p.Address, Port: p.Port, Trust: string(p.Trust)}
+}
+
+// withAdded is v with how the peer added by address a answers.
+func withAdded(v peerJSON, a dbusapi.AddedPeer) peerJSON {
+	addr, reach := a.Address, string(a.Reach)
+	v.Added, v.Reach = &addr, &reach
+	if a.LastSeen != 0 {
+		t := unixTime(a.LastSeen)
+		v.LastSeen = &t
+	}
+	return v
 }
 
 type appJSON struct {
@@ -190,11 +207,17 @@ func jsonExamples() []jsonExample {
 	n, mem, cpu, disk := 3, int64(48234496), int64(1520000000), int64(2<<30)
 	const bob = "SHA256:pOFYONeRL07H3T9tf0FhwK1slkJs5kvkcnOnf+vGgXA"
 	const alice = "SHA256:WeXpogacdCqvmaxuNZFUpT1Te6ZU/j7aPAocB0T2i8o"
+	const carol = "SHA256:nV6hbO9Qk0y1vQ3zLr9wX2e0mXq3S8cYbqTfGk4u7JA"
+	at2 := func(s string) int64 { return time.Time(at(s)).Unix() }
+	ptr := func(t rfc3339) *rfc3339 { return &t }
 	return []jsonExample{
 		{"id", "", idJSON{Fingerprint: alice, ShortFingerprint: "LHS6-TIQG-TR2C-VL4Z"}},
 		{"peers", "", []peerJSON{
-			{Fingerprint: bob, ShortFingerprint: "UTQV-QOGX-SEXU-5R65", Name: "bob", Host: "bob-laptop.local", Address: "192.168.1.20", Port: 41527, Trust: "verified"},
+			{Fingerprint: bob, ShortFingerprint: "UTQV-QOGX-SEXU-5R65", Name: "bob", Host: "bob-laptop.local", Address: "192.168.1.20", Port: 42331, Trust: "verified"},
+			withAdded(peerJSON{Fingerprint: carol, ShortFingerprint: "TVPK-C3HP-KCJU-ZNN5", Name: "carol", Host: "carol.example.org", Address: "10.20.0.7", Port: 42331, Trust: "verified"},
+				dbusapi.AddedPeer{Address: "carol.example.org:42331", Reach: dbusapi.ReachReachable, LastSeen: at2("2026-03-02T14:03:55Z")}),
 		}},
+		{"peer add", "carol.example.org", addedJSON{Address: "carol.example.org:42331", Fingerprint: carol, ShortFingerprint: "TVPK-C3HP-KCJU-ZNN5", Name: "carol", Reach: "reachable", LastSeen: ptr(at("2026-03-02T14:03:55Z")), Error: ""}},
 		{"apps", "bob", []appJSON{
 			{ID: "org.gnome.Calculator", Name: "Calculator", Comment: "Perform arithmetic, scientific or financial calculations", HasIcon: true},
 		}},

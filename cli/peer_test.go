@@ -1,0 +1,157 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/daemon"
+	"github.com/ebrainpool/ebrainpool/app/identity"
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
+	"github.com/ebrainpool/ebrainpool/sandbox"
+)
+
+// realDaemon runs a daemon (no discovery) on loopback in a directory of
+// its own, with its API on bus ("" for none), until the test ends.
+func realDaemon(t *testing.T, bus string) *daemon.Daemon {
+	t.Helper()
+	dir := t.TempDir()
+	opts := daemon.Options{
+		Dirs:   config.Dirs{Config: filepath.Join(dir, "config"), State: filepath.Join(dir, "state"), Home: dir},
+		Listen: "127.0.0.1:0", NoDiscovery: true, NoAPI: bus == "", AppDirs: []string{dir},
+		Sandbox: sandbox.Config{Layout: sandbox.Layout{Root: filepath.Join(dir, "lib"), CgroupBase: "ebrainpool-test-not-set-up", CgroupMounts: "/sys/fs/cgroup"}},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if bus != "" {
+		conn, err := dbus.Connect(bus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		opts.SessionBus = conn
+	}
+	d, err := daemon.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d
+}
+
+// runIn is run with stdin.
+func runIn(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Main(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// `peer add` through the real daemon's API: the peer's name and short
+// fingerprint are shown, it is added only when the key is confirmed
+// (--yes, or --fingerprint matching), listed with how it answers, and
+// removed again. Without a terminal it does not ask.
+func TestPeerAddCommand(t *testing.T) {
+	bus := testenv.PrivateBus(t)
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", bus.Addr)
+	a := realDaemon(t, bus.Addr)
+	b := realDaemon(t, "")
+	bAddr := b.ControlAddr().String()
+	bShort := b.Identity().Fingerprint().Short()
+	other := identity.RefOf(a.Identity().Fingerprint()).Short()
+	// The API is up once ListPeers answers.
+	deadline := time.Now().Add(5 * time.Second)
+	for code, _, _ := run(t, "peers"); code != 0; code, _, _ = run(t, "peers") {
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon's API never came up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if code, _, errs := runIn(t, "y\n", "peer", "add", bAddr); code != ExitUsage || !strings.Contains(errs, "--yes") {
+		t.Fatalf("peer add without a terminal: exit %d, stderr %q", code, errs)
+	}
+	if code, out, errs := run(t, "peer", "add", "--fingerprint", other, bAddr); code != 1 || !strings.Contains(errs, "not the "+other) || !strings.Contains(out, bShort) {
+		t.Fatalf("peer add --fingerprint of another key: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if len(a.AddedPeers()) != 0 {
+		t.Fatalf("a refused add added: %+v", a.AddedPeers())
+	}
+	code, out, errs := run(t, "peer", "add", "--fingerprint", strings.ToLower(bShort), bAddr)
+	if code != 0 || !strings.Contains(out, bShort) || !strings.Contains(out, b.Settings().DisplayName) {
+		t.Fatalf("peer add --fingerprint: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, _ = run(t, "peers")
+	if code != 0 || !strings.Contains(out, bShort) || !strings.Contains(out, bAddr+": reachable") {
+		t.Fatalf("peers: exit %d:\n%s", code, out)
+	}
+	code, out, _ = run(t, "peers", "--json")
+	var ps []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &ps) != nil || len(ps) != 1 || ps[0]["added"] != bAddr || ps[0]["reach"] != "reachable" || ps[0]["last_seen"] == nil {
+		t.Fatalf("peers --json: exit %d: %s", code, out)
+	}
+	if code, _, errs := run(t, "peer", "remove", bAddr); code != 0 {
+		t.Fatalf("peer remove: exit %d, %s", code, errs)
+	}
+	if len(a.AddedPeers()) != 0 || len(a.Peers()) != 0 {
+		t.Fatalf("after peer remove: %+v", a.AddedPeers())
+	}
+	code, out, errs = run(t, "peer", "add", "--yes", "--json", bAddr)
+	var added map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &added) != nil || added["short_fingerprint"] != bShort {
+		t.Fatalf("peer add --yes --json: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, _, errs := run(t, "peer", "add", "--yes", "127.0.0.1:1"); code != 1 || !strings.Contains(errs, "127.0.0.1:1") {
+		t.Fatalf("peer add of an address nobody answers on: exit %d, %q", code, errs)
+	}
+	if code, _, errs := run(t, "peer", "add", "--yes", "not a host"); code != ExitUsage {
+		t.Fatalf("peer add of a bad address: exit %d, %q", code, errs)
+	}
+}
+
+// A second start with --peer hands the peer to the eBrainPool that runs
+// (never exit 0 dropping it); --listen cannot be handed and says so.
+func TestSecondStartHandsPeers(t *testing.T) {
+	bus := testenv.PrivateBus(t)
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", bus.Addr)
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", "")
+	t.Setenv("XDG_STATE_HOME", "")
+	a := realDaemon(t, bus.Addr)
+	b := realDaemon(t, "")
+	deadline := time.Now().Add(5 * time.Second)
+	for code, _, _ := run(t, "peers"); code != 0; code, _, _ = run(t, "peers") {
+		if time.Now().After(deadline) {
+			t.Fatal("the daemon's API never came up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	bShort := b.Identity().Fingerprint().Short()
+	code, out, errs := run(t, "daemon", "--peer", bShort+"@"+b.ControlAddr().String())
+	if code != 0 || !strings.Contains(out, "the running eBrainPool added") {
+		t.Fatalf("daemon --peer while one runs: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if ps := a.AddedPeers(); len(ps) != 1 || ps[0].Short != bShort {
+		t.Fatalf("the running daemon's added peers: %+v", ps)
+	}
+	if code, _, errs := run(t, "daemon", "--listen", "127.0.0.1:0"); code == 0 || !strings.Contains(errs, "--listen cannot change it while it runs") {
+		t.Fatalf("daemon --listen while one runs: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := run(t, "daemon", "--peer", identity.RefOf(a.Identity().Fingerprint()).Short()+"@"+b.ControlAddr().String()); code == 0 || !strings.Contains(errs, "could not add") {
+		t.Fatalf("daemon --peer with a wrong key while one runs: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := run(t, "daemon"); code == 0 || !strings.Contains(errs, "already runs") {
+		t.Fatalf("daemon while one runs: exit %d, stderr %q", code, errs)
+	}
+}
