@@ -72,6 +72,9 @@ type ForwardConfig struct {
 	// ListenIP is the local address to listen on (the LAN address the
 	// request came in on); the port is chosen by the OS.
 	ListenIP net.IP
+	// ListenZone is ListenIP's zone (the interface) for a link-local IPv6
+	// address, which needs one; "" otherwise.
+	ListenZone string
 	// AllowFrom is the only source address accepted.
 	AllowFrom net.IP
 	// IdleTimeout closes the forward when no session started within it
@@ -133,7 +136,7 @@ func OpenForward(ctx context.Context, cfg ForwardConfig) (*Forward, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: cfg.ListenIP})
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: cfg.ListenIP, Zone: cfg.ListenZone})
 	if err != nil {
 		return nil, fmt.Errorf("opening forward on %s: %w", cfg.ListenIP, err)
 	}

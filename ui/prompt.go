@@ -23,6 +23,11 @@ type prompt struct {
 	total    time.Duration
 	answered bool
 	unnotify func()
+	// armAt is when the popup starts taking answers: armDelay after it
+	// opened, and again after each key typed into it before then (see
+	// armed).
+	armAt    time.Time
+	armTimer *time.Timer
 
 	countdown *widget.Label
 	bar       *widget.ProgressBar
@@ -43,8 +48,13 @@ func (u *UI) showPrompt(r dbusapi.Request) {
 	}
 	p := newPrompt(u, r)
 	u.prompts[r.ID] = p
+	// Not RequestFocus: the popup must not take the keyboard from what
+	// the user is typing into (and the window process does not focus new
+	// windows on show, see noFocusOnShow). Centred, so that the request's
+	// notification bubble (a corner of the screen) leaves both readable.
+	p.win.CenterOnScreen()
 	p.win.Show()
-	p.win.RequestFocus()
+	p.scheduleArm()
 	if n := u.opts.Notifier; n != nil {
 		name := r.PeerName
 		unnotify, err := n.Ask(r, name, func(allow bool) {
@@ -145,11 +155,19 @@ func newPrompt(u *UI, r dbusapi.Request) *prompt {
 	p.bar.TextFormatter = func() string { return "" }
 	p.remember = widget.NewCheck("Remember for this app", nil)
 
+	// No default button: Allow is not focused and no key (Enter) answers
+	// for it; every control is disabled until the popup is armed.
 	p.allow = widget.NewButtonWithIcon("Allow", theme.ConfirmIcon(), func() { p.answer(true, p.remember.Checked, false) })
-	p.allow.Importance = widget.HighImportance
 	p.deny = widget.NewButtonWithIcon("Deny", theme.CancelIcon(), func() { p.answer(false, p.remember.Checked, false) })
 	p.block = widget.NewButtonWithIcon("Block "+name, theme.ErrorIcon(), func() { p.answer(false, false, true) })
 	p.block.Importance = widget.DangerImportance
+	p.armAt = u.now().Add(armDelay)
+	p.setArmed(false)
+	// Keys typed into the popup before it is armed were meant for
+	// another window: they do nothing and push the arming back, so a
+	// burst of typing that lands here can never reach a button.
+	p.win.Canvas().SetOnTypedKey(func(*fyne.KeyEvent) { p.inputBeforeArmed() })
+	p.win.Canvas().SetOnTypedRune(func(rune) { p.inputBeforeArmed() })
 
 	buttons := container.NewBorder(nil, nil, p.block, container.NewHBox(p.deny, p.allow))
 	// The buttons keep to the bottom edge however tall the wrapped text
@@ -164,6 +182,55 @@ func newPrompt(u *UI, r dbusapi.Request) *prompt {
 	return p
 }
 
+// armDelay is how long a popup ignores input after it opened (and after
+// each key typed into it meanwhile), as browsers do for permission
+// prompts: keystrokes meant for another window cannot answer it.
+const armDelay = time.Second
+
+// armed reports whether the popup takes answers.
+func (p *prompt) armed() bool { return !p.allow.Disabled() }
+
+// setArmed enables or disables every control that answers.
+func (p *prompt) setArmed(on bool) {
+	for _, w := range []fyne.Disableable{p.allow, p.deny, p.block, p.remember} {
+		if on {
+			w.Enable()
+		} else {
+			w.Disable()
+		}
+	}
+}
+
+// inputBeforeArmed follows a key typed into the popup: before it is
+// armed, the arming starts over.
+func (p *prompt) inputBeforeArmed() {
+	if p.answered || p.armed() {
+		return
+	}
+	p.armAt = p.u.now().Add(armDelay)
+	p.scheduleArm()
+}
+
+// scheduleArm arms the popup at armAt (on the Fyne thread). With
+// Options.Sync (tests) only tick arms it, on the test's clock.
+func (p *prompt) scheduleArm() {
+	if p.u.opts.Sync {
+		return
+	}
+	if p.armTimer != nil {
+		p.armTimer.Stop()
+	}
+	p.armTimer = time.AfterFunc(p.armAt.Sub(p.u.now()), func() { p.u.do(p.armIfDue) })
+}
+
+// armIfDue arms the popup once armAt has passed.
+func (p *prompt) armIfDue() {
+	if p.answered || p.armed() || p.u.now().Before(p.armAt) {
+		return
+	}
+	p.setArmed(true)
+}
+
 // remaining is the time left before the automatic deny.
 func (p *prompt) remaining() time.Duration { return p.deadline.Sub(p.u.now()) }
 
@@ -176,6 +243,7 @@ func (p *prompt) tick() {
 	if p.answered {
 		return
 	}
+	p.armIfDue()
 	left := p.remaining()
 	if left <= 0 {
 		p.countdown.SetText("No answer in time: the request is being denied.")
@@ -204,6 +272,9 @@ func (p *prompt) answer(allow, remember, block bool) {
 // close removes the popup (answered here or resolved elsewhere).
 func (p *prompt) close() {
 	p.answered = true
+	if p.armTimer != nil {
+		p.armTimer.Stop()
+	}
 	if p.unnotify != nil {
 		p.unnotify()
 		p.unnotify = nil

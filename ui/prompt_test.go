@@ -64,9 +64,11 @@ func TestPromptAnswers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
-			u := newTestUI(t, f, &fakeClock{start})
+			clock := &fakeClock{start}
+			u := newTestUI(t, f, clock)
 			u.showPrompt(request(false, start.Add(30*time.Second)))
 			p := u.prompts["req-1"]
+			armNow(p, clock)
 			if tc.remember {
 				test.Tap(p.remember)
 			}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"time"
 
+	"fyne.io/fyne/v2"
+
 	"github.com/ebrainpool/ebrainpool/app/catalog"
 	"github.com/ebrainpool/ebrainpool/app/config"
 	"github.com/ebrainpool/ebrainpool/app/daemon"
@@ -40,6 +42,8 @@ type childState struct {
 // should Fyne not stop within a few seconds, the process exits.
 func RunWindows(ctx context.Context, opts Options, conn io.ReadWriteCloser) error {
 	u := newWindowsUI(opts, conn)
+	// Queued before any message from the app: no window exists yet.
+	fyne.Do(noFocusOnShow)
 	gone := make(chan struct{})
 	go func() {
 		u.receive()

@@ -186,6 +186,7 @@ func TestWindowProcess(t *testing.T) {
 	if len(app.prompts) != 0 {
 		t.Error("the app made a popup itself")
 	}
+	armNow(p, clock)
 	test.Tap(p.allow)
 	if len(f.answers) != 1 || f.answers[0] != (answer{"r1", true, false, false}) {
 		t.Errorf("answers %+v", f.answers)

@@ -34,7 +34,10 @@ type PrepareConfig struct {
 	// accepts; IdleTimeout closes it when no session started within it
 	// (default tunnel.DefaultForwardIdleTimeout).
 	ListenIP, AllowFrom net.IP
-	IdleTimeout         time.Duration
+	// ListenZone is ListenIP's zone for a link-local IPv6 address (the
+	// interface the request came in on).
+	ListenZone  string
+	IdleTimeout time.Duration
 	// Release undoes the sandbox's start when a later step fails, or when
 	// the returned undo runs (the host schedules its idle stop; `grant`
 	// stops it once idle). Nil: nothing.
@@ -95,7 +98,7 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (_ *Prepared, undo func(), 
 		return nil, nil, err
 	}
 	fwd, err := tunnel.OpenForward(context.WithoutCancel(ctx), tunnel.ForwardConfig{
-		ListenIP: cfg.ListenIP, AllowFrom: cfg.AllowFrom, IdleTimeout: cfg.IdleTimeout,
+		ListenIP: cfg.ListenIP, ListenZone: cfg.ListenZone, AllowFrom: cfg.AllowFrom, IdleTimeout: cfg.IdleTimeout,
 		Handoff: handoff, Attempts: tunnel.DefaultAuthAttempts, Logger: log,
 	})
 	if err != nil {
@@ -166,4 +169,13 @@ func EndpointHandoffWith(sb Sandboxes, peer string, key ssh.PublicKey, argv []st
 		}, onSession)
 	})
 	return handoff, signer.PublicKey(), nil
+}
+
+// zoneOf is the zone of a TCP address (the interface of a link-local IPv6
+// address), "" for others.
+func zoneOf(a net.Addr) string {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.Zone
+	}
+	return ""
 }

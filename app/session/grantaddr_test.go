@@ -33,7 +33,12 @@ func TestGrantAddrMatches(t *testing.T) {
 		{"a host name", "evil.example", reached4, false},
 		{"link-local with the same zone", "fe80::1%eth0", reached6, true},
 		{"link-local without a zone", "fe80::1", reached6, true},
-		{"link-local on another interface", "fe80::1%wlan0", reached6, false},
+		// The zone in a grant is the host's name for its own interface:
+		// it cannot point this side anywhere (grantDialAddr uses this
+		// side's zone), so it is not compared.
+		{"link-local with the host's interface name", "fe80::1%veth-b", reached6, true},
+		{"another link-local address", "fe80::2%eth0", reached6, false},
+		{"an IPv6 address reached by IPv4", "2001:db8::20", reached4, false},
 		{"not a TCP connection", "192.168.1.20", &net.UnixAddr{Name: "/x"}, false},
 	}
 	for _, tt := range tests {
@@ -44,6 +49,32 @@ func TestGrantAddrMatches(t *testing.T) {
 			}
 			if err != nil && !errors.Is(err, ErrGrantAddress) {
 				t.Fatalf("error %v is not ErrGrantAddress", err)
+			}
+		})
+	}
+}
+
+// The requester connects to a grant at the address the control port was
+// reached on, with this side's zone for a link-local one.
+func TestGrantDialAddr(t *testing.T) {
+	tests := []struct {
+		name, host string
+		reached    net.Addr
+		want       string
+	}{
+		{"IPv4", "192.168.1.20", &net.TCPAddr{IP: net.ParseIP("192.168.1.20"), Port: 42331}, "192.168.1.20:40001"},
+		{"IPv4 reached in its mapped form", "192.168.1.20", &net.TCPAddr{IP: net.ParseIP("::ffff:192.168.1.20"), Port: 42331}, "192.168.1.20:40001"},
+		{"global IPv6", "2001:db8::20", &net.TCPAddr{IP: net.ParseIP("2001:db8::20"), Port: 42331}, "[2001:db8::20]:40001"},
+		{"link-local without a zone in the grant", "fe80::1", &net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 42331, Zone: "eth0"}, "[fe80::1%eth0]:40001"},
+		{"link-local with the host's zone in the grant", "fe80::1%veth-b", &net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 42331, Zone: "eth0"}, "[fe80::1%eth0]:40001"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := grantAddrMatches(tt.host, tt.reached); err != nil {
+				t.Fatal(err)
+			}
+			if got := grantDialAddr(tt.host, 40001, tt.reached); got != tt.want {
+				t.Fatalf("grantDialAddr = %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -328,7 +328,7 @@ func (h *Host) launch(ctx context.Context, p control.Peer, appID string, files [
 	}
 	prep, undo, err := Prepare(ctx, PrepareConfig{
 		Sandboxes: h.sandboxes(), Peer: peer, Key: p.Key, Argv: argv, Mounts: mountsOf(shares),
-		ListenIP: hostOf(p.LocalAddr), AllowFrom: from, IdleTimeout: h.cfg.ForwardIdle,
+		ListenIP: hostOf(p.LocalAddr), ListenZone: zoneOf(p.LocalAddr), AllowFrom: from, IdleTimeout: h.cfg.ForwardIdle,
 		Release:   func() { prepared(); h.idleLater(peer) },
 		OnSession: func() { h.mu.Lock(); s.Connected = true; h.mu.Unlock() },
 		Progress:  func(st dbusapi.Stage) { progress(string(st)) },

@@ -60,7 +60,11 @@ type RunConfig struct {
 var ErrGrantAddress = errors.New("the host's grant names another address than the one it was reached on")
 
 // grantAddrMatches checks that a grant's host is the IP the control
-// connection reached (IPv6 zones and IPv4-mapped forms compared as IPs).
+// connection reached (IPv4-mapped forms compared as IPs). A zone in the
+// grant is the host's own name for its interface, which says nothing
+// here: the address is compared without it, and grantDialAddr puts this
+// side's zone (the interface the control connection went out on) on a
+// link-local one.
 func grantAddrMatches(host string, reached net.Addr) error {
 	tcp, ok := reached.(*net.TCPAddr)
 	if !ok {
@@ -71,10 +75,23 @@ func grantAddrMatches(host string, reached net.Addr) error {
 		return fmt.Errorf("%w: %q is not an IP address", ErrGrantAddress, host)
 	}
 	want, _ := netip.AddrFromSlice(tcp.IP)
-	if ip.WithZone("").Unmap() != want.Unmap() || (ip.Zone() != "" && ip.Zone() != tcp.Zone) {
+	if ip.WithZone("").Unmap() != want.Unmap() {
 		return fmt.Errorf("%w: it names %s, the host was reached on %s", ErrGrantAddress, host, tcp.IP)
 	}
 	return nil
+}
+
+// grantDialAddr is where to connect for a grant whose host passed
+// grantAddrMatches: the address the control connection reached, with its
+// zone (a link-local IPv6 address means nothing without this side's
+// interface), and the grant's port.
+func grantDialAddr(host string, port int, reached net.Addr) string {
+	if tcp, ok := reached.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(tcp.IP); ok {
+			return net.JoinHostPort(ip.Unmap().WithZone(tcp.Zone).String(), strconv.Itoa(port))
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // Run asks the peer to launch app, waits for its consent, runs the app with
@@ -134,7 +151,7 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	}
 	progress(dbusapi.StageConnecting)
 	ccfg := tunnel.ClientConfig{
-		Addr: net.JoinHostPort(g.Host, strconv.Itoa(g.Port)), HostKey: hostKey, Identity: cfg.Identity,
+		Addr: grantDialAddr(g.Host, g.Port, c.RemoteAddr()), HostKey: hostKey, Identity: cfg.Identity,
 		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority, TrustedDisplay: cfg.TrustedDisplay,
 		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Logger: cfg.Logger, Shares: shares,
 		Started: func() { progress(dbusapi.StageRunning) },

@@ -82,7 +82,8 @@ func clickAllow(t *testing.T, x *testenv.Xvfb, title, shot string, detail func()
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // drawn
+	// Drawn, and armed: the popup ignores input for its first second.
+	time.Sleep(1500 * time.Millisecond)
 	r := windowRect(t, x, win)
 	w, h := r.Dx(), r.Dy()
 	if shot != "" {
