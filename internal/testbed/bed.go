@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,13 @@ type Options struct {
 	Subnet netip.Prefix
 	// IPv6 gives hosts link-local IPv6 and lets avahi use it.
 	IPv6 bool
+	// Subnets, when more than 1, splits the hosts over that many LANs
+	// (host i on LAN (i-1)%Subnets+1, each its own bridge) joined by a
+	// router namespace that forwards unicast between them and no
+	// multicast: mDNS does not cross, as between an office's VLANs. LAN k
+	// is Subnet with its third byte plus k-1 (Subnet must be a /24); the
+	// router is .1 on each and every host's default route.
+	Subnets int
 	// NoAvahi leaves avahi-daemon stopped; start it with Host.StartAvahi.
 	NoAvahi bool
 	// Logf, when set, receives progress messages.
@@ -38,10 +46,14 @@ type Options struct {
 
 // Bed is a running test bed. Close it (New does it through t.Cleanup).
 type Bed struct {
-	ID    string
-	Dir   string
-	LAN   string // name of the network namespace holding the bridge
-	Hosts []*Host
+	ID  string
+	Dir string
+	LAN string // name of the network namespace holding the bridge (LAN 1's)
+	// LANs are the namespaces of every LAN's bridge (just LAN without
+	// Options.Subnets); Router joins them ("" with one LAN).
+	LANs   []string
+	Router string
+	Hosts  []*Host
 	// Ready is how long Start took.
 	Ready time.Duration
 
@@ -102,10 +114,20 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		return nil, fmt.Errorf("test bed id: %w", err)
 	}
 	if !opts.Subnet.IsValid() {
-		opts.Subnet = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 203, rnd[0], 0}), 24)
+		third := rnd[0]
+		if opts.Subnets > 1 {
+			third %= 256 - 16 // room for the other subnets after it
+		}
+		opts.Subnet = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 203, third, 0}), 24)
 	}
 	if !opts.Subnet.Addr().Is4() || opts.Subnet.Bits() > 24 {
 		return nil, fmt.Errorf("test bed subnet %s: want IPv4, /24 or larger", opts.Subnet)
+	}
+	if opts.Subnets < 1 {
+		opts.Subnets = 1
+	}
+	if opts.Subnets > 1 && (opts.Subnet.Bits() != 24 || int(opts.Subnet.Addr().As4()[2])+opts.Subnets > 256 || opts.Subnets > 9) {
+		return nil, fmt.Errorf("test bed: %d subnets need a /24 with room after it, not %s", opts.Subnets, opts.Subnet)
 	}
 	if opts.Hosts > 200 {
 		return nil, fmt.Errorf("test bed: %d hosts is too many", opts.Hosts)
@@ -117,6 +139,13 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	id := hex.EncodeToString(rnd)
 	name := opts.Prefix + "-" + id
 	b = &Bed{ID: name, Dir: filepath.Join(os.TempDir(), name), LAN: name + "-lan", opts: opts}
+	b.LANs = []string{b.LAN}
+	for k := 2; k <= opts.Subnets; k++ {
+		b.LANs = append(b.LANs, name+"-lan"+strconv.Itoa(k))
+	}
+	if opts.Subnets > 1 {
+		b.Router = name + "-router"
+	}
 	if err := os.Mkdir(b.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("test bed directory: %w", err)
 	}
@@ -124,16 +153,22 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		os.RemoveAll(b.Dir)
 		return nil, err
 	}
+	made := b // the returns below set b to nil before this runs
 	defer func() {
 		if err != nil {
-			if cerr := b.Close(); cerr != nil {
+			if cerr := made.Close(); cerr != nil {
 				err = errors.Join(err, cerr)
 			}
 			b = nil
 		}
 	}()
 
-	if err := b.setupLAN(ctx); err != nil {
+	for _, lan := range b.LANs {
+		if err := b.setupLAN(ctx, lan); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.setupRouter(ctx); err != nil {
 		return nil, err
 	}
 	for i := 1; i <= opts.Hosts; i++ {
@@ -159,23 +194,72 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		return nil, err
 	}
 	b.Ready = time.Since(start)
-	opts.Logf("test bed %s: %d hosts on %s up in %v", b.ID, len(b.Hosts), opts.Subnet, b.Ready.Round(time.Millisecond))
+	opts.Logf("test bed %s: %d hosts on %s (%d subnets) up in %v", b.ID, len(b.Hosts), opts.Subnet, opts.Subnets, b.Ready.Round(time.Millisecond))
 	return b, nil
 }
 
-func (b *Bed) setupLAN(ctx context.Context) error {
-	if err := run(ctx, "ip", "netns", "add", b.LAN); err != nil {
+func (b *Bed) setupLAN(ctx context.Context, lan string) error {
+	if err := run(ctx, "ip", "netns", "add", lan); err != nil {
 		return err
 	}
 	steps := [][]string{
-		{"ip", "-n", b.LAN, "link", "set", "lo", "up"},
-		{"ip", "netns", "exec", b.LAN, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"},
-		{"ip", "-n", b.LAN, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
-		{"ip", "-n", b.LAN, "link", "set", "br0", "up"},
+		{"ip", "-n", lan, "link", "set", "lo", "up"},
+		{"ip", "netns", "exec", lan, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"},
+		{"ip", "-n", lan, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0"},
+		{"ip", "-n", lan, "link", "set", "br0", "up"},
 	}
 	for _, s := range steps {
 		if err := run(ctx, s...); err != nil {
 			return fmt.Errorf("setting up lan namespace: %w", err)
+		}
+	}
+	return nil
+}
+
+// subnet is LAN k's prefix (k from 1).
+func (b *Bed) subnet(k int) netip.Prefix {
+	a := b.opts.Subnet.Addr().As4()
+	a[2] += byte(k - 1)
+	return netip.PrefixFrom(netip.AddrFrom4(a), b.opts.Subnet.Bits())
+}
+
+// RouterIP is the router's address on LAN k (from 1); invalid with one
+// LAN.
+func (b *Bed) RouterIP(k int) netip.Addr {
+	if b.Router == "" {
+		return netip.Addr{}
+	}
+	a := b.subnet(k).Addr().As4()
+	a[3] = 1
+	return netip.AddrFrom4(a)
+}
+
+// setupRouter joins the LANs with a router namespace: IPv4 forwarding on,
+// no multicast routing (no daemon asks the kernel for it), so unicast
+// crosses and mDNS does not.
+func (b *Bed) setupRouter(ctx context.Context) error {
+	if b.Router == "" {
+		return nil
+	}
+	if err := run(ctx, "ip", "netns", "add", b.Router); err != nil {
+		return err
+	}
+	steps := [][]string{
+		{"ip", "-n", b.Router, "link", "set", "lo", "up"},
+		{"ip", "netns", "exec", b.Router, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward; echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"},
+	}
+	for k, lan := range b.LANs {
+		r, l := "r"+strconv.Itoa(k+1), "rb"+strconv.Itoa(k+1)
+		steps = append(steps,
+			[]string{"ip", "-n", b.Router, "link", "add", r, "type", "veth", "peer", "name", l, "netns", lan},
+			[]string{"ip", "-n", lan, "link", "set", l, "master", "br0", "up"},
+			[]string{"ip", "-n", b.Router, "addr", "add", netip.PrefixFrom(b.RouterIP(k+1), b.opts.Subnet.Bits()).String(), "dev", r},
+			[]string{"ip", "-n", b.Router, "link", "set", r, "up"},
+		)
+	}
+	for _, s := range steps {
+		if err := run(ctx, s...); err != nil {
+			return fmt.Errorf("setting up the router: %w", err)
 		}
 	}
 	return nil
@@ -194,7 +278,12 @@ func (b *Bed) Close() error {
 		for _, h := range b.Hosts {
 			errs = append(errs, h.shutdown(ctx))
 		}
-		errs = append(errs, removeNetns(ctx, b.LAN))
+		for _, lan := range b.LANs {
+			errs = append(errs, removeNetns(ctx, lan))
+		}
+		if b.Router != "" {
+			errs = append(errs, removeNetns(ctx, b.Router))
+		}
 		if err := os.RemoveAll(b.Dir); err != nil {
 			errs = append(errs, fmt.Errorf("removing %s: %w", b.Dir, err))
 		}

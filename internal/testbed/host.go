@@ -26,6 +26,7 @@ type Host struct {
 	Iface  string // the host's interface inside Netns
 	IP     netip.Addr
 	Prefix netip.Prefix // IP with the LAN's prefix length
+	Subnet int          // which LAN the host is on, from 1 (Options.Subnets)
 	Dir    string       // host directory in the root mount namespace
 
 	mu     sync.Mutex
@@ -35,7 +36,8 @@ type Host struct {
 }
 
 func (b *Bed) addHost(ctx context.Context, i int) (*Host, error) {
-	ip := b.opts.Subnet.Addr().As4()
+	subnet := (i-1)%b.opts.Subnets + 1
+	ip := b.subnet(subnet).Addr().As4()
 	ip[3] = byte(10 + i)
 	addr := netip.AddrFrom4(ip)
 	h := &Host{
@@ -45,6 +47,7 @@ func (b *Bed) addHost(ctx context.Context, i int) (*Host, error) {
 		Iface:  Iface,
 		IP:     addr,
 		Prefix: netip.PrefixFrom(addr, b.opts.Subnet.Bits()),
+		Subnet: subnet,
 		Dir:    filepath.Join(b.Dir, "host"+strconv.Itoa(i)),
 	}
 	for _, d := range []string{"run/dbus", "run/avahi-daemon", "empty"} {
@@ -72,10 +75,13 @@ func (b *Bed) addHost(ctx context.Context, i int) (*Host, error) {
 	steps := [][]string{
 		{"ip", "-n", h.Netns, "link", "set", "lo", "up"},
 		{"ip", "netns", "exec", h.Netns, "sh", "-c", ipv6},
-		{"ip", "-n", h.Netns, "link", "add", h.Iface, "type", "veth", "peer", "name", peer, "netns", b.LAN},
-		{"ip", "-n", b.LAN, "link", "set", peer, "master", "br0", "up"},
+		{"ip", "-n", h.Netns, "link", "add", h.Iface, "type", "veth", "peer", "name", peer, "netns", b.LANs[subnet-1]},
+		{"ip", "-n", b.LANs[subnet-1], "link", "set", peer, "master", "br0", "up"},
 		{"ip", "-n", h.Netns, "addr", "add", h.Prefix.String(), "dev", h.Iface},
 		{"ip", "-n", h.Netns, "link", "set", h.Iface, "up"},
+	}
+	if r := b.RouterIP(subnet); r.IsValid() {
+		steps = append(steps, []string{"ip", "-n", h.Netns, "route", "add", "default", "via", r.String()})
 	}
 	for _, s := range steps {
 		if err := run(ctx, s...); err != nil {

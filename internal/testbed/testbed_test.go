@@ -163,3 +163,44 @@ func TestBedID(t *testing.T) {
 		})
 	}
 }
+
+// Two subnets joined by a router: unicast crosses (ping, TCP), mDNS does
+// not (a service published on one subnet is not seen on the other, and
+// is on its own).
+func TestRoutedSubnets(t *testing.T) {
+	Require(t, "avahi-publish", "avahi-browse", "bash", "timeout")
+	b := NewWithOptions(t, Options{Hosts: 3, Subnets: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h1, h2, h3 := b.Host(1), b.Host(2), b.Host(3)
+	if h1.Subnet != 1 || h2.Subnet != 2 || h3.Subnet != 1 || h1.Prefix.Masked() == h2.Prefix.Masked() {
+		t.Fatalf("subnets: %s %d, %s %d, %s %d", h1.Prefix, h1.Subnet, h2.Prefix, h2.Subnet, h3.Prefix, h3.Subnet)
+	}
+	// A TCP connect to a closed port of host2: refused (host2 answered
+	// through the router), not unreachable or timed out.
+	out, _ := h1.Exec(ctx, "timeout", "5", "bash", "-c", "exec 3<>/dev/tcp/"+h2.IP.String()+"/9")
+	if !strings.Contains(string(out), "refused") {
+		t.Fatalf("host1 does not reach host2 through the router: %s", out)
+	}
+	pub := h1.Command(ctx, "avahi-publish", "-s", "tb-routed", "_ebp-tbprobe._tcp", "4242")
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pub.Process.Kill(); _ = pub.Wait() }()
+	start := time.Now()
+	for {
+		out, _ := h3.Exec(ctx, "avahi-browse", "-rtp", "_ebp-tbprobe._tcp")
+		if strings.Contains(string(out), h1.IP.String()) {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("host3 (same subnet) did not see host1's service:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Seen on the same subnet; after as long again, still not across.
+	time.Sleep(time.Since(start) + time.Second)
+	if out, _ := h2.Exec(ctx, "avahi-browse", "-rtp", "_ebp-tbprobe._tcp"); strings.Contains(string(out), "tb-routed") {
+		t.Fatalf("host2 (the other subnet) saw host1's mDNS service:\n%s", out)
+	}
+}
