@@ -100,7 +100,7 @@ func guestSSHDCommand() *Command {
 			}
 			tunnel.TuneRelayProcess() // this process serves only this connection
 			logTo := env.Stderr
-			var claim func() error
+			var claim func(hostGone func()) error
 			if claimFD >= 0 {
 				claim = tunnel.ClaimOver(os.NewFile(uintptr(claimFD), "claim"), handshake)
 				if claimFD == 2 {

@@ -222,3 +222,83 @@ func TestForwardCountsOnlyAuthenticatedSessions(t *testing.T) {
 		})
 	}
 }
+
+// An endpoint whose forward is gone after it granted the claim (the host's
+// daemon killed: the last descriptor of its end of the claim socket
+// closed) ends the session, and the app with it: nothing of the session
+// runs on without the host that granted it.
+func TestEndpointEndsWhenItsForwardIsGone(t *testing.T) {
+	dir := t.TempDir()
+	hostKey, client := newKeyPair(t, dir, "host_key"), newKeyPair(t, dir, "id_ed25519")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward, endpoint := os.NewFile(uintptr(fds[0]), "claim"), os.NewFile(uintptr(fds[1]), "claim-endpoint")
+	defer forward.Close()
+	defer endpoint.Close()
+	pidFile := dir + "/app.pid"
+	argv := []string{"sh", "-c", "echo $$ > " + pidFile + "; exec sleep 60"}
+	served := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		served <- ServeEndpoint(context.Background(), c, EndpointConfig{
+			HostKey: hostKey.signer, AuthorizedKey: client.signer.PublicKey(), Command: argv,
+			Env: []string{"PATH=" + os.Getenv("PATH")}, Claim: ClaimOver(endpoint, 5*time.Second), Logger: testLogger(t),
+		})
+	}()
+	go func() { // the forward grants the claim
+		var b [1]byte
+		if _, err := forward.Read(b[:]); err == nil && b[0] == claimAsk {
+			forward.Write([]byte{claimGranted})
+		}
+	}()
+	ran := make(chan error, 1)
+	go func() {
+		_, err := RunApp(context.Background(), ClientConfig{
+			Addr: ln.Addr().String(), HostKey: hostKey.signer.PublicKey(), Identity: client.signer,
+			Command: ShellJoin(argv), NoX11: true, HandshakeTimeout: 10 * time.Second,
+		})
+		ran <- err
+	}()
+	var pid int
+	for deadline := time.Now().Add(10 * time.Second); pid == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the app did not start")
+		}
+		b, _ := os.ReadFile(pidFile)
+		fmt.Sscan(string(b), &pid)
+	}
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-served:
+		t.Fatalf("the session ended before its forward went: %v", err)
+	default:
+	}
+	forward.Close() // the host's daemon dies
+	for _, w := range []struct {
+		what string
+		ch   chan error
+	}{{"the endpoint", served}, {"the client", ran}} {
+		select {
+		case err := <-w.ch:
+			t.Logf("%s returned: %v", w.what, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s still serves 10 s after the forward went", w.what)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the app (pid %d) still runs after its session ended", pid)
+		}
+	}
+}

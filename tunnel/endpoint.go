@@ -68,8 +68,11 @@ type EndpointConfig struct {
 	MaxX11Conns int
 	// Claim, if set, is called once the connection has authenticated,
 	// before anything is served: an error ends the connection (another
-	// connection of the same forward is the session). See ClaimOver.
-	Claim func() error
+	// connection of the same forward is the session). A claim granted may
+	// call hostGone later, when the forward that granted it is gone (its
+	// daemon killed or crashed): that ends the session, so nothing of it
+	// runs on without the host watching. See ClaimOver.
+	Claim func(hostGone func()) error
 	// Shares are the requester's files and folders mounted for this
 	// session (TakeGuestShares): before the app starts the endpoint
 	// serves each through SSHFS (default DefaultSSHFS) over a files
@@ -131,24 +134,39 @@ var ErrNotTheSession = errors.New("another connection is this grant's session")
 
 // ClaimOver is an EndpointConfig.Claim for an endpoint process whose
 // forward answers on f (guest-sshd --claim-fd), waiting at most timeout.
-func ClaimOver(f *os.File, timeout time.Duration) func() error {
-	return func() error {
+// Once granted it keeps reading f: the forward holds the other end for as
+// long as it serves the session, so the end of the stream there means the
+// host's daemon is gone (SIGKILL, a crash) and hostGone is called.
+func ClaimOver(f *os.File, timeout time.Duration) func(hostGone func()) error {
+	return func(hostGone func()) error {
 		c, err := net.FileConn(f) // a non-blocking copy, with deadlines
 		if err != nil {
 			return fmt.Errorf("claiming the session: %w", err)
 		}
-		defer c.Close()
 		c.SetDeadline(time.Now().Add(timeout))
 		var b [1]byte
 		if _, err := c.Write([]byte{claimAsk}); err != nil {
+			c.Close()
 			return fmt.Errorf("claiming the session: %w", err)
 		}
 		if _, err := io.ReadFull(c, b[:]); err != nil {
+			c.Close()
 			return fmt.Errorf("claiming the session: %w", err)
 		}
 		if b[0] != claimGranted {
+			c.Close()
 			return ErrNotTheSession
 		}
+		c.SetDeadline(time.Time{})
+		go func() {
+			defer c.Close()
+			// The forward writes nothing more: whatever it might is
+			// skipped; only the end of the stream counts.
+			io.Copy(io.Discard, c)
+			if hostGone != nil {
+				hostGone()
+			}
+		}()
 		return nil
 	}
 }
@@ -271,7 +289,11 @@ func ServeEndpoint(ctx context.Context, conn net.Conn, cfg EndpointConfig) error
 	if cfg.Claim != nil {
 		// Still under the handshake deadline: a forward that does not
 		// answer cannot hold the connection.
-		if err := cfg.Claim(); err != nil {
+		err := cfg.Claim(func() {
+			log.Warn("the host's forward of this session is gone (its daemon ended without ending the session): ending it")
+			cancel()
+		})
+		if err != nil {
 			log.Warn("endpoint connection is not the session", "err", err)
 			return fmt.Errorf("endpoint: %w", err)
 		}
