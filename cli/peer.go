@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+	"golang.org/x/sys/unix"
 
 	"github.com/ebrainpool/ebrainpool/app/config"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
@@ -128,14 +129,15 @@ func confirm(env *Env, question string) (bool, error) {
 	return false, nil
 }
 
-// isTerminal reports whether r is a terminal.
+// isTerminal reports whether r is a terminal (not just a character
+// device: /dev/null is one).
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	if !ok {
 		return false
 	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 func peerRemoveCommand() *Command {

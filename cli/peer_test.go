@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -153,5 +154,29 @@ func TestSecondStartHandsPeers(t *testing.T) {
 	}
 	if code, _, errs := run(t, "daemon"); code == 0 || !strings.Contains(errs, "already runs") {
 		t.Fatalf("daemon while one runs: exit %d, stderr %q", code, errs)
+	}
+}
+
+// Only a terminal is asked: /dev/null (a character device) and a pipe are
+// not terminals.
+func TestIsTerminal(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for _, f := range []*os.File{null, r} {
+		if isTerminal(f) {
+			t.Errorf("%s counts as a terminal", f.Name())
+		}
+	}
+	if isTerminal(strings.NewReader("y\n")) {
+		t.Error("a string reader counts as a terminal")
 	}
 }
