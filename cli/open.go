@@ -7,11 +7,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
+
+	"github.com/godbus/dbus/v5"
 
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/ui"
 )
 
 // folderFlags is the repeatable --folder DIR[:ro]: folders a launch
@@ -63,7 +69,7 @@ func sharedSummary(files []string, folders []dbusapi.Folder) string {
 func openCommand() *Command {
 	var peer, app string
 	var folders folderFlags
-	var detach, list bool
+	var detach, list, gui bool
 	var disp displayFlags
 	return &Command{
 		Name: "open", Usage: "[--peer PEER] [--app APP] [--folder DIR[:ro]]... [--list] [--detach] [--trusted-display|--protected-display] FILE...",
@@ -73,7 +79,9 @@ func openCommand() *Command {
 			"Only the files given (and the folders of --folder) are served to the peer's sandbox, over the session's own " +
 			"connection: the app sees them under `/home/guest`, nothing else of yours, and they are gone from there when it ends. " +
 			"With several apps to choose from, open lists them and exits with status 2: run it again with --peer and --app " +
-			"(or use --list to see them). No app for the files is exit status 85. Otherwise open exits as `run` does.",
+			"(or use --list to see them). No app for the files is exit status 85. Otherwise open exits as `run` does. " +
+			"With --gui (the desktop entry file managers offer as \"Open with eBrainPool\") the desktop app's peer browser shows the choice, " +
+			"the launch and any error instead, started if it does not run; an error before that is also a desktop notification.",
 		ShowExits: true,
 		Args:      []string{"file..."},
 		FlagArgs:  map[string]string{"peer": "peer", "folder": "file"},
@@ -83,6 +91,7 @@ func openCommand() *Command {
 			fs.Var(&folders, "folder", folderFlagUsage)
 			fs.BoolVar(&list, "list", false, "list the apps that open the files, run none")
 			fs.BoolVar(&detach, "detach", false, "return once the app runs")
+			fs.BoolVar(&gui, "gui", false, "choose and launch in the desktop app (started if needed) instead of here; for file managers")
 			disp.add(fs)
 		},
 		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
@@ -102,10 +111,16 @@ func openCommand() *Command {
 				if err != nil {
 					return err
 				}
-				if st.IsDir() {
+				if st.IsDir() && !gui {
 					return usageError("%s is a folder: bring folders with --folder", f)
 				}
 				files = append(files, abs)
+			}
+			if gui {
+				if len(folders) > 0 || peer != "" || app != "" || list || detach {
+					return usageError("--gui takes only files: the desktop app asks for the rest")
+				}
+				return openInGUI(ctx, env, files)
 			}
 			return withClient(ctx, func(c *dbusapi.Client) error {
 				cands, err := c.AppsForFiles(ctx, peer, files)
@@ -153,6 +168,68 @@ func openCommand() *Command {
 				return runError(a.App, status, err)
 			})
 		},
+	}
+}
+
+// appStart is how long open --gui waits for the desktop app it started.
+const appStart = 20 * time.Second
+
+// openInGUI has the desktop app open the files (open --gui), starting it
+// if no eBrainPool runs; errors are also shown as a desktop notification
+// (a file manager runs this without a terminal).
+func openInGUI(ctx context.Context, env *Env, files []string) error {
+	conn, err := dbus.ConnectSessionBus()
+	if err != nil {
+		return fmt.Errorf("connecting to the session bus (run it inside a desktop session): %w", err)
+	}
+	defer conn.Close()
+	err = askToOpen(ctx, conn, files)
+	if err != nil {
+		if nerr := ui.NotifyError(conn, "Could not open "+names(files)+" with eBrainPool", err); nerr != nil {
+			fmt.Fprintln(env.Stderr, "ebrainpool:", nerr)
+		}
+	}
+	return err
+}
+
+func askToOpen(ctx context.Context, conn *dbus.Conn, files []string) error {
+	running, err := ui.OpenRunning(conn, files)
+	if running || err != nil {
+		return err
+	}
+	// No eBrainPool runs: start the desktop app, on its own (it outlives
+	// this command), and ask it once it answers.
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the ebrainpool binary to start the desktop app: %w", err)
+	}
+	cmd := exec.Command(exe, "gui", "--show", "none")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting the desktop app: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(appStart)
+	for {
+		running, err := ui.OpenRunning(conn, files)
+		// Until it has exported its windows it looks like `ebrainpool daemon`.
+		if running && !errors.Is(err, ui.ErrHeadless) {
+			return err
+		}
+		select {
+		case err := <-exited:
+			if err == nil {
+				err = errors.New("it exited")
+			}
+			return fmt.Errorf("the desktop app did not start: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the desktop app did not answer within %s of its start", appStart)
+		}
 	}
 }
 

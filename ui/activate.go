@@ -3,6 +3,8 @@ package ui
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/godbus/dbus/v5"
@@ -29,6 +31,41 @@ func (o windowsObject) Show(name string) *dbus.Error {
 		return dbus.MakeFailedError(fmt.Errorf("no window %q: use peers, sessions or settings", name))
 	}
 	o.u.do(func() { o.u.Show(name) })
+	return nil
+}
+
+// Open opens the user's files with a peer's app, as "Open a file…" in the
+// peer browser does (a file manager's "Open with eBrainPool", through
+// `ebrainpool open --gui`): absolute paths of regular files.
+func (o windowsObject) Open(files []string) *dbus.Error {
+	if err := checkOpen(files); err != nil {
+		return dbus.MakeFailedError(err)
+	}
+	o.u.do(func() { o.u.OpenFiles(files) })
+	return nil
+}
+
+// checkOpen checks what Open is given: some files, each an absolute path
+// of a regular file.
+func checkOpen(files []string) error {
+	if len(files) == 0 {
+		return errors.New("no files to open")
+	}
+	for _, f := range files {
+		if !filepath.IsAbs(f) {
+			return fmt.Errorf("%s: not an absolute path", f)
+		}
+		st, err := os.Stat(f)
+		if err != nil {
+			return fmt.Errorf("cannot open %s in a peer's app: %w", filepath.Base(f), err)
+		}
+		if st.IsDir() {
+			return fmt.Errorf("%s is a folder: bring it with \"With a folder…\" beside an app in the peer browser, or drop it on the app", filepath.Base(f))
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("cannot open %s in a peer's app: not a regular file", filepath.Base(f))
+		}
+	}
 	return nil
 }
 
@@ -69,6 +106,48 @@ func ShowRunning(conn *dbus.Conn, name string) (running bool, err error) {
 		return true, fmt.Errorf("asking the running eBrainPool to show its %s window: %w", name, err)
 	}
 	return true, nil
+}
+
+// ErrHeadless is OpenRunning's error when eBrainPool runs without its
+// desktop app (`ebrainpool daemon`): nothing can show the choice.
+var ErrHeadless = errors.New("eBrainPool runs without its desktop app (`ebrainpool daemon`): open the files from a terminal with `ebrainpool open`, or start the desktop app instead")
+
+// OpenRunning asks the desktop app running for this user to open files
+// with a peer's app (its peer browser shows the choice and the outcome).
+// running is false when no eBrainPool runs.
+func OpenRunning(conn *dbus.Conn, files []string) (running bool, err error) {
+	has, err := nameHasOwner(conn, dbusapi.BusName)
+	if err != nil {
+		return false, fmt.Errorf("asking the session bus whether eBrainPool runs: %w", err)
+	}
+	if !has {
+		return false, nil
+	}
+	err = conn.Object(dbusapi.BusName, windowsPath).Call(windowsIface+".Open", 0, files).Err
+	var de dbus.Error
+	if errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.UnknownObject" || de.Name == "org.freedesktop.DBus.Error.UnknownMethod" || de.Name == "org.freedesktop.DBus.Error.UnknownInterface") {
+		return true, ErrHeadless
+	}
+	if errors.As(err, &de) && len(de.Body) > 0 {
+		if msg, ok := de.Body[0].(string); ok {
+			return true, errors.New(msg)
+		}
+	}
+	if err != nil {
+		return true, fmt.Errorf("asking the running eBrainPool to open the files: %w", err)
+	}
+	return true, nil
+}
+
+// NotifyError shows an error as a desktop notification, for a command run
+// without a terminal (a file manager's "Open with").
+func NotifyError(conn *dbus.Conn, summary string, err error) error {
+	call := conn.Object(notifyName, notifyPath).Call(notifyIface+".Notify", 0,
+		"eBrainPool", uint32(0), AppID, summary, sentence(err.Error()), []string{}, map[string]dbus.Variant{}, int32(-1))
+	if call.Err != nil {
+		return fmt.Errorf("showing a desktop notification: %w", call.Err)
+	}
+	return nil
 }
 
 // watcherName is the bus name a tray host owns.

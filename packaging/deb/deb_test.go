@@ -157,6 +157,7 @@ func TestDebPackage(t *testing.T) {
 	for _, want := range []string{
 		"-rwxr-xr-x root/root .* ./usr/bin/ebrainpool\n",
 		"./usr/share/applications/" + appID + ".desktop\n",
+		"./usr/share/applications/" + appID + ".Open.desktop\n",
 		"./usr/share/metainfo/" + appID + ".metainfo.xml\n",
 		"./usr/share/icons/hicolor/scalable/apps/" + appID + ".svg\n",
 		"./usr/share/icons/hicolor/32x32/apps/" + appID + ".png\n",
@@ -184,6 +185,7 @@ func TestDebPackage(t *testing.T) {
 		"apparmor/ebrainpool":                     "usr/share/ebrainpool/apparmor/ebrainpool",
 		appID + ".policy":                         "usr/share/polkit-1/actions/" + appID + ".policy",
 		"../../assets/" + appID + ".desktop":      "usr/share/applications/" + appID + ".desktop",
+		"../../assets/" + appID + ".Open.desktop": "usr/share/applications/" + appID + ".Open.desktop",
 		"../../assets/" + appID + ".metainfo.xml": "usr/share/metainfo/" + appID + ".metainfo.xml",
 	} {
 		a, _ := os.ReadFile(src)
@@ -403,6 +405,7 @@ func TestDebDesktopFiles(t *testing.T) {
 	_, tree := debPackage(t)
 	for _, c := range [][]string{
 		{"desktop-file-validate", filepath.Join(tree, "usr/share/applications", appID+".desktop")},
+		{"desktop-file-validate", filepath.Join(tree, "usr/share/applications", appID+".Open.desktop")},
 		{"appstreamcli", "validate", "--no-net", "--explain", filepath.Join(tree, "usr/share/metainfo", appID+".metainfo.xml")},
 	} {
 		out, err := exec.Command(c[0], c[1:]...).CombinedOutput()

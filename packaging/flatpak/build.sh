@@ -26,7 +26,7 @@ flatpak --user install -y --noninteractive ebrainpool-local io.github.ebrainpool
 stage=$work/stage
 mkdir -p "$stage"
 (cd "$root" && go build -trimpath -ldflags "-s -w" -o "$stage/ebrainpool" .)
-cp "$here/$id.yml" "$root/assets/$id.desktop" "$root/assets/$id.metainfo.xml" "$root/assets/ebrainpool.svg" "$stage/"
+cp "$here/$id.yml" "$root/assets/$id.desktop" "$root/assets/$id.Open.desktop" "$root/assets/$id.metainfo.xml" "$root/assets/ebrainpool.svg" "$stage/"
 for s in 32 48 64 128 256; do cp "$root/assets/ebrainpool-$s.png" "$stage/"; done
 echo ">> building $id"
 # No FUSE here (containers, CI): no rofiles-fuse.

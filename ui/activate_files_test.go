@@ -1,0 +1,89 @@
+package ui
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// `ebrainpool open --gui` (a file manager's "Open with eBrainPool") asks
+// the running desktop app over the session bus (a real dbus-daemon); the
+// peer browser opens the files. Without a desktop app it says so.
+func TestOpenRunning(t *testing.T) {
+	file, folder := userFiles(t)
+	srv, cli := privateBus(t)
+	if running, err := OpenRunning(cli, []string{file}); running || err != nil {
+		t.Fatalf("no eBrainPool: running %v, err %v", running, err)
+	}
+	if _, err := srv.RequestName(dbusapi.BusName, dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
+	// The bus name without the desktop app's object: `ebrainpool daemon`.
+	if running, err := OpenRunning(cli, []string{file}); !running || !errors.Is(err, ErrHeadless) {
+		t.Fatalf("headless eBrainPool: running %v, err %v", running, err)
+	}
+
+	f := newFake()
+	alice := peer("alice", "alice-desk", dbusapi.TrustVerified)
+	f.peers = []dbusapi.Peer{alice}
+	f.candidates = []dbusapi.Candidate{{Peer: alice.Fingerprint, PeerName: "alice", App: "org.gimp.GIMP", AppName: "GIMP"}}
+	u := newTestUI(t, f, nil)
+	if err := ExportWindows(srv, u); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		files []string
+		err   string
+	}{
+		{"a folder", []string{folder}, "Pictures is a folder"},
+		{"relative", []string{"notes.txt"}, "not an absolute path"},
+		{"missing", []string{file + ".gone"}, "cannot open notes.txt.gone"},
+		{"none", []string{}, "no files to open"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			running, err := OpenRunning(cli, tc.files)
+			if !running || err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("running %v, err %v, want %q", running, err, tc.err)
+			}
+		})
+	}
+	if len(f.launched) != 0 || u.peers != nil {
+		t.Fatalf("refused opens launched %q or showed the peer browser", f.launched)
+	}
+	if running, err := OpenRunning(cli, []string{file}); !running || err != nil {
+		t.Fatalf("open in the desktop app: running %v, err %v", running, err)
+	}
+	if u.peers == nil || !u.shown[u.peers.win] {
+		t.Fatal("the peer browser is not shown")
+	}
+	if !reflect.DeepEqual(f.launched, []string{"SHA256:alice/org.gimp.GIMP"}) || !reflect.DeepEqual(f.brought["launch-1"].files, []string{file}) {
+		t.Errorf("launched %q bringing %+v", f.launched, f.brought)
+	}
+	if got := u.peers.openNote.Text; got != "Opening notes.txt with GIMP of alice." {
+		t.Errorf("note %q", got)
+	}
+}
+
+// An error of open --gui is a desktop notification.
+func TestNotifyError(t *testing.T) {
+	srv, cli := privateBus(t)
+	n := &fakeNotifications{}
+	if err := srv.Export(n, notifyPath, notifyIface); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.RequestName(notifyName, dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
+	if err := NotifyError(cli, "Could not open notes.txt with eBrainPool", ErrHeadless); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(n.shown, []string{"Could not open notes.txt with eBrainPool"}) {
+		t.Errorf("shown %q", n.shown)
+	}
+}
