@@ -73,6 +73,7 @@ func commands() []*Command {
 	all = append(all, tunnelCommands()...)
 	all = append(all, appCommands()...)
 	all = append(all, peerCommands()...)
+	all = append(all, rulesCommands()...)
 	all = append(all, guiCommands()...)
 	all = append(all, manCommand(), versionCommand(), completionCommand(), completeCommand(), guestExecCommand())
 	return all

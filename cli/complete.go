@@ -31,6 +31,7 @@ import (
 var completeKinds = map[string]bool{
 	"peer": true, "app": true, "request": true, "session": true, "peer-or-request": true,
 	"local-app": true, "shared-app": true, "sandbox": true,
+	"blocked": true, "ruled-peer": true, "ruled-app": true,
 	"file": true, "command": true, "user": true,
 }
 
@@ -142,6 +143,8 @@ func candidates(ctx context.Context, kind, peer string) []candidate {
 				add(r.ID, fmt.Sprintf("%s asks for %s", r.PeerName, r.App))
 			}
 		}
+	case "blocked", "ruled-peer", "ruled-app":
+		ruleCandidates(ctx, c, kind, peer, add)
 	case "session":
 		if ss, err := c.Sessions(ctx); err == nil {
 			for _, s := range ss {

@@ -44,7 +44,7 @@ func exitStatuses() []exitStatus {
 		{"1", "Failure: the reason is printed on standard error."},
 		{"2", "Usage: an unknown command or flag, a missing or ambiguous argument (the usage is printed)."},
 		{"N", "`run`: the app ran and exited with status N, passed on as `ssh` does (128+N when signal N killed it); `sandbox exec` passes on its command's status the same way."},
-		{fmt.Sprint(ExitNoDaemon), "No eBrainPool daemon runs for this user (nor the desktop app), or there is no session bus: the commands that talk to it (`peers`, `apps`, `run`, `pending`, `allow`, `deny`, `block`, `sessions`, `end`) cannot."},
+		{fmt.Sprint(ExitNoDaemon), "No eBrainPool daemon runs for this user (nor the desktop app), or there is no session bus: the commands that talk to it (`peers`, `apps`, `run`, `pending`, `allow`, `deny`, `block`, `sessions`, `end`, `rules`, `revoke`, `unblock`) cannot."},
 		{fmt.Sprint(ExitUnreachable), "The peer could not be reached, did not answer in time, or its key changed since you first met it (refused)."},
 		{fmt.Sprint(ExitDenied), "The host's user denied the request."},
 		{fmt.Sprint(ExitNoAnswer), "Nobody answered on the host before its consent timeout (the request was denied)."},

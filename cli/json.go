@@ -228,6 +228,13 @@ func jsonExamples() []jsonExample {
 			{ID: "9a4e11c07b52", Session: str("9a4e11c07b52"), Direction: "incoming", PeerFingerprint: alice, PeerName: "alice", App: "Calculator", Since: at("2026-03-02T14:04:31Z"), State: "running"},
 			{ID: "c3d0f5a1e866", Session: nil, Direction: "outgoing", PeerFingerprint: bob, PeerName: "bob", App: "org.gnome.Calculator", Since: at("2026-03-02T14:06:12Z"), State: "running"},
 		}},
+		{"rules", "", rulesJSON{
+			Rules: []ruleJSON{
+				{PeerFingerprint: alice, PeerName: "alice", App: "org.gnome.Calculator", AppName: "Calculator", Decision: "allow", Since: ptr(at("2026-03-02T14:04:31Z"))},
+				{PeerFingerprint: bob, PeerName: "bob", App: "xterm", AppName: "XTerm", Decision: "deny", Since: nil},
+			},
+			Blocked: []blockedJSON{{PeerFingerprint: carol, PeerName: "carol"}},
+		}},
 		{"local-apps", "", []localAppJSON{
 			{ID: "org.gnome.Calculator", Name: "Calculator", Shared: true, Command: []string{"gnome-calculator"}},
 		}},

@@ -48,6 +48,10 @@ type Backend interface {
 	ForgetPeer(identity.Fingerprint) error
 	Blocked() map[string]string
 	Unblock(fp string) error
+	// Rules are the remembered decisions; ForgetRule revokes one (the
+	// peer's fingerprint and the app's desktop ID).
+	Rules() []dbusapi.Rule
+	ForgetRule(peer, app string) error
 
 	Events(ctx context.Context) <-chan daemon.Event
 }

@@ -51,6 +51,7 @@ type fakeBackend struct {
 	pins      []identity.Pin
 	forgotten []identity.Fingerprint
 	blocked   map[string]string
+	rules     []dbusapi.Rule
 	events    chan daemon.Event
 
 	// brought is each LaunchWith's files and folders, by launch id;

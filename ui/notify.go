@@ -23,12 +23,12 @@ type Notifier struct {
 	conn *dbus.Conn
 
 	mu      sync.Mutex
-	answers map[uint32]func(allow bool)
+	answers map[uint32]func(action string)
 }
 
 // NewNotifier watches the notification service on conn (the session bus).
 func NewNotifier(conn *dbus.Conn) (*Notifier, error) {
-	n := &Notifier{conn: conn, answers: map[uint32]func(bool){}}
+	n := &Notifier{conn: conn, answers: map[uint32]func(string){}}
 	for _, member := range []string{"ActionInvoked", "NotificationClosed"} {
 		if err := conn.AddMatchSignal(dbus.WithMatchInterface(notifyIface), dbus.WithMatchMember(member)); err != nil {
 			return nil, fmt.Errorf("watching desktop notifications: %w", err)
@@ -59,7 +59,7 @@ func (n *Notifier) watch(ch <-chan *dbus.Signal) {
 		switch sig.Name {
 		case notifyIface + ".ActionInvoked":
 			action, _ := sig.Body[1].(string)
-			answer(action == "allow")
+			answer(action)
 		case notifyIface + ".NotificationClosed":
 			// dismissed: the popup (or the timeout) still decides
 		}
@@ -74,16 +74,41 @@ func (n *Notifier) Ask(r dbusapi.Request, name string, answer func(allow bool)) 
 	if r.FirstTime {
 		body += " You have not met " + name + " before."
 	}
-	hints := map[string]dbus.Variant{"urgency": dbus.MakeVariant(byte(2)), "resident": dbus.MakeVariant(true)}
+	return n.notify(summary, body, []string{"allow", "Allow", "deny", "Deny"}, 2, func(action string) { answer(action == "allow") })
+}
+
+// Session tells that a peer's app runs here without the user having been
+// asked (a remembered decision let it in), with an End action; end runs
+// (on the D-Bus goroutine) when it is clicked. The returned function
+// withdraws the notification (the session ended).
+func (n *Notifier) Session(s dbusapi.Session, end func()) (func(), error) {
+	name := s.PeerName
+	if name == "" {
+		name = "A peer"
+	}
+	summary := fmt.Sprintf("%s is running %s here (allowed by your rule)", name, s.App)
+	body := "It runs in a sandbox on this computer. End stops it; Settings → Peers lists your remembered decisions."
+	return n.notify(summary, body, []string{"end", "End"}, 1, func(action string) {
+		if action == "end" {
+			end()
+		}
+	})
+}
+
+// notify shows a notification with actions (key, label pairs) at an
+// urgency (0 low, 1 normal, 2 critical), kept until withdrawn; onAction
+// gets the key of the action clicked.
+func (n *Notifier) notify(summary, body string, actions []string, urgency byte, onAction func(string)) (func(), error) {
+	hints := map[string]dbus.Variant{"urgency": dbus.MakeVariant(urgency), "resident": dbus.MakeVariant(true)}
 	var id uint32
 	err := n.conn.Object(notifyName, notifyPath).Call(notifyIface+".Notify", 0,
 		"eBrainPool", uint32(0), AppID, summary, body,
-		[]string{"allow", "Allow", "deny", "Deny"}, hints, int32(0)).Store(&id)
+		actions, hints, int32(0)).Store(&id)
 	if err != nil {
 		return nil, fmt.Errorf("showing a desktop notification: %w", err)
 	}
 	n.mu.Lock()
-	n.answers[id] = answer
+	n.answers[id] = onAction
 	n.mu.Unlock()
 	return func() {
 		n.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/app/identity"
 )
 
@@ -44,6 +45,7 @@ type settingsView struct {
 	apps    *fyne.Container
 	known   *fyne.Container
 	blocked *fyne.Container
+	rules   *fyne.Container
 }
 
 func newSettingsView(u *UI) *settingsView {
@@ -96,13 +98,16 @@ func newSettingsView(u *UI) *settingsView {
 	s.apps = container.NewVBox()
 	s.known = container.NewVBox()
 	s.blocked = container.NewVBox()
+	s.rules = container.NewVBox()
 	tabs := container.NewAppTabs(
 		container.NewTabItem("General", container.NewVScroll(general)),
 		container.NewTabItem("Shared apps", container.NewVScroll(s.apps)),
 		container.NewTabItem("Peers", container.NewVScroll(container.NewVBox(
 			widget.NewLabelWithStyle("Known peers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.known,
 			widget.NewSeparator(),
-			widget.NewLabelWithStyle("Blocked peers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.blocked))),
+			widget.NewLabelWithStyle("Blocked peers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.blocked,
+			widget.NewSeparator(),
+			widget.NewLabelWithStyle("Remembered decisions", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.rules))),
 	)
 	// Filled before it is laid out: the hint's size counts.
 	s.load()
@@ -387,5 +392,41 @@ func (s *settingsView) loadPeers() {
 	}
 	if len(fps) == 0 {
 		s.blocked.Add(widget.NewLabel("Nobody is blocked."))
+	}
+	s.loadRules()
+}
+
+// decisionWords are how Settings and the CLI word a remembered decision.
+var decisionWords = map[dbusapi.Decision]string{dbusapi.DecisionAllow: "always allowed", dbusapi.DecisionDeny: "always denied"}
+
+// ruleText is one remembered decision as Settings lists it: peer, app,
+// allow or deny, since when.
+func ruleText(r dbusapi.Rule) string {
+	since := "since before this was recorded"
+	if r.Since > 0 {
+		since = "since " + time.Unix(r.Since, 0).Format("2006-01-02 15:04")
+	}
+	return fmt.Sprintf("%s · %s · %s · %s", r.PeerName, r.AppName, decisionWords[r.Decision], since)
+}
+
+// loadRules lists the remembered decisions, each with Revoke.
+func (s *settingsView) loadRules() {
+	s.rules.RemoveAll()
+	for _, r := range s.u.b.Rules() {
+		r := r
+		l := widget.NewLabel(ruleText(r))
+		l.Wrapping = fyne.TextWrapWord
+		b := widget.NewButton("Revoke", func() {
+			if err := s.u.b.ForgetRule(r.Peer, r.App); err != nil {
+				s.setStatus(fmt.Errorf("revoking the decision for %s and %s: %w", r.PeerName, r.AppName, err), "")
+				return
+			}
+			s.setStatus(nil, fmt.Sprintf("%s will be asked again before running %s.", r.PeerName, r.AppName))
+			s.loadPeers()
+		})
+		s.rules.Add(container.NewBorder(nil, nil, nil, b, l))
+	}
+	if len(s.rules.Objects) == 0 {
+		s.rules.Add(widget.NewLabel("No remembered decisions: every request asks you."))
 	}
 }

@@ -75,6 +75,9 @@ type UI struct {
 	// asked then holds how to withdraw each request's notification.
 	win   *windowProc
 	asked map[string]func()
+	// told withdraws the notification of each session a remembered
+	// decision let in, by session id (see sessionEvent).
+	told map[string]func()
 	// child is set in the window process (RunWindows).
 	child *childState
 }
@@ -108,7 +111,7 @@ func newUI(opts Options, child *childState) *UI {
 	ctx, cancel := context.WithCancel(context.Background())
 	u := &UI{app: opts.App, b: opts.Backend, opts: opts, log: opts.Logger, now: opts.Now,
 		ctx: ctx, cancel: cancel, prompts: map[string]*prompt{}, park: newParker(),
-		shown: map[fyne.Window]bool{}, asked: map[string]func(){}, child: child}
+		shown: map[fyne.Window]bool{}, asked: map[string]func(){}, told: map[string]func(){}, child: child}
 	u.launches = newLaunches()
 	u.tray = newTray(u, nil)
 	if len(opts.WindowProcess) > 0 {
@@ -311,6 +314,10 @@ func (u *UI) handle(ev daemon.Event) {
 		u.refreshSessions()
 	case daemon.EventSharingChanged:
 		u.sharingChanged()
+	case daemon.EventSessionStarted, daemon.EventSessionEnded:
+		u.sessionEvent(ev)
+	case daemon.EventRulesChanged:
+		u.rulesChanged()
 	}
 	if u.win != nil {
 		u.win.tell(Message{Event: &ev})

@@ -82,9 +82,13 @@ type EventKind string
 const (
 	EventPrompt   EventKind = "prompt"   // a prompt appeared
 	EventResolved EventKind = "resolved" // a prompt was decided (Outcome)
+	// EventRulesChanged: the remembered decisions or the block list
+	// changed (Rules has them).
+	EventRulesChanged EventKind = "rules-changed"
 )
 
-// Event tells watchers (the popup, the D-Bus API) about prompts.
+// Event tells watchers (the popup, the D-Bus API) about prompts and
+// changed rules.
 type Event struct {
 	Kind    EventKind
 	Request Request
@@ -113,11 +117,14 @@ type AppRule struct {
 	ID      string `json:"id"`             // desktop file ID ("" only for a version 1 deny)
 	Command string `json:"command"`        // an allow's command
 	Name    string `json:"name,omitempty"` // the display name then (a version 1 deny's key; else only shown)
+	// Since is when the decision was remembered (zero for rules saved
+	// before it was recorded).
+	Since time.Time `json:"since,omitzero"`
 }
 
 // ruleOf is the rule a remembered answer to req makes.
-func ruleOf(req Request) AppRule {
-	return AppRule{ID: req.AppID, Command: req.Command, Name: req.App}
+func ruleOf(req Request, now time.Time) AppRule {
+	return AppRule{ID: req.AppID, Command: req.Command, Name: req.App, Since: now}
 }
 
 // allows reports whether an allow rule covers req: the same app, the
@@ -340,9 +347,9 @@ func (e *Engine) Answer(id string, a Answer) error {
 			next.Blocked[p.req.Peer] = p.req.PeerName
 		case a.Allow:
 			// One allow per app: the command allowed last.
-			next.Allowed[p.req.Peer] = append(removeID(next.Allowed[p.req.Peer], p.req.AppID), ruleOf(p.req))
+			next.Allowed[p.req.Peer] = append(removeID(next.Allowed[p.req.Peer], p.req.AppID), ruleOf(p.req, e.cfg.Now()))
 		default:
-			next.Denied[p.req.Peer] = append(removeID(next.Denied[p.req.Peer], p.req.AppID), ruleOf(p.req))
+			next.Denied[p.req.Peer] = append(removeID(next.Denied[p.req.Peer], p.req.AppID), ruleOf(p.req, e.cfg.Now()))
 		}
 		if err := e.save(next); err != nil {
 			return err
@@ -370,7 +377,8 @@ func (r Rules) clone() Rules {
 	return n
 }
 
-// save persists next and makes it current (called with e.mu held).
+// save persists next and makes it current (called with e.mu held);
+// watchers are told.
 func (e *Engine) save(next Rules) error {
 	if e.cfg.Store != nil {
 		if err := e.cfg.Store.Save(next); err != nil {
@@ -378,6 +386,7 @@ func (e *Engine) save(next Rules) error {
 		}
 	}
 	e.rules = next
+	e.notify(Event{Kind: EventRulesChanged})
 	return nil
 }
 

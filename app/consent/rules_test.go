@@ -91,7 +91,16 @@ func TestRememberedAllowIsForOneAppAndCommand(t *testing.T) {
 		t.Fatalf("A with its old command after the new one was allowed: %+v, prompted %v", out, prompted)
 	}
 	rules := e2.Rules()
-	if got := rules.Allowed["P"]; len(got) != 1 || got[0] != (AppRule{ID: "a.desktop", Command: "a --other", Name: "Shared"}) {
+	got := rules.Allowed["P"]
+	if len(got) != 1 {
+		t.Fatalf("allow rules %+v, want the one for the new command", got)
+	}
+	// It says since when (Settings and `ebrainpool rules` show it).
+	if got[0].Since.IsZero() || time.Since(got[0].Since) > time.Minute {
+		t.Errorf("allow rule made at %v", got[0].Since)
+	}
+	got[0].Since = time.Time{}
+	if got[0] != (AppRule{ID: "a.desktop", Command: "a --other", Name: "Shared"}) {
 		t.Fatalf("allow rules %+v, want the one for the new command", got)
 	}
 	// Forget by the app's ID.

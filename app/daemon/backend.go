@@ -237,11 +237,7 @@ func (d *Daemon) Block(peer string) error {
 func (d *Daemon) Sessions() []dbusapi.Session {
 	var out []dbusapi.Session
 	for _, s := range d.host.Sessions() {
-		state := dbusapi.StageGranted
-		if s.Connected {
-			state = dbusapi.StageRunning
-		}
-		out = append(out, dbusapi.Session{ID: s.ID, Direction: dbusapi.DirectionIncoming, Peer: s.Peer, PeerName: s.PeerName, App: s.AppName, Since: s.Since.Unix(), State: state, Session: s.ID, Files: s.Files})
+		out = append(out, incomingSession(s))
 	}
 	d.mu.Lock()
 	for _, o := range d.outgoing {

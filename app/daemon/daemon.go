@@ -273,6 +273,7 @@ func (d *Daemon) newHost(sbx session.Sandboxes) *session.Host {
 	return session.NewHost(session.HostConfig{
 		Sandboxes: sbx, Consent: d.consent, Pins: d.pins, Apps: d.sharedApps, Icon: d.icon,
 		NotSharing: d.notSharing, IdleStop: idleStop(d.settings), Logger: d.log,
+		OnSession: d.sessionEvent,
 	})
 }
 
@@ -541,6 +542,8 @@ func (d *Daemon) forwardConsentEvents(ctx context.Context) {
 			d.publish(Event{Kind: EventRequestPending, Request: apiRequest(ev.Request)})
 		case consent.EventResolved:
 			d.publish(Event{Kind: EventRequestResolved, Request: apiRequest(ev.Request), Allowed: ev.Outcome.Allowed, Reason: string(ev.Outcome.Reason)})
+		case consent.EventRulesChanged:
+			d.publish(Event{Kind: EventRulesChanged})
 		}
 	}
 }

@@ -22,6 +22,12 @@ type Event struct {
 	// Outcome is how the launch ended (EventLaunchFinished): OutcomeExited
 	// with Exit, else why, with Err saying it in words.
 	Outcome dbusapi.Outcome
+	// Session is the session that started or ended
+	// (EventSessionStarted, EventSessionEnded), incoming or outgoing.
+	Session dbusapi.Session
+	// ByRule: a remembered decision let the peer in (EventSessionStarted
+	// of an incoming session): the user was not asked.
+	ByRule bool
 }
 
 // EventKind says what an Event is about.
@@ -38,6 +44,14 @@ const (
 	// EventSharingChanged: whether this host can share apps changed
 	// (RetrySharing): views read SandboxError and CanSetUpSharing again.
 	EventSharingChanged EventKind = "sharing-changed"
+	// EventSessionStarted, EventSessionEnded: a peer's app started or
+	// ended here (incoming; an outgoing session is followed by the
+	// launch events), so Sessions changed.
+	EventSessionStarted EventKind = "session-started"
+	EventSessionEnded   EventKind = "session-ended"
+	// EventRulesChanged: the remembered decisions or the block list
+	// changed (Rules, BlockedPeers).
+	EventRulesChanged EventKind = "rules-changed"
 )
 
 // Events returns a channel of events until ctx ends. A subscriber that

@@ -68,7 +68,11 @@ type HostConfig struct {
 	// IdleStop stops a sandbox once nothing ran in it for this long
 	// (default 5m; negative: never). SetIdleStop changes it.
 	IdleStop time.Duration
-	Logger   *slog.Logger
+	// OnSession, if set, is told when a session is granted (started)
+	// and when it ends, with the session as it was then; it must not
+	// block (it runs in the launch and in the session's watch).
+	OnSession func(s HostSession, started bool)
+	Logger    *slog.Logger
 }
 
 // HostSession is one app a peer runs on this host.
@@ -83,6 +87,8 @@ type HostSession struct {
 	Connected bool      `json:"connected"`
 	// Files are the names of the files and folders the requester brought.
 	Files []string `json:"files,omitempty"`
+	// ByRule: a remembered decision let the peer in (nobody was asked).
+	ByRule bool `json:"by_rule,omitempty"`
 
 	fwd *tunnel.Forward
 }
@@ -322,7 +328,8 @@ func (h *Host) launch(ctx context.Context, p control.Peer, appID string, files [
 		}
 	}
 	defer prepared()
-	s := &HostSession{ID: newID(), Peer: peer, PeerName: p.Name, From: from.String(), App: app.ID, AppName: app.Name, Since: time.Now()}
+	s := &HostSession{ID: newID(), Peer: peer, PeerName: p.Name, From: from.String(), App: app.ID, AppName: app.Name, Since: time.Now(),
+		ByRule: out.Reason == consent.Remembered}
 	for _, f := range files {
 		s.Files = append(s.Files, f.Name)
 	}
@@ -362,6 +369,7 @@ func (h *Host) launch(ctx context.Context, p control.Peer, appID string, files [
 		return nil, control.Refuse(control.CodeCanceled, "canceled")
 	}
 	rev.Success()
+	h.told(s, true)
 	go h.watch(s)
 	fwd := prep.Forward
 	h.log.Info("launch granted", "session", s.ID, "peer", peer, "name", p.Name, "app", app.ID, "forward", fwd.Addr(), "files", len(files))
@@ -433,7 +441,20 @@ func (h *Host) watch(s *HostSession) {
 	delete(h.sessions, s.ID)
 	h.mu.Unlock()
 	h.log.Info("session ended", "session", s.ID, "peer", s.Peer, "app", s.App, "err", s.fwd.Err())
+	h.told(s, false)
 	h.idleLater(s.Peer)
+}
+
+// told tells OnSession that s started or ended.
+func (h *Host) told(s *HostSession, started bool) {
+	if h.cfg.OnSession == nil {
+		return
+	}
+	h.mu.Lock()
+	c := *s
+	h.mu.Unlock()
+	c.fwd = nil
+	h.cfg.OnSession(c, started)
 }
 
 // idleLater schedules the idle stop of a peer's sandbox, unless it is in
