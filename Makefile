@@ -31,7 +31,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # container or VM), a local demo user is created for it.
 RUN_USER ?= $(or $(SUDO_USER),$(filter-out root,$(shell id -un)),ebrainpool-demo)
 
-.PHONY: all build run test fuzz deps-build deps-run deps-test vet bench install deb flatpak clean
+.PHONY: all build run test soak fuzz deps-build deps-run deps-test vet bench install deb flatpak clean
 
 all: build
 
@@ -106,6 +106,14 @@ fuzz:
 		echo ">> fuzzing $${t%%:*} ($${t#*:}) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$${t%%:*}$$" -fuzztime $(FUZZTIME) "$${t#*:}" || exit 1; \
 	done
+
+# The soak test of issue 14 at full length: 1,000 session cycles (launch,
+# window, end) with descriptors, goroutines, processes, mounts and cgroups
+# back to their level (make test runs 20); SOAK_CYCLES=N for another count.
+SOAK_CYCLES ?= 1000
+soak: deps-test
+	$(SUDO) env PATH="$$PATH" CI="$(CI)" EBP_SOAK_CYCLES=$(SOAK_CYCLES) $(GO) test -count=1 -timeout 3h -v \
+		-run '^(TestSoakSessionCycles|TestHostDaemonKilledMidSession)$$' ./internal/e2e
 
 bench: deps-test
 	$(SUDO) env PATH="$$PATH" scripts/bench-sandbox.sh

@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -45,8 +49,10 @@ func (f *daemonFlags) register(fs *flag.FlagSet) {
 }
 
 // newDaemon makes the daemon (bus nil: it connects to the session bus
-// itself), adds the hand-given peers and prints the banner.
-func (f *daemonFlags) newDaemon(env *Env, log *slog.Logger, bus *dbus.Conn) (*daemon.Daemon, error) {
+// itself), adds the hand-given peers and prints the banner; until ctx
+// ends, SIGUSR1 logs the process's stats (logStatsOnSignal).
+func (f *daemonFlags) newDaemon(ctx context.Context, env *Env, log *slog.Logger, bus *dbus.Conn) (*daemon.Daemon, error) {
+	logStatsOnSignal(ctx, log)
 	dirs, err := config.UserDirs()
 	if err != nil {
 		return nil, err
@@ -93,13 +99,37 @@ func daemonCommand() *Command {
 					return err
 				}
 			}
-			d, err := df.newDaemon(env, log, nil)
+			d, err := df.newDaemon(ctx, env, log, nil)
 			if err != nil {
 				return err
 			}
 			return d.Run(ctx)
 		},
 	}
+}
+
+// logStatsOnSignal logs the process's goroutines, open descriptors and
+// memory each time it gets SIGUSR1 (`kill -USR1 PID`), until ctx ends: a
+// long-running daemon's leaks show without a debugger (the soak test
+// reads them).
+func logStatsOnSignal(ctx context.Context, log *slog.Logger) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1)
+	go func() {
+		defer signal.Stop(sigs)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sigs:
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				fds, _ := os.ReadDir("/proc/self/fd") // one is ReadDir's own
+				log.Info("process stats", "goroutines", runtime.NumGoroutine(), "fds", len(fds)-1,
+					"heap_kib", ms.HeapAlloc>>10, "sys_kib", ms.Sys>>10, "gc", ms.NumGC)
+			}
+		}
+	}()
 }
 
 // printBanner tells who the daemon is and where peers reach it (the desktop

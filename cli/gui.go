@@ -68,7 +68,7 @@ func guiCommand() *Command {
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
-			d, err := df.newDaemon(env, log, conn)
+			d, err := df.newDaemon(ctx, env, log, conn)
 			if err != nil {
 				return err
 			}

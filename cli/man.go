@@ -146,6 +146,15 @@ func WriteMan(w io.Writer, version, date string) error {
 		".TP", ".I /sys/fs/cgroup/*/ebrainpool/USER/",
 		roffText("Cgroup directories owned by USER, made by setup on hosts without systemd."),
 	)
+	p(".SH SIGNALS",
+		".TP", ".B SIGTERM, SIGINT",
+		roffText("`daemon` and `gui` end their sessions and stop; a second one stops the process at once."),
+		".TP", ".B SIGUSR1",
+		roffText("`daemon` and `gui` log their goroutines, open descriptors and memory (\"process stats\"), for finding leaks."),
+		".TP", ".B SIGKILL",
+		roffText("A daemon killed mid-session takes its sessions with it: each endpoint ends when its daemon is gone, "+
+			"with the app, its mounts and its connection; started again, the daemon stops the sandboxes left running once idle."),
+	)
 	p(".SH EXIT STATUS",
 		roffText("eBrainPool's own statuses are 80 to 89: above the range of sysexits.h (64 to 78) that some programs "+
 			"exit with, below 126 and 127 (the shell could not run or find a program) and 128+N (killed by signal N), "+

@@ -117,10 +117,10 @@ func openCommand() *Command {
 				files = append(files, abs)
 			}
 			if gui {
-				if len(folders) > 0 || peer != "" || app != "" || list || detach {
-					return usageError("--gui takes only files: the desktop app asks for the rest")
+				if peer != "" || app != "" || list || detach {
+					return usageError("--gui takes only files and --folder: the desktop app asks for the rest")
 				}
-				return openInGUI(ctx, env, files)
+				return openInGUI(ctx, env, files, folders)
 			}
 			return withClient(ctx, func(c *dbusapi.Client) error {
 				cands, err := c.AppsForFiles(ctx, peer, files)
@@ -177,13 +177,13 @@ const appStart = 20 * time.Second
 // openInGUI has the desktop app open the files (open --gui), starting it
 // if no eBrainPool runs; errors are also shown as a desktop notification
 // (a file manager runs this without a terminal).
-func openInGUI(ctx context.Context, env *Env, files []string) error {
+func openInGUI(ctx context.Context, env *Env, files []string, folders []dbusapi.Folder) error {
 	conn, err := dbus.ConnectSessionBus()
 	if err != nil {
 		return fmt.Errorf("connecting to the session bus (run it inside a desktop session): %w", err)
 	}
 	defer conn.Close()
-	err = askToOpen(ctx, conn, files)
+	err = askToOpen(ctx, conn, files, folders)
 	if err != nil {
 		if nerr := ui.NotifyError(conn, "Could not open "+names(files)+" with eBrainPool", err); nerr != nil {
 			fmt.Fprintln(env.Stderr, "ebrainpool:", nerr)
@@ -192,8 +192,8 @@ func openInGUI(ctx context.Context, env *Env, files []string) error {
 	return err
 }
 
-func askToOpen(ctx context.Context, conn *dbus.Conn, files []string) error {
-	running, err := ui.OpenRunning(conn, files)
+func askToOpen(ctx context.Context, conn *dbus.Conn, files []string, folders []dbusapi.Folder) error {
+	running, err := ui.OpenRunning(conn, files, folders)
 	if running || err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func askToOpen(ctx context.Context, conn *dbus.Conn, files []string) error {
 	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(appStart)
 	for {
-		running, err := ui.OpenRunning(conn, files)
+		running, err := ui.OpenRunning(conn, files, folders)
 		// Until it has exported its windows it looks like `ebrainpool daemon`.
 		if running && !errors.Is(err, ui.ErrHeadless) {
 			return err

@@ -9,18 +9,22 @@ import (
 	"testing"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 )
 
 // fakeWindows is the desktop app's Windows object (ui.ExportWindows).
 type fakeWindows struct {
-	mu     sync.Mutex
-	opened [][]string
+	mu      sync.Mutex
+	opened  [][]string
+	folders []dbusapi.Folder
 }
 
-func (w *fakeWindows) Open(files []string) *dbus.Error {
+func (w *fakeWindows) Open(files []string, folders []dbusapi.Folder) *dbus.Error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.opened = append(w.opened, files)
+	w.folders = append(w.folders, folders...)
 	return nil
 }
 
@@ -74,6 +78,14 @@ func TestOpenGUI(t *testing.T) {
 	}
 	if !reflect.DeepEqual(w.opened, [][]string{{file}}) {
 		t.Errorf("the desktop app was asked to open %q, want [[%s]]", w.opened, file)
+	}
+	pics := filepath.Join(filepath.Dir(file), "Pictures")
+	os.Mkdir(pics, 0o700)
+	if code, _, errs := run(t, "open", "--gui", "--folder", "Pictures:ro", "notes.txt"); code != ExitOK {
+		t.Fatalf("with a folder: exit %d, stderr %q", code, errs)
+	}
+	if !reflect.DeepEqual(w.folders, []dbusapi.Folder{{Path: pics, ReadOnly: true}}) {
+		t.Errorf("folders %+v", w.folders)
 	}
 	if code, _, errs := run(t, "open", "--gui", "--peer", "bob", "notes.txt"); code != ExitUsage || !strings.Contains(errs, "--gui takes only files") {
 		t.Errorf("--gui --peer: exit %d, stderr %q", code, errs)

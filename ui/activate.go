@@ -36,18 +36,24 @@ func (o windowsObject) Show(name string) *dbus.Error {
 
 // Open opens the user's files with a peer's app, as "Open a file…" in the
 // peer browser does (a file manager's "Open with eBrainPool", through
-// `ebrainpool open --gui`): absolute paths of regular files.
-func (o windowsObject) Open(files []string) *dbus.Error {
-	if err := checkOpen(files); err != nil {
+// `ebrainpool open --gui`): absolute paths of regular files, and folders
+// the launch brings too.
+func (o windowsObject) Open(files []string, folders []dbusapi.Folder) *dbus.Error {
+	if err := checkOpen(files, folders); err != nil {
 		return dbus.MakeFailedError(err)
 	}
-	o.u.do(func() { o.u.OpenFiles(files) })
+	o.u.do(func() { o.u.OpenFiles(files, folders) })
 	return nil
 }
 
 // checkOpen checks what Open is given: some files, each an absolute path
-// of a regular file.
-func checkOpen(files []string) error {
+// of a regular file, and folders, each an absolute path of a directory.
+func checkOpen(files []string, folders []dbusapi.Folder) error {
+	for _, d := range folders {
+		if st, err := os.Stat(d.Path); !filepath.IsAbs(d.Path) || err != nil || !st.IsDir() {
+			return fmt.Errorf("cannot bring %s: not the absolute path of a folder", d.Path)
+		}
+	}
 	if len(files) == 0 {
 		return errors.New("no files to open")
 	}
@@ -115,7 +121,7 @@ var ErrHeadless = errors.New("eBrainPool runs without its desktop app (`ebrainpo
 // OpenRunning asks the desktop app running for this user to open files
 // with a peer's app (its peer browser shows the choice and the outcome).
 // running is false when no eBrainPool runs.
-func OpenRunning(conn *dbus.Conn, files []string) (running bool, err error) {
+func OpenRunning(conn *dbus.Conn, files []string, folders []dbusapi.Folder) (running bool, err error) {
 	has, err := nameHasOwner(conn, dbusapi.BusName)
 	if err != nil {
 		return false, fmt.Errorf("asking the session bus whether eBrainPool runs: %w", err)
@@ -123,7 +129,7 @@ func OpenRunning(conn *dbus.Conn, files []string) (running bool, err error) {
 	if !has {
 		return false, nil
 	}
-	err = conn.Object(dbusapi.BusName, windowsPath).Call(windowsIface+".Open", 0, files).Err
+	err = conn.Object(dbusapi.BusName, windowsPath).Call(windowsIface+".Open", 0, files, append([]dbusapi.Folder{}, folders...)).Err
 	var de dbus.Error
 	if errors.As(err, &de) && (de.Name == "org.freedesktop.DBus.Error.UnknownObject" || de.Name == "org.freedesktop.DBus.Error.UnknownMethod" || de.Name == "org.freedesktop.DBus.Error.UnknownInterface") {
 		return true, ErrHeadless

@@ -17,14 +17,14 @@ import (
 func TestOpenRunning(t *testing.T) {
 	file, folder := userFiles(t)
 	srv, cli := privateBus(t)
-	if running, err := OpenRunning(cli, []string{file}); running || err != nil {
+	if running, err := OpenRunning(cli, []string{file}, nil); running || err != nil {
 		t.Fatalf("no eBrainPool: running %v, err %v", running, err)
 	}
 	if _, err := srv.RequestName(dbusapi.BusName, dbus.NameFlagDoNotQueue); err != nil {
 		t.Fatal(err)
 	}
 	// The bus name without the desktop app's object: `ebrainpool daemon`.
-	if running, err := OpenRunning(cli, []string{file}); !running || !errors.Is(err, ErrHeadless) {
+	if running, err := OpenRunning(cli, []string{file}, nil); !running || !errors.Is(err, ErrHeadless) {
 		t.Fatalf("headless eBrainPool: running %v, err %v", running, err)
 	}
 
@@ -47,7 +47,7 @@ func TestOpenRunning(t *testing.T) {
 		{"none", []string{}, "no files to open"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			running, err := OpenRunning(cli, tc.files)
+			running, err := OpenRunning(cli, tc.files, nil)
 			if !running || err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("running %v, err %v, want %q", running, err, tc.err)
 			}
@@ -56,7 +56,7 @@ func TestOpenRunning(t *testing.T) {
 	if len(f.launched) != 0 || u.peers != nil {
 		t.Fatalf("refused opens launched %q or showed the peer browser", f.launched)
 	}
-	if running, err := OpenRunning(cli, []string{file}); !running || err != nil {
+	if running, err := OpenRunning(cli, []string{file}, nil); !running || err != nil {
 		t.Fatalf("open in the desktop app: running %v, err %v", running, err)
 	}
 	if u.peers == nil || !u.shown[u.peers.win] {
@@ -67,6 +67,19 @@ func TestOpenRunning(t *testing.T) {
 	}
 	if got := u.peers.openNote.Text; got != "Opening notes.txt with GIMP of alice." {
 		t.Errorf("note %q", got)
+	}
+	// With a folder too (open --gui --folder DIR:ro).
+	if running, err := OpenRunning(cli, []string{file}, []dbusapi.Folder{{Path: folder, ReadOnly: true}}); !running || err != nil {
+		t.Fatalf("open with a folder: running %v, err %v", running, err)
+	}
+	if b := f.brought["launch-2"]; !reflect.DeepEqual(b.folders, []dbusapi.Folder{{Path: folder, ReadOnly: true}}) {
+		t.Errorf("the second launch brought %+v", b)
+	}
+	if got := u.peers.openNote.Text; got != "Opening notes.txt and Pictures/ (read-only) with GIMP of alice." {
+		t.Errorf("note %q", got)
+	}
+	if running, err := OpenRunning(cli, []string{file}, []dbusapi.Folder{{Path: file}}); !running || err == nil {
+		t.Errorf("a file given as a folder: running %v, err %v", running, err)
 	}
 }
 

@@ -60,18 +60,18 @@ func chooseFolder(w fyne.Window, done func(string)) {
 // OpenFiles opens files with a peer's app, from outside the window (a
 // file manager's "Open with eBrainPool", `ebrainpool open --gui`): the
 // peer browser shows the choice, or why none opens them.
-func (u *UI) OpenFiles(files []string) {
+func (u *UI) OpenFiles(files []string, folders []dbusapi.Folder) {
 	if u.win != nil {
-		u.win.send(Message{Window: "peers", Open: files})
+		u.win.send(Message{Window: "peers", Open: files, OpenFolders: folders})
 		return
 	}
 	u.ShowPeers()
-	u.peers.openFiles(files)
+	u.peers.openFiles(files, folders)
 }
 
 // pickFile is "Open a file…".
 func (pb *peerBrowser) pickFile() {
-	pb.chooseFile(pb.win, func(path string) { pb.openFiles([]string{path}) })
+	pb.chooseFile(pb.win, func(path string) { pb.openFiles([]string{path}, nil) })
 }
 
 // note says how opening files goes, below "Open a file…".
@@ -83,8 +83,8 @@ func (pb *peerBrowser) note(text string, imp widget.Importance) {
 }
 
 // openFiles asks which shared apps open the files: one is launched with
-// them, several are offered, none is said.
-func (pb *peerBrowser) openFiles(files []string) {
+// them (and the folders), several are offered, none is said.
+func (pb *peerBrowser) openFiles(files []string, folders []dbusapi.Folder) {
 	names := broughtNames(files, nil)
 	pb.note("Looking for a shared app that opens "+andList(names)+"…", widget.MediumImportance)
 	pb.u.spawn(func() {
@@ -94,16 +94,16 @@ func (pb *peerBrowser) openFiles(files []string) {
 			case err != nil:
 				pb.note(sentence(err.Error()), widget.DangerImportance)
 			case len(cands) == 1:
-				pb.openWith(cands[0], files)
+				pb.openWith(cands[0], files, folders)
 			default:
-				pb.choose(cands, files)
+				pb.choose(cands, files, folders)
 			}
 		})
 	})
 }
 
 // openWith launches a candidate app with the files.
-func (pb *peerBrowser) openWith(c dbusapi.Candidate, files []string) {
+func (pb *peerBrowser) openWith(c dbusapi.Candidate, files []string, folders []dbusapi.Folder) {
 	p := dbusapi.Peer{Fingerprint: c.Peer, Name: c.PeerName}
 	for _, known := range pb.all {
 		if known.Fingerprint == c.Peer {
@@ -114,8 +114,8 @@ func (pb *peerBrowser) openWith(c dbusapi.Candidate, files []string) {
 		pb.note(fmt.Sprintf("Not opening %s with %s: the key of %s has changed.", andList(broughtNames(files, nil)), c.AppName, p.Name), widget.DangerImportance)
 		return
 	}
-	pb.note(fmt.Sprintf("Opening %s with %s of %s.", andList(broughtNames(files, nil)), c.AppName, c.PeerName), widget.MediumImportance)
-	pb.u.launchWith(p, dbusapi.App{ID: c.App, Name: c.AppName}, files, nil)
+	pb.note(fmt.Sprintf("Opening %s with %s of %s.", andList(broughtNames(files, folders)), c.AppName, c.PeerName), widget.MediumImportance)
+	pb.u.launchWith(p, dbusapi.App{ID: c.App, Name: c.AppName}, files, folders)
 }
 
 // appChooser is the dialog choosing one of several apps for files.
@@ -126,7 +126,7 @@ type appChooser struct {
 }
 
 // choose offers the apps that open the files.
-func (pb *peerBrowser) choose(cands []dbusapi.Candidate, files []string) {
+func (pb *peerBrowser) choose(cands []dbusapi.Candidate, files []string, folders []dbusapi.Folder) {
 	names := andList(broughtNames(files, nil))
 	pb.note(fmt.Sprintf("%d shared apps open %s: choose one.", len(cands), names), widget.MediumImportance)
 	var options []string
@@ -151,7 +151,7 @@ func (pb *peerBrowser) choose(cands []dbusapi.Candidate, files []string) {
 			return
 		}
 		ch.dlg.Hide()
-		pb.openWith(c, files)
+		pb.openWith(c, files, folders)
 	})
 	ch.open.Importance = widget.HighImportance
 	ch.open.Disable()
@@ -250,7 +250,7 @@ func (pb *peerBrowser) dropped(pos fyne.Position, uris []fyne.URI) {
 		pb.note("Drop a folder on an app to bring it into that app.", widget.MediumImportance)
 		return
 	}
-	pb.openFiles(files)
+	pb.openFiles(files, nil)
 }
 
 // rowAt is the app row under a position of the window's canvas.

@@ -358,7 +358,7 @@ func TestOpenFilesInWindowProcess(t *testing.T) {
 	f.candidates = []dbusapi.Candidate{{Peer: alice.Fingerprint, PeerName: "alice", App: "org.gimp.GIMP", AppName: "GIMP"}}
 	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	app, children := newSplitUI(t, f, clock)
-	app.OpenFiles([]string{file})
+	app.OpenFiles([]string{file}, nil)
 	if len(*children) != 1 {
 		t.Fatalf("%d window processes, want 1", len(*children))
 	}

@@ -62,6 +62,10 @@ type peerBrowser struct {
 	// the one launching an app with a folder (nil when not shown).
 	chooser *appChooser
 	folder  *folderLaunch
+	// addBtn opens the "Add peer by address" dialog, adding is that
+	// dialog while it is open (addpeer.go).
+	addBtn *widget.Button
+	adding *addPeerDialog
 }
 
 func newPeerBrowser(u *UI) *peerBrowser {
@@ -126,7 +130,7 @@ func newPeerBrowser(u *UI) *peerBrowser {
 	pb.appsNote.Wrapping = fyne.TextWrapWord
 	pb.launchBox = container.NewVBox()
 
-	left := container.NewBorder(pb.search, container.NewVBox(pb.openNote, pb.openBtn), nil, nil, container.NewStack(pb.list, container.NewVBox(pb.empty)))
+	left := container.NewBorder(pb.search, container.NewVBox(pb.openNote, pb.openBtn, pb.addPeerButton()), nil, nil, container.NewStack(pb.list, container.NewVBox(pb.empty)))
 	right := container.NewBorder(
 		container.NewVBox(pb.header, pb.detail, pb.warning),
 		container.NewVBox(widget.NewSeparator(), pb.launchBox),

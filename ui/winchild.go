@@ -112,7 +112,7 @@ func (u *UI) deliver(m Message) {
 	case m.Event != nil:
 		u.handle(*m.Event)
 	case m.Window == "peers" && len(m.Open) > 0:
-		u.OpenFiles(m.Open)
+		u.OpenFiles(m.Open, m.OpenFolders)
 	case m.Window == "peers" && m.Peer != "":
 		u.showPeer(m.Peer)
 	case m.Window != "":

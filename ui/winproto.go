@@ -35,7 +35,8 @@ type Message struct {
 	Launch *LaunchRecord
 	// Open, with Window "peers", opens these files with a peer's app
 	// (`ebrainpool open --gui`, a file manager's "Open with").
-	Open []string
+	Open        []string
+	OpenFolders []dbusapi.Folder
 }
 
 // LaunchRecord is one launch started from the desktop app (tray or

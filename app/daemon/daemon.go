@@ -412,6 +412,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// needs (on systemd hosts: the helper in its delegated scope).
 	d.warmSandboxes(ctx)
 	d.startAdded(ctx)
+	d.adoptSandboxes()
 	if !d.opts.NoDiscovery {
 		if err := d.startDiscovery(ctx, d.Settings().DisplayName); err != nil {
 			return err
@@ -420,6 +421,35 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("eBrainPool running", "name", d.Settings().DisplayName, "fingerprint", d.id.Fingerprint(), "control", d.ControlAddr())
 	<-ctx.Done()
 	return nil
+}
+
+// adoptSandboxes hands the sandboxes already running when the daemon
+// starts to the host's idle stop: a daemon killed mid-session (SIGKILL, a
+// crash) left them, and nothing else would stop them. Their sessions'
+// endpoints ended when it died (the claim socket's end, see
+// tunnel.ClaimOver), and the mounts and processes with them.
+func (d *Daemon) adoptSandboxes() {
+	d.mu.Lock()
+	m := d.sandbox
+	d.mu.Unlock()
+	if m == nil {
+		return
+	}
+	list, err := m.List()
+	if err != nil {
+		d.log.Warn("looking for sandboxes left running", "err", err)
+		return
+	}
+	var peers []string
+	for _, in := range list {
+		if in.State == "RUNNING" {
+			peers = append(peers, in.Peer)
+		}
+	}
+	if len(peers) > 0 {
+		d.log.Info("sandboxes left running by an earlier daemon: stopped once idle", "peers", peers)
+		d.host.Adopt(peers)
+	}
 }
 
 // endLaunches ends the outgoing launches and waits for them; later ones

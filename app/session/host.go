@@ -494,6 +494,16 @@ func (h *Host) idleLater(peer string) {
 	}()
 }
 
+// Adopt takes over the peers' sandboxes that run without a session of
+// this host, those a daemon killed mid-session left (their sessions'
+// endpoints ended with it): each is stopped once idle, as after a
+// session of its own.
+func (h *Host) Adopt(peers []string) {
+	for _, p := range peers {
+		h.idleLater(p)
+	}
+}
+
 // End ends one of the peer's sessions. A session the host itself ended is
 // refused with CodeEnded: its requester learns why it ended.
 func (h *Host) End(ctx context.Context, p control.Peer, id string) error {

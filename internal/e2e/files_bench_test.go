@@ -275,7 +275,7 @@ exec 0</dev/null 1>/dev/null 3<&- 4<&-
 	}
 }
 
-func freeLoopbackPort(b *testing.B) int {
+func freeLoopbackPort(b testing.TB) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -60,7 +60,16 @@ func startDaemon(t testing.TB, n *node, args ...string) {
 // the banner into n and returns the path of its log.
 func startOnLoopback(t testing.TB, n *node, args ...string) string {
 	t.Helper()
-	cmd := n.u.Command(t.Context(), append(args, "--no-discovery", "--listen", "127.0.0.1:0")...)
+	_, log := launchOnLoopback(t, n, "127.0.0.1:0", args...)
+	return log
+}
+
+// launchOnLoopback is startOnLoopback on the control address listen; it
+// also returns the process (a test may kill it: the cleanup then only
+// reaps it).
+func launchOnLoopback(t testing.TB, n *node, listen string, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := n.u.Command(t.Context(), append(args, "--no-discovery", "--listen", listen)...)
 	out, _ := cmd.StdoutPipe()
 	logf, _ := os.Create(filepath.Join(t.TempDir(), args[0]+".log"))
 	cmd.Stderr = logf
@@ -83,7 +92,7 @@ func startOnLoopback(t testing.TB, n *node, args ...string) string {
 		}
 	})
 	n.fp, n.port = readBanner(t, out, n.u.Name)
-	return logf.Name()
+	return cmd, logf.Name()
 }
 
 // readBanner reads the daemon's first line (its fingerprint and control

@@ -1,0 +1,223 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/rpc"
+	"time"
+
+	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/theme"
+	"fyne.io/fyne/v2/widget"
+
+	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/daemon"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// "Add peer by address…" in the peer browser: for a colleague discovery
+// does not reach (another subnet, a VPN). The dialog connects to the
+// address, shows the name and short fingerprint the peer there shows, and
+// adds it only when the user confirms (after comparing the fingerprint
+// with what the colleague's Settings or `ebrainpool id` shows).
+
+// AddressBackend is a Backend that adds peers by address (*daemon.Daemon
+// is one, and the window process's backend through the app).
+type AddressBackend interface {
+	ProbePeer(ctx context.Context, address string) (dbusapi.Probed, error)
+	AddPeerAddress(ctx context.Context, address, fingerprint string) (dbusapi.AddedPeer, error)
+}
+
+// addPeerTimeout bounds one probe or add (the daemon's own connect is
+// bounded too).
+const addPeerTimeout = 30 * time.Second
+
+// addPeerDialog is the open dialog (nil when none is).
+type addPeerDialog struct {
+	dlg     dialog.Dialog
+	address *widget.Entry
+	connect *widget.Button
+	status  *widget.Label
+	key     *widget.Label
+	add     *widget.Button
+	cancel  *widget.Button
+	probed  *dbusapi.Probed // what the address showed, once it answered
+}
+
+// addPeerButton is the peer browser's "Add peer by address…" button
+// (disabled when the backend cannot add peers by address).
+func (pb *peerBrowser) addPeerButton() *widget.Button {
+	b := widget.NewButtonWithIcon("Add peer by address…", theme.ContentAddIcon(), pb.showAddPeer)
+	if _, ok := pb.u.b.(AddressBackend); !ok {
+		b.Disable()
+	}
+	pb.addBtn = b
+	return b
+}
+
+// showAddPeer opens the dialog.
+func (pb *peerBrowser) showAddPeer() {
+	ab, ok := pb.u.b.(AddressBackend)
+	if !ok {
+		return
+	}
+	d := &addPeerDialog{}
+	d.address = widget.NewEntry()
+	d.address.SetPlaceHolder(fmt.Sprintf("host name or IP address, :PORT if not %d", config.DefaultControlPort))
+	d.status = widget.NewLabel("Give the address of the colleague's computer.")
+	d.status.Wrapping = fyne.TextWrapWord
+	d.key = widget.NewLabelWithStyle("", fyne.TextAlignLeading, fyne.TextStyle{Monospace: true})
+	d.key.Hide()
+	d.add = widget.NewButtonWithIcon("Add", theme.ConfirmIcon(), func() { pb.confirmAddPeer(ab, d) })
+	d.add.Disable()
+	d.connect = widget.NewButton("Connect", func() { pb.probeAddPeer(ab, d) })
+	d.address.OnSubmitted = func(string) { pb.probeAddPeer(ab, d) }
+	d.address.OnChanged = func(string) {
+		// Another address: what the old one showed no longer counts.
+		d.probed = nil
+		d.add.Disable()
+		d.key.Hide()
+	}
+	d.cancel = widget.NewButton("Cancel", func() { d.dlg.Hide() })
+	content := container.NewVBox(
+		container.NewBorder(nil, nil, nil, d.connect, d.address),
+		d.status, d.key,
+		container.NewHBox(d.cancel, d.add),
+	)
+	d.dlg = dialog.NewCustomWithoutButtons("Add peer by address", content, pb.win)
+	d.dlg.SetOnClosed(func() {
+		if pb.adding == d {
+			pb.adding = nil
+		}
+	})
+	pb.adding = d
+	d.dlg.Resize(fyne.NewSize(480, 240))
+	d.dlg.Show()
+	pb.win.Canvas().Focus(d.address)
+}
+
+// probeAddPeer connects to the address typed and shows who answers.
+func (pb *peerBrowser) probeAddPeer(ab AddressBackend, d *addPeerDialog) {
+	addr, err := config.NormalizePeerAddress(d.address.Text)
+	if err != nil {
+		d.status.SetText(sentence(err.Error()))
+		return
+	}
+	d.status.SetText("Connecting to " + addr + "…")
+	d.connect.Disable()
+	pb.u.spawn(func() {
+		ctx, cancel := context.WithTimeout(pb.u.ctx, addPeerTimeout)
+		defer cancel()
+		p, err := ab.ProbePeer(ctx, addr)
+		pb.u.do(func() {
+			d.connect.Enable()
+			if err != nil {
+				d.status.SetText(sentence(err.Error()))
+				return
+			}
+			d.probed = &p
+			msg := fmt.Sprintf("%q answers at %s with this key. Compare it with what %s's Settings or `ebrainpool id` shows before adding it:", p.Name, p.Address, p.Name)
+			if p.Known {
+				msg += " (you have met this key before)"
+			}
+			d.status.SetText(msg)
+			d.key.SetText(p.Short)
+			d.key.Show()
+			d.add.Enable()
+		})
+	})
+}
+
+// confirmAddPeer adds the peer with the key the dialog showed.
+func (pb *peerBrowser) confirmAddPeer(ab AddressBackend, d *addPeerDialog) {
+	p := d.probed
+	if p == nil {
+		return
+	}
+	d.add.Disable()
+	d.status.SetText("Adding " + p.Name + "…")
+	pb.u.spawn(func() {
+		ctx, cancel := context.WithTimeout(pb.u.ctx, addPeerTimeout)
+		defer cancel()
+		_, err := ab.AddPeerAddress(ctx, p.Address, p.Fingerprint)
+		pb.u.do(func() {
+			if err != nil {
+				d.status.SetText(sentence(err.Error()))
+				return
+			}
+			d.dlg.Hide()
+			pb.reload()
+			pb.selectPeer(p.Fingerprint)
+		})
+	})
+}
+
+// The window process reaches the daemon's ProbePeer and AddPeerAddress
+// through the app.
+
+// ProbePeerArgs asks what the peer at an address shows (ProbePeer).
+type ProbePeerArgs struct{ Address string }
+
+// AddPeerArgs adds the peer at an address with the confirmed key.
+type AddPeerArgs struct{ Address, Fingerprint string }
+
+// ProbePeer asks the daemon what the peer at the address shows.
+func (s *AppService) ProbePeer(a ProbePeerArgs, reply *dbusapi.Probed) error {
+	u := s.wp.u
+	ab, ok := u.b.(AddressBackend)
+	if !ok {
+		return errors.New("this eBrainPool cannot add peers by address")
+	}
+	ctx, cancel := context.WithTimeout(u.ctx, addPeerTimeout)
+	defer cancel()
+	p, err := ab.ProbePeer(ctx, a.Address)
+	*reply = p
+	return err
+}
+
+// AddPeerAddress asks the daemon to add the peer at the address.
+func (s *AppService) AddPeerAddress(a AddPeerArgs, reply *dbusapi.AddedPeer) error {
+	u := s.wp.u
+	ab, ok := u.b.(AddressBackend)
+	if !ok {
+		return errors.New("this eBrainPool cannot add peers by address")
+	}
+	ctx, cancel := context.WithTimeout(u.ctx, addPeerTimeout)
+	defer cancel()
+	p, err := ab.AddPeerAddress(ctx, a.Address, a.Fingerprint)
+	*reply = p
+	return err
+}
+
+func (r *remoteBackend) ProbePeer(ctx context.Context, address string) (dbusapi.Probed, error) {
+	var out dbusapi.Probed
+	return out, r.callCtx(ctx, "ProbePeer", ProbePeerArgs{Address: address}, &out)
+}
+
+func (r *remoteBackend) AddPeerAddress(ctx context.Context, address, fingerprint string) (dbusapi.AddedPeer, error) {
+	var out dbusapi.AddedPeer
+	return out, r.callCtx(ctx, "AddPeerAddress", AddPeerArgs{Address: address, Fingerprint: fingerprint}, &out)
+}
+
+// callCtx is an RPC to the app that gives up when ctx ends.
+func (r *remoteBackend) callCtx(ctx context.Context, method string, args, reply any) error {
+	call := r.c.Go(serviceName+"."+method, args, reply, make(chan *rpc.Call, 1))
+	select {
+	case <-call.Done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	var se rpc.ServerError
+	if errors.As(call.Error, &se) {
+		return errors.New(string(se))
+	}
+	return call.Error
+}
+
+var (
+	_ AddressBackend = (*remoteBackend)(nil)
+	_ AddressBackend = (*daemon.Daemon)(nil)
+)

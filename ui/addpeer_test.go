@@ -1,0 +1,136 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"fyne.io/fyne/v2/test"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// addressFake is the fake backend that also adds peers by address: bob
+// answers at bob.example.org; AddPeerAddress records what it was given.
+type addressFake struct {
+	*fakeBackend
+	mu    sync.Mutex
+	added []string // "ADDRESS FINGERPRINT"
+}
+
+const bobFP = "SHA256:pOFYONeRL07H3T9tf0FhwK1slkJs5kvkcnOnf+vGgXA"
+
+func (f *addressFake) ProbePeer(_ context.Context, address string) (dbusapi.Probed, error) {
+	if address != "bob.example.org:42331" {
+		return dbusapi.Probed{}, errors.New("could not reach " + address + ": connection refused")
+	}
+	return dbusapi.Probed{Address: address, Fingerprint: bobFP, Short: "UTQV-QOGX-SEXU-5R65", Name: "bob", Apps: 2}, nil
+}
+
+func (f *addressFake) AddPeerAddress(_ context.Context, address, fingerprint string) (dbusapi.AddedPeer, error) {
+	f.mu.Lock()
+	f.added = append(f.added, address+" "+fingerprint)
+	f.mu.Unlock()
+	return dbusapi.AddedPeer{Address: address, Fingerprint: fingerprint, Name: "bob", Reach: dbusapi.ReachReachable}, nil
+}
+
+func (f *addressFake) adds() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.added...)
+}
+
+// "Add peer by address…": the dialog shows the name and short fingerprint
+// of the peer at the address; Add pins that key, Cancel adds nothing, an
+// address nobody answers on says so.
+func TestAddPeerDialog(t *testing.T) {
+	f := &addressFake{fakeBackend: newFake()}
+	a := test.NewTempApp(t)
+	u := New(Options{App: a, Backend: f, Sync: true, AutostartFile: t.TempDir() + "/autostart/x.desktop", Exec: []string{"/usr/bin/ebrainpool"}})
+	t.Cleanup(u.cancel)
+	u.ShowPeers()
+	pb := u.peers
+	open := func(t *testing.T) *addPeerDialog {
+		t.Helper()
+		btn := pb.addBtn
+		if btn == nil || btn.Disabled() || btn.Text != "Add peer by address…" {
+			t.Fatal("no enabled Add peer by address… button in the peer browser")
+		}
+		test.Tap(btn)
+		if pb.adding == nil {
+			t.Fatal("the dialog did not open")
+		}
+		return pb.adding
+	}
+
+	t.Run("cancel adds nothing", func(t *testing.T) {
+		d := open(t)
+		test.Type(d.address, "bob.example.org")
+		test.Tap(d.connect)
+		waitFor(t, "the key shown", func() bool { return d.probed != nil })
+		if !d.key.Visible() || d.key.Text != "UTQV-QOGX-SEXU-5R65" || !strings.Contains(d.status.Text, `"bob"`) {
+			t.Fatalf("dialog shows %q / %q (visible %v)", d.status.Text, d.key.Text, d.key.Visible())
+		}
+		test.Tap(d.cancel)
+		if pb.adding != nil || len(f.adds()) != 0 {
+			t.Fatalf("after Cancel: open %v, added %v", pb.adding != nil, f.adds())
+		}
+	})
+
+	t.Run("an address nobody answers on", func(t *testing.T) {
+		d := open(t)
+		test.Type(d.address, "10.9.9.9:7000")
+		test.Tap(d.connect)
+		waitFor(t, "the error", func() bool { return strings.Contains(d.status.Text, "Could not reach 10.9.9.9:7000") })
+		if !d.add.Disabled() || d.key.Visible() {
+			t.Fatal("Add is possible without a key shown")
+		}
+		test.Tap(d.cancel)
+	})
+
+	t.Run("a bad address is refused before connecting", func(t *testing.T) {
+		d := open(t)
+		test.Type(d.address, "not a host")
+		test.Tap(d.connect)
+		if !strings.Contains(d.status.Text, "neither an IP address nor a host name") || !d.add.Disabled() {
+			t.Fatalf("status %q", d.status.Text)
+		}
+		test.Tap(d.cancel)
+	})
+
+	t.Run("confirming pins the key shown", func(t *testing.T) {
+		d := open(t)
+		test.Type(d.address, "bob.example.org")
+		test.Tap(d.connect)
+		waitFor(t, "the key shown", func() bool { return !d.add.Disabled() })
+		test.Tap(d.add)
+		waitFor(t, "the add", func() bool { return len(f.adds()) == 1 })
+		if got := f.adds()[0]; got != "bob.example.org:42331 "+bobFP {
+			t.Fatalf("added %q", got)
+		}
+		waitFor(t, "the dialog closed", func() bool { return pb.adding == nil })
+	})
+
+	t.Run("another address typed after the probe needs a new one", func(t *testing.T) {
+		d := open(t)
+		test.Type(d.address, "bob.example.org")
+		test.Tap(d.connect)
+		waitFor(t, "the key shown", func() bool { return !d.add.Disabled() })
+		test.Type(d.address, "x")
+		if !d.add.Disabled() || d.probed != nil {
+			t.Fatal("Add stays possible for another address than the one probed")
+		}
+		test.Tap(d.cancel)
+	})
+}
+
+// Without a backend that adds peers by address the button is disabled.
+func TestAddPeerButtonDisabled(t *testing.T) {
+	u := newTestUI(t, newFake(), nil)
+	u.ShowPeers()
+	if btn := u.peers.addBtn; btn == nil || !btn.Disabled() {
+		t.Fatal("the button is enabled without a backend that can add peers")
+	}
+}
