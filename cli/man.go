@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ebrainpool/ebrainpool/app/config"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 )
 
@@ -134,7 +136,7 @@ func WriteMan(w io.Writer, version, date string) error {
 		roffText("The user's identity key (identity_ed25519, created on first use and never overwritten), "+
 			"settings (settings.json) and the shared apps (sharing.json)."),
 		".TP", `\fI$XDG_STATE_HOME/ebrainpool/\fR (default \fI~/.local/state/ebrainpool/\fR)`,
-		roffText("The known peers and their pinned keys (known_peers.json), remembered decisions and the block list (consent.json)."),
+		roffText("The known peers and their pinned keys (known_peers.json), the peers added by address with the key confirmed for each (added_peers.json), remembered decisions and the block list (consent.json)."),
 		".TP", `.I $XDG_CONFIG_HOME/autostart/io.github.ebrainpool.EBrainPool.desktop`,
 		roffText("Written when Start at login is ticked in the settings."),
 		".TP", ".I /var/lib/ebrainpool/USER/",
@@ -145,6 +147,13 @@ func WriteMan(w io.Writer, version, date string) error {
 		roffText("The subordinate id ranges the sandboxes are mapped onto (setup adds one of 65536 ids if USER has none)."),
 		".TP", ".I /sys/fs/cgroup/*/ebrainpool/USER/",
 		roffText("Cgroup directories owned by USER, made by setup on hosts without systemd."),
+	)
+	p(".SH PORTS",
+		roffText(fmt.Sprintf("Peers reach the control port, TCP %d on every address, unless Settings (settings.json's control_port) or --listen name another. "+
+			"When it is taken (another program, or another user's eBrainPool on the same computer), the daemon says so and listens on a port the system chooses, "+
+			"kept from then on; a peer added by address then needs that port (`peer add HOST:PORT`). "+
+			"Each session also opens a port the system chooses, for that one session, on the address the request came in on, accepting only the requester's address. "+
+			"Discovery is mDNS (UDP 5353) through avahi-daemon; it does not cross routers: add peers on other networks with `peer add`.", config.DefaultControlPort)),
 	)
 	p(".SH SIGNALS",
 		".TP", ".B SIGTERM, SIGINT",
