@@ -127,6 +127,7 @@ func newPrompt(u *UI, r dbusapi.Request) *prompt {
 		widget.NewFormItem("From", widget.NewLabel(host)),
 		widget.NewFormItem("Fingerprint", widget.NewLabel(short)),
 		widget.NewFormItem("App", widget.NewLabel(r.App)),
+		widget.NewFormItem("Display", displayLabel(name, r.Display)),
 	)
 	var met fyne.CanvasObject
 	if r.FirstTime {
