@@ -71,8 +71,9 @@ type x11Target struct {
 	// or the real one in trusted mode.
 	chanName string
 	chanData []byte
-	// owned is set for an untrusted session: its channels go through the
-	// filter (x11filter.go), which keeps track of their resources here.
+	// owned is set for an untrusted session: the filter its channels go
+	// through (x11filter.go, in both modes) keeps track of their
+	// resources here and keeps requests about windows to them.
 	owned *x11Owned
 	// For messages: the DISPLAY value, the Xauthority file ("" if there
 	// is none), whether its path is the default ~/.Xauthority and whether
@@ -364,11 +365,7 @@ func relayClientX11(ctx context.Context, ch ssh.Channel, t *x11Target) error {
 		ch.Close()
 		return fmt.Errorf("x11 channel for display %d: writing setup: %w", t.display.Number, err)
 	}
-	if t.owned != nil {
-		relayFiltered(xc.(halfCloser), ch, setup.order, t.owned)
-		return nil
-	}
-	relay(xc.(halfCloser), ch)
+	relayFiltered(xc.(halfCloser), ch, setup.order, t.owned)
 	return nil
 }
 

@@ -19,12 +19,22 @@ import (
 // learns nothing of other clients and gets no error to die of), and the
 // children QueryTree lists of a root window are only the session's own.
 
+// In both modes the filter also answers QueryExtension for MIT-SHM as
+// absent: shared memory cannot cross the tunnel (the sandbox has its own
+// IPC namespace, and SSH channels carry no descriptors for MIT-SHM 1.2's
+// AttachFd), and an app that believes it has it (Qt 5's raster painting)
+// maps windows it never paints.
+
 // Core opcodes the filter looks at.
 const (
 	xOpQueryTree      = 15
 	xOpGetProperty    = 20
 	xOpListProperties = 21
+	xOpQueryExtension = xQueryExtension
 )
+
+// hiddenExtensions are the extensions the filter says the server lacks.
+var hiddenExtensions = map[string]bool{"MIT-SHM": true}
 
 // maxXRequest bounds one request (BIG-REQUESTS allows 16 MiB on X.Org).
 const maxXRequest = 64 << 20
@@ -33,7 +43,7 @@ const maxXRequest = 64 << 20
 // mask).
 type idRange struct{ base, mask uint32 }
 
-// x11Owned is what a session's X connections own: their resource id
+// x11Owned is what an untrusted session's X connections own: their resource id
 // ranges, and the server's root windows.
 type x11Owned struct {
 	mu     sync.Mutex
@@ -121,11 +131,14 @@ func parseSetupReply(b []byte, bo binary.ByteOrder) (idRange, []uint32, error) {
 // x11Filter is one filtered X11 connection: the app's requests (from the
 // channel) and the server's answers.
 type x11Filter struct {
-	bo    binary.ByteOrder
+	bo binary.ByteOrder
+	// owned is nil for a trusted session: its requests about windows go
+	// through as they are.
 	owned *x11Owned
 	mu    sync.Mutex
 	seq   uint16   // the last request's sequence number
 	trees []uint16 // sequence numbers of QueryTree on a root, in order
+	hide  []uint16 // sequence numbers of QueryExtension of a hidden one
 }
 
 // relayFiltered relays an untrusted X11 channel (its setup already sent to
@@ -190,7 +203,19 @@ func (f *x11Filter) requests(dst io.Writer, src io.Reader) error {
 		seq := f.seq
 		f.mu.Unlock()
 		op := hdr[0]
-		if (op == xOpQueryTree || op == xOpGetProperty || op == xOpListProperties) && size >= head+4 {
+		if op == xOpQueryExtension && head == 4 && size <= 8+256 {
+			body := make([]byte, size-head)
+			if _, err := io.ReadFull(r, body); err != nil {
+				return err
+			}
+			if n := int(f.bo.Uint16(body[0:])); 4+n <= len(body) && hiddenExtensions[string(body[4:4+n])] {
+				f.mu.Lock()
+				f.hide = append(f.hide, seq)
+				f.mu.Unlock()
+			}
+			w.Write(hdr[:head])
+			w.Write(body)
+		} else if f.owned != nil && (op == xOpQueryTree || op == xOpGetProperty || op == xOpListProperties) && size >= head+4 {
 			var win [4]byte
 			if _, err := io.ReadFull(r, win[:]); err != nil {
 				return err
@@ -233,7 +258,8 @@ func (f *x11Filter) answers(dst io.Writer, src io.Reader) error {
 	w := bufio.NewWriterSize(dst, 64<<10)
 	defer w.Flush()
 	var hdr [8]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	if n, err := io.ReadFull(r, hdr[:]); err != nil {
+		w.Write(hdr[:n]) // what there is, as the server sent it
 		return err
 	}
 	n := int(f.bo.Uint16(hdr[6:])) * 4
@@ -242,10 +268,11 @@ func (f *x11Filter) answers(dst io.Writer, src io.Reader) error {
 	}
 	setup := make([]byte, 8+n)
 	copy(setup, hdr[:])
-	if _, err := io.ReadFull(r, setup[8:]); err != nil {
+	if m, err := io.ReadFull(r, setup[8:]); err != nil {
+		w.Write(setup[:8+m])
 		return err
 	}
-	if setup[0] == 1 {
+	if setup[0] == 1 && f.owned != nil {
 		rng, roots, err := parseSetupReply(setup, f.bo)
 		if err != nil {
 			return err
@@ -277,6 +304,12 @@ func (f *x11Filter) answers(dst io.Writer, src io.Reader) error {
 			if len(f.trees) > 0 && f.trees[0] == seq {
 				f.trees = f.trees[1:]
 				tree = typ == 1
+			}
+			if len(f.hide) > 0 && f.hide[0] == seq {
+				f.hide = f.hide[1:]
+				if typ == 1 {
+					msg[8], msg[9], msg[10], msg[11] = 0, 0, 0, 0 // not present
+				}
 			}
 			f.mu.Unlock()
 		}
