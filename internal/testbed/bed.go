@@ -31,6 +31,10 @@ type Options struct {
 	Subnet netip.Prefix
 	// IPv6 gives hosts link-local IPv6 and lets avahi use it.
 	IPv6 bool
+	// IPv6Only (with IPv6) gives hosts no IPv4 address at all: each has
+	// the link-local address fe80::N (N its index, Host.IP) besides the
+	// kernel's own, and avahi uses IPv6 only. Not with Subnets.
+	IPv6Only bool
 	// Subnets, when more than 1, splits the hosts over that many LANs
 	// (host i on LAN (i-1)%Subnets+1, each its own bridge) joined by a
 	// router namespace that forwards unicast between them and no
@@ -125,6 +129,9 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	}
 	if opts.Subnets < 1 {
 		opts.Subnets = 1
+	}
+	if opts.IPv6Only && (!opts.IPv6 || opts.Subnets > 1) {
+		return nil, errors.New("test bed: IPv6Only needs IPv6 and one subnet (the router forwards IPv4 only)")
 	}
 	if opts.Subnets > 1 && (opts.Subnet.Bits() != 24 || int(opts.Subnet.Addr().As4()[2])+opts.Subnets > 256 || opts.Subnets > 9) {
 		return nil, fmt.Errorf("test bed: %d subnets need a /24 with room after it, not %s", opts.Subnets, opts.Subnet)

@@ -25,7 +25,7 @@ const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
 
 // avahiConfig returns an avahi-daemon.conf for one host: only iface, no
 // workstation record, no wide-area DNS, no reflector.
-func avahiConfig(hostName, iface string, ipv6 bool) string {
+func avahiConfig(hostName, iface string, ipv4, ipv6 bool) string {
 	yesNo := func(b bool) string {
 		if b {
 			return "yes"
@@ -33,7 +33,7 @@ func avahiConfig(hostName, iface string, ipv6 bool) string {
 		return "no"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "[server]\nhost-name=%s\ndomain-name=local\nuse-ipv4=yes\nuse-ipv6=%s\n", hostName, yesNo(ipv6))
+	fmt.Fprintf(&b, "[server]\nhost-name=%s\ndomain-name=local\nuse-ipv4=%s\nuse-ipv6=%s\n", hostName, yesNo(ipv4), yesNo(ipv6))
 	fmt.Fprintf(&b, "allow-interfaces=%s\nenable-dbus=yes\nratelimit-interval-usec=1000000\nratelimit-burst=1000\n", iface)
 	b.WriteString("\n[wide-area]\nenable-wide-area=no\n")
 	b.WriteString("\n[publish]\npublish-workstation=no\npublish-hinfo=no\npublish-addresses=yes\n")

@@ -20,11 +20,11 @@ const Iface = "ebp0"
 
 // Host is one simulated machine of a test bed.
 type Host struct {
-	Name   string // host name, also avahi's host-name: "host1", "host2", ...
-	Index  int    // 1-based
-	Netns  string // network namespace name (ip netns)
-	Iface  string // the host's interface inside Netns
-	IP     netip.Addr
+	Name   string       // host name, also avahi's host-name: "host1", "host2", ...
+	Index  int          // 1-based
+	Netns  string       // network namespace name (ip netns)
+	Iface  string       // the host's interface inside Netns
+	IP     netip.Addr   // IPv4; with Options.IPv6Only the link-local fe80::N (on Iface)
 	Prefix netip.Prefix // IP with the LAN's prefix length
 	Subnet int          // which LAN the host is on, from 1 (Options.Subnets)
 	Dir    string       // host directory in the root mount namespace
@@ -40,13 +40,18 @@ func (b *Bed) addHost(ctx context.Context, i int) (*Host, error) {
 	ip := b.subnet(subnet).Addr().As4()
 	ip[3] = byte(10 + i)
 	addr := netip.AddrFrom4(ip)
+	prefix := netip.PrefixFrom(addr, b.opts.Subnet.Bits())
+	if b.opts.IPv6Only {
+		addr = netip.AddrFrom16([16]byte{0xfe, 0x80, 14: byte(i >> 8), 15: byte(i)})
+		prefix = netip.PrefixFrom(addr, 64)
+	}
 	h := &Host{
 		Name:   "host" + strconv.Itoa(i),
 		Index:  i,
 		Netns:  b.ID + "-" + strconv.Itoa(i),
 		Iface:  Iface,
 		IP:     addr,
-		Prefix: netip.PrefixFrom(addr, b.opts.Subnet.Bits()),
+		Prefix: prefix,
 		Subnet: subnet,
 		Dir:    filepath.Join(b.Dir, "host"+strconv.Itoa(i)),
 	}
@@ -57,7 +62,7 @@ func (b *Bed) addHost(ctx context.Context, i int) (*Host, error) {
 	}
 	files := map[string]string{
 		"system-bus.conf": busConfig,
-		"avahi.conf":      avahiConfig(h.Name, h.Iface, b.opts.IPv6),
+		"avahi.conf":      avahiConfig(h.Name, h.Iface, !b.opts.IPv6Only, b.opts.IPv6),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(h.path(name), []byte(content), 0o644); err != nil {
@@ -72,12 +77,16 @@ func (b *Bed) addHost(ctx context.Context, i int) (*Host, error) {
 		ipv6 = "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
 	}
 	peer := "h" + strconv.Itoa(i)
+	var nodad []string
+	if h.IP.Is6() {
+		nodad = []string{"nodad"} // usable at once
+	}
 	steps := [][]string{
 		{"ip", "-n", h.Netns, "link", "set", "lo", "up"},
 		{"ip", "netns", "exec", h.Netns, "sh", "-c", ipv6},
 		{"ip", "-n", h.Netns, "link", "add", h.Iface, "type", "veth", "peer", "name", peer, "netns", b.LANs[subnet-1]},
 		{"ip", "-n", b.LANs[subnet-1], "link", "set", peer, "master", "br0", "up"},
-		{"ip", "-n", h.Netns, "addr", "add", h.Prefix.String(), "dev", h.Iface},
+		append([]string{"ip", "-n", h.Netns, "addr", "add", h.Prefix.String(), "dev", h.Iface}, nodad...),
 		{"ip", "-n", h.Netns, "link", "set", h.Iface, "up"},
 	}
 	if r := b.RouterIP(subnet); r.IsValid() {

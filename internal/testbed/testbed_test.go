@@ -204,3 +204,36 @@ func TestRoutedSubnets(t *testing.T) {
 		t.Fatalf("host2 (the other subnet) saw host1's mDNS service:\n%s", out)
 	}
 }
+
+// An IPv6-only bed: no IPv4 address, and mDNS between the hosts over
+// link-local IPv6.
+func TestIPv6OnlyBed(t *testing.T) {
+	Require(t, "avahi-publish", "avahi-browse")
+	b := NewWithOptions(t, Options{Hosts: 2, IPv6: true, IPv6Only: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h1, h2 := b.Host(1), b.Host(2)
+	if !h1.IP.Is6() || !h1.IP.IsLinkLocalUnicast() || h1.IP == h2.IP {
+		t.Fatalf("addresses %s %s", h1.IP, h2.IP)
+	}
+	if out, err := h1.Exec(ctx, "ip", "-4", "-o", "addr", "show", "dev", Iface); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("host1 has IPv4: %q %v", out, err)
+	}
+	pub := h1.Command(ctx, "avahi-publish", "-s", "tb-v6", "_ebp-tbprobe._tcp", "4242")
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pub.Process.Kill(); _ = pub.Wait() }()
+	start := time.Now()
+	for {
+		out, _ := h2.Exec(ctx, "avahi-browse", "-rtp", "_ebp-tbprobe._tcp")
+		if strings.Contains(string(out), "tb-v6") && strings.Contains(string(out), "fe80::") {
+			t.Logf("host2 resolved host1's service over IPv6 in %v", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("host2 did not see host1's service over IPv6:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
