@@ -32,4 +32,14 @@ func TestIPv6OnlyLAN(t *testing.T) {
 	t.Logf("window on A %v after B allowed", win.Round(time.Millisecond))
 	endOnlySession(t, &A.node, "outgoing", "")
 	run.Wait()
+
+	// Added by its link-local address with the zone (C's interface).
+	addr := "[" + B.h.IP.String() + "%" + testbed.Iface + "]"
+	r := C.u.Run(t, "peer", "add", "--yes", addr)
+	if r.Code != 0 || !strings.Contains(r.Stdout, `"bob"`) || !strings.Contains(r.Stdout, addr+":42331") {
+		t.Fatalf("peer add %s: %s", addr, r)
+	}
+	if r := C.u.Run(t, "apps", "bob"); r.Code != 0 || !strings.Contains(r.Stdout, "xlogo") {
+		t.Fatalf("apps of the peer added by its link-local address: %s", r)
+	}
 }

@@ -201,7 +201,11 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		return nil, err
 	}
 	b.Ready = time.Since(start)
-	opts.Logf("test bed %s: %d hosts on %s (%d subnets) up in %v", b.ID, len(b.Hosts), opts.Subnet, opts.Subnets, b.Ready.Round(time.Millisecond))
+	where := fmt.Sprintf("%s (%d subnets)", opts.Subnet, opts.Subnets)
+	if opts.IPv6Only {
+		where = "link-local IPv6 only"
+	}
+	opts.Logf("test bed %s: %d hosts on %s up in %v", b.ID, len(b.Hosts), where, b.Ready.Round(time.Millisecond))
 	return b, nil
 }
 
