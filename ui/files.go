@@ -116,6 +116,11 @@ func (pb *peerBrowser) openWith(c dbusapi.Candidate, files []string, folders []d
 	}
 	pb.note(fmt.Sprintf("Opening %s with %s of %s.", andList(broughtNames(files, folders)), c.AppName, c.PeerName), widget.MediumImportance)
 	pb.u.launchWith(p, dbusapi.App{ID: c.App, Name: c.AppName}, files, folders)
+	// The peer whose app it is, shown with its apps.
+	if pb.sel != p.Fingerprint {
+		pb.selectPeer(p.Fingerprint)
+		pb.sortAndFilter()
+	}
 }
 
 // appChooser is the dialog choosing one of several apps for files.

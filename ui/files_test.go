@@ -102,6 +102,7 @@ func TestOpenAFile(t *testing.T) {
 			u, f, picked := filesUI(t)
 			f.candidates, f.candErr = tc.cands, tc.err
 			*picked = file
+			u.peers.selectPeer("SHA256:eve") // another peer shown
 			test.Tap(u.peers.openBtn)
 			if !reflect.DeepEqual(f.candAsked, [][]string{{file}}) {
 				t.Fatalf("asked for the apps of %q, want [[%s]]", f.candAsked, file)
@@ -139,6 +140,9 @@ func TestOpenAFile(t *testing.T) {
 			}
 			if got := launchText(t, u); !strings.Contains(got, "Bringing notes.txt.") {
 				t.Errorf("launch progress %q does not say what it brings", got)
+			}
+			if u.peers.sel != "SHA256:alice" || u.peers.header.Text != "alice" {
+				t.Errorf("the peer browser shows %q (%q), not the app's peer", u.peers.sel, u.peers.header.Text)
 			}
 		})
 	}
