@@ -39,6 +39,7 @@ type settingsView struct {
 	pids      *widget.Entry
 	idle      *widget.Entry
 	timeout   *widget.Entry
+	port      *widget.Entry // the control port ("" the default)
 	autostart *widget.Check
 	status    *widget.Label
 
@@ -65,6 +66,8 @@ func newSettingsView(u *UI) *settingsView {
 	s.idle.SetPlaceHolder("e.g. 5m; empty: never")
 	s.timeout = widget.NewEntry()
 	s.timeout.SetPlaceHolder("e.g. 30s")
+	s.port = widget.NewEntry()
+	s.port.SetPlaceHolder(fmt.Sprintf("%d (the default)", config.DefaultControlPort))
 	s.autostart = widget.NewCheck("Start eBrainPool when I log in", func(on bool) {
 		if err := setAutostart(u.opts.AutostartFile, u.opts.Exec, on); err != nil {
 			s.setStatus(err, "")
@@ -93,6 +96,7 @@ func newSettingsView(u *UI) *settingsView {
 		widget.NewFormItem("Processes per peer", s.pids),
 		widget.NewFormItem("Stop idle sandbox after", s.idle),
 		widget.NewFormItem("Deny unanswered requests after", s.timeout),
+		widget.NewFormItem("Peers reach me on port", s.port),
 		widget.NewFormItem("Login", s.autostart),
 	)
 	s.apps = container.NewVBox()
@@ -232,6 +236,7 @@ func (s *settingsView) load() {
 		s.idle.SetText(time.Duration(st.IdleStop).String())
 	}
 	s.timeout.SetText(time.Duration(st.ConsentTimeout).String())
+	s.port.SetText(intText(st.ControlPort))
 	s.refreshSharing()
 	onChanged := s.autostart.OnChanged
 	s.autostart.OnChanged = nil
@@ -282,6 +287,12 @@ func (s *settingsView) parse() (config.Settings, error) {
 		return st, fmt.Errorf("the answer timeout must be a duration of at least 5s, like 30s, not %q", s.timeout.Text)
 	}
 	st.ConsentTimeout = config.Duration(d)
+	if st.ControlPort, err = optInt(s.port.Text, "the port"); err != nil || st.ControlPort > 65535 {
+		return st, fmt.Errorf("the port must be a number from 1 to 65535 (empty: %d), not %q", config.DefaultControlPort, strings.TrimSpace(s.port.Text))
+	}
+	if st.ControlPort == config.DefaultControlPort {
+		st.ControlPort = 0
+	}
 	return st, nil
 }
 
@@ -311,6 +322,9 @@ func (s *settingsView) save() (string, error) {
 	msg := "Settings saved."
 	if st.MemoryMB != before.MemoryMB || st.CPUs != before.CPUs || st.Pids != before.Pids {
 		msg = "Settings saved. The new limits apply to sandboxes started from now on; a running sandbox keeps its limits until it stops."
+	}
+	if st.ControlPortOrDefault() != before.ControlPortOrDefault() {
+		msg += fmt.Sprintf(" Peers reach you on port %d once eBrainPool starts again; peers who added you by address need the new port.", st.ControlPortOrDefault())
 	}
 	s.u.tray.update()
 	return msg, nil
