@@ -68,6 +68,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(clientModeEnv) != "" {
 		os.Exit(ClientProcessMain())
 	}
+	if os.Getenv(attackModeEnv) != "" && len(os.Args) == 3 {
+		os.Exit(attackMain(os.Args[1], os.Args[2]))
+	}
 	if os.Getenv(xclientModeEnv) != "" && len(os.Args) == 2 {
 		os.Exit(xclientMain(os.Args[1]))
 	}

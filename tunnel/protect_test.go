@@ -3,7 +3,10 @@ package tunnel
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,4 +302,204 @@ func TestNoSecurityExtension(t *testing.T) {
 			t.Errorf("trusted: %d, %v; want 0", st, err)
 		}
 	}
+}
+
+// TestDisplayProtectionBetweenSessions: two protected sessions on one
+// display (apps from two peers) cannot read, drive or watch each other's
+// windows, though SECURITY alone lets untrusted clients do anything to
+// each other: the other app's window is given to the attacker by id, as
+// if guessed.
+func TestDisplayProtectionBetweenSessions(t *testing.T) {
+	x := startXvfbWith(t, "-noreset")
+	requireSecurity(t, x)
+	needBin(t, "xterm")
+	needBin(t, "xdotool")
+	typed := filepath.Join(t.TempDir(), "typed")
+	if err := os.WriteFile(typed, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	// The other peer's app: an xterm whose input goes to a file, in a
+	// protected session of its own, running until the test ends.
+	// It takes synthetic key events (SendEvent), which xterm by default
+	// ignores, so that their refusal is the filter's.
+	argv := []string{"xterm", "-xrm", "XTerm*allowSendEvents: true", "-T", "otherapp", "-e", "sh", "-c", "exec cat >> " + typed}
+	other := newRig(t, rigOptions{command: argv})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { RunApp(ctx, other.clientConfig(x, ShellJoin(argv))); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	x.waitWindow(t, "otherapp", true, 15*time.Second)
+	out, err := x.command("xdotool", "search", "--sync", "--onlyvisible", "--name", "^otherapp$").Output()
+	if err != nil {
+		t.Fatalf("xdotool search: %v", err)
+	}
+	win := strings.Fields(string(out))[0]
+	if out, err := x.command("xdotool", "windowfocus", "--sync", win).CombinedOutput(); err != nil {
+		t.Fatalf("focusing the other app: %v: %s", err, out)
+	}
+
+	for _, a := range []struct {
+		name, script string
+		bad          func(out string) string
+	}{
+		{"screenshot", "xwd -id " + win + " -silent | wc -c", func(out string) string {
+			if n := strings.TrimSpace(out); n != "0" {
+				return "xwd wrote " + n + " bytes"
+			}
+			return ""
+		}},
+		{"properties", "xprop -id " + win + " WM_NAME", func(out string) string {
+			if strings.Contains(out, "otherapp") {
+				return "read " + out
+			}
+			return ""
+		}},
+		{"list", "xwininfo -root -tree", func(out string) string {
+			if strings.Contains(out, "otherapp") {
+				return "listed:\n" + out
+			}
+			return ""
+		}},
+		{"synthetic keys", attack("keys", win), nil},
+		{"watch its keys", attack("watch", win) + " & sleep 0.5; DISPLAY=" + x.display + " XAUTHORITY=" + x.xauthority +
+			" xdotool type --delay 20 'typed by the user'; wait", func(out string) string {
+			if strings.Contains(out, "KeyPress") {
+				return "the attacker saw key presses:\n" + out
+			}
+			return ""
+		}},
+		{"unmap and kill", attack("unmap", win), nil},
+	} {
+		t.Run(a.name, func(t *testing.T) {
+			argv := []string{"sh", "-c", a.script}
+			r := newRig(t, rigOptions{command: argv})
+			var stdout, stderr bytes.Buffer
+			cfg := r.clientConfig(x, ShellJoin(argv))
+			cfg.Stdout, cfg.Stderr = &stdout, &stderr
+			if _, err := RunApp(context.Background(), cfg); err != nil {
+				t.Fatalf("RunApp: %v", err)
+			}
+			if a.bad != nil {
+				if msg := a.bad(stdout.String()); msg != "" {
+					t.Errorf("%s (stderr %q)", msg, stderr.String())
+				}
+			}
+			for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if b, _ := os.ReadFile(typed); len(b) > 0 {
+					t.Errorf("the other app got typed input: %q", b)
+					os.WriteFile(typed, nil, 0o666)
+					break
+				}
+			}
+			x.waitWindow(t, "otherapp", true, time.Second)
+			waitDone(t, r.fwd, 10*time.Second)
+		})
+	}
+	os.WriteFile(typed, nil, 0o666)
+	// The user's own typing still reaches the other app (trusted input).
+	if out, err := x.command("xdotool", "type", "still mine").CombinedOutput(); err != nil {
+		t.Fatalf("xdotool type: %v: %s", err, out)
+	}
+	x.command("xdotool", "key", "Return").Run()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(typed)
+		if strings.Contains(string(b), "still mine") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the user's typing did not reach the other app: %q", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// attackModeEnv makes the test binary a raw X client attacking a window
+// of another client (attackMain).
+const attackModeEnv = "EBP_TUNNEL_TEST_ATTACK"
+
+// attack is the shell command for attackMain in a session's app.
+func attack(action, win string) string {
+	self, _ := os.Executable()
+	return attackModeEnv + "=1 " + ShellJoin([]string{self, action, win})
+}
+
+// attackMain connects to $DISPLAY as the app does and, on window win
+// (decimal): "keys" sends it synthetic key presses ("p", Return);
+// "watch" selects its key presses and prints "KeyPress" for each one seen
+// within 3 s; "unmap" unmaps it and kills its client.
+func attackMain(action, winArg string) int {
+	var win uint32
+	if _, err := fmt.Sscan(winArg, &win); err != nil {
+		fmt.Fprintln(os.Stderr, "attack:", err)
+		return 2
+	}
+	ctx := context.Background()
+	t, err := localX11Target(os.Getenv("DISPLAY"), os.Getenv("XAUTHORITY"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "attack:", err)
+		return 2
+	}
+	x, err := dialX(ctx, t, t.realName, t.realData)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "attack:", err)
+		return 2
+	}
+	defer x.Close()
+	le := binary.LittleEndian
+	req := func(b []byte) {
+		if _, err := x.request(b); err != nil {
+			fmt.Fprintln(os.Stderr, "attack:", err)
+		}
+	}
+	switch action {
+	case "keys":
+		for _, key := range []byte{33, 36} { // p, Return in Xvfb's keymap
+			for _, typ := range []byte{2, 3} { // KeyPress, KeyRelease
+				b := make([]byte, 44)
+				b[0] = xOpSendEvent
+				le.PutUint32(b[4:], win)
+				le.PutUint32(b[8:], 1|2) // KeyPress, KeyRelease masks
+				ev := b[12:]
+				ev[0], ev[1] = typ, key
+				le.PutUint32(ev[12:], win)
+				ev[30] = 1 // same screen
+				req(b)
+			}
+		}
+	case "watch":
+		b := make([]byte, 16)
+		b[0] = xOpChangeWindowAttributes
+		le.PutUint32(b[4:], win)
+		le.PutUint32(b[8:], 1<<11) // CWEventMask
+		le.PutUint32(b[12:], 1)    // KeyPressMask
+		req(b)
+		x.c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		for {
+			var ev [32]byte
+			if _, err := io.ReadFull(x.c, ev[:]); err != nil {
+				break
+			}
+			if ev[0]&0x7f == 2 {
+				fmt.Println("KeyPress", ev[1])
+			}
+			if ev[0] == 1 {
+				io.CopyN(io.Discard, x.c, int64(le.Uint32(ev[4:]))*4)
+			}
+		}
+		return 0
+	case "unmap":
+		b := make([]byte, 8)
+		b[0] = 10 // UnmapWindow
+		le.PutUint32(b[4:], win)
+		req(b)
+		k := make([]byte, 8)
+		k[0] = 113 // KillClient
+		le.PutUint32(k[4:], win)
+		req(k)
+	}
+	if err := x.sync(); err != nil {
+		fmt.Fprintln(os.Stderr, "attack: sync:", err)
+	}
+	return 0
 }

@@ -25,12 +25,70 @@ import (
 // AttachFd), and an app that believes it has it (Qt 5's raster painting)
 // maps windows it never paints.
 
+// SECURITY also lets untrusted clients do anything to each other's
+// windows (X.Org checks only untrusted against trusted): two protected
+// sessions on one display, an app from each of two peers, could read,
+// drive and select events on each other's windows by their ids. The
+// filter therefore keeps the core requests about a window or drawable
+// (foreignRules) to the root windows and the session's own: one with a
+// reply is sent about the root instead, one without is sent as
+// NoOperation (same length, so the sequence numbers stay right).
+
 // Core opcodes the filter looks at.
 const (
-	xOpQueryTree      = 15
-	xOpGetProperty    = 20
-	xOpListProperties = 21
-	xOpQueryExtension = xQueryExtension
+	xOpChangeWindowAttributes = 2
+	xOpQueryTree              = 15
+	xOpGetProperty            = 20
+	xOpListProperties         = 21
+	xOpSendEvent              = 25
+	xOpQueryExtension         = xQueryExtension
+	xOpNoOperation            = 127
+)
+
+// foreignRule is what the filter does with a request naming another
+// client's window (its id at offset 4, after the header).
+type foreignRule byte
+
+const (
+	toRoot foreignRule = iota + 1 // has a reply: ask about the root
+	drop                          // no reply: NoOperation
+)
+
+var foreignRules = map[byte]foreignRule{
+	xOpChangeWindowAttributes: drop,   // e.g. selecting its key events
+	3:                         toRoot, // GetWindowAttributes
+	4:                         drop,   // DestroyWindow
+	5:                         drop,   // DestroySubwindows
+	6:                         drop,   // ChangeSaveSet
+	7:                         drop,   // ReparentWindow
+	8:                         drop,   // MapWindow
+	9:                         drop,   // MapSubwindows
+	10:                        drop,   // UnmapWindow
+	11:                        drop,   // UnmapSubwindows
+	12:                        drop,   // ConfigureWindow
+	13:                        drop,   // CirculateWindow
+	14:                        toRoot, // GetGeometry
+	xOpQueryTree:              toRoot,
+	18:                        drop, // ChangeProperty
+	19:                        drop, // DeleteProperty
+	xOpGetProperty:            toRoot,
+	xOpListProperties:         toRoot,
+	xOpSendEvent:              drop,
+	40:                        toRoot, // TranslateCoordinates (source window)
+	62:                        drop,   // CopyArea (source drawable)
+	63:                        drop,   // CopyPlane (source drawable)
+	73:                        toRoot, // GetImage (the root's is refused to untrusted clients)
+	113:                       drop,   // KillClient
+}
+
+// The SendEvent destinations that are not window ids, and the
+// ClientMessage event, which asks the window manager (through the root)
+// to act on the window it names.
+const (
+	xPointerWindow  = 0
+	xInputFocus     = 1
+	xClientMessage  = 33
+	xSendEventEvent = 12 // offset of the event in SendEvent
 )
 
 // hiddenExtensions are the extensions the filter says the server lacks.
@@ -215,27 +273,27 @@ func (f *x11Filter) requests(dst io.Writer, src io.Reader) error {
 			}
 			w.Write(hdr[:head])
 			w.Write(body)
-		} else if f.owned != nil && (op == xOpQueryTree || op == xOpGetProperty || op == xOpListProperties) && size >= head+4 {
-			var win [4]byte
-			if _, err := io.ReadFull(r, win[:]); err != nil {
+		} else if rule := foreignRules[op]; f.owned != nil && rule != 0 && size >= head+4 {
+			// The ids and SendEvent's event are in the first 40 bytes.
+			body := make([]byte, min(size-head, 40))
+			if _, err := io.ReadFull(r, body); err != nil {
 				return err
 			}
-			id := f.bo.Uint32(win[:])
-			root := f.owned.isRoot(id)
-			if !root && !f.owned.owned(id) {
-				if rid, ok := f.owned.anyRoot(); ok {
-					f.bo.PutUint32(win[:], rid)
-					root = true
+			if f.foreign(op, body) {
+				if rule == drop {
+					hdr[0] = xOpNoOperation
+				} else if rid, ok := f.owned.anyRoot(); ok {
+					f.bo.PutUint32(body, rid)
 				}
 			}
-			if op == xOpQueryTree && root {
+			if hdr[0] == xOpQueryTree && f.owned.isRoot(f.bo.Uint32(body)) {
 				f.mu.Lock()
 				f.trees = append(f.trees, seq)
 				f.mu.Unlock()
 			}
 			w.Write(hdr[:head])
-			w.Write(win[:])
-			if _, err := io.CopyN(w, r, int64(size-head-4)); err != nil {
+			w.Write(body)
+			if _, err := io.CopyN(w, r, int64(size-head-len(body))); err != nil {
 				return err
 			}
 		} else {
@@ -248,6 +306,31 @@ func (f *x11Filter) requests(dst io.Writer, src io.Reader) error {
 			return err
 		}
 	}
+}
+
+// foreign reports whether a request (its body after the header) is about
+// another client's window.
+func (f *x11Filter) foreign(op byte, body []byte) bool {
+	id := f.bo.Uint32(body)
+	other := func(id uint32) bool { return !f.owned.isRoot(id) && !f.owned.owned(id) }
+	if op != xOpSendEvent {
+		return id != 0 && other(id)
+	}
+	if id == xPointerWindow || id == xInputFocus {
+		return true // wherever the pointer or the focus is: maybe not ours
+	}
+	if other(id) {
+		return true
+	}
+	// To a root: a ClientMessage about another client's window asks the
+	// window manager to act on it (close, raise, move it).
+	ev := body[xSendEventEvent-4:]
+	if f.owned.isRoot(id) && len(ev) >= 8 && ev[0]&0x7f == xClientMessage {
+		if win := f.bo.Uint32(ev[4:]); win != 0 && other(win) {
+			return true
+		}
+	}
+	return false
 }
 
 // answers copies the server's setup reply, replies, events and errors to
