@@ -114,6 +114,17 @@ func TestScreenshots(t *testing.T) {
 		f.drain(u)
 		shoot(t, u.peers.win, fyne.NewSize(820, 520), "peer-browser")
 	})
+	t.Run("peers-with-a-folder", func(t *testing.T) {
+		u, f, _ := screenshotUI(t)
+		u.ShowPeers()
+		u.peers.selectPeer("SHA256:alice")
+		u.peers.sortAndFilter()
+		u.peers.chooseFolder = func(_ fyne.Window, done func(string)) { done("/home/me/Pictures") }
+		test.Tap(u.peers.rowButton("GIMP", "With a folder…"))
+		test.Tap(u.peers.folder.readOnly)
+		f.drain(u)
+		shoot(t, u.peers.win, fyne.NewSize(820, 520), "peer-browser-folder")
+	})
 	t.Run("peers-key-changed", func(t *testing.T) {
 		u, _, _ := screenshotUI(t)
 		u.ShowPeers()
