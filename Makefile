@@ -20,7 +20,7 @@ FLATPAK_PKGS := flatpak flatpak-builder bubblewrap xdg-dbus-proxy desktop-file-u
               libxrandr2 libxinerama1 libxi6 libxxf86vm1 liblxc1 dash bash coreutils
 TEST_PKGS  := lxc iproute2 tar gzip procps passwd avahi-daemon avahi-utils dbus dbus-daemon \
               xvfb xauth x11-apps x11-utils xdotool xterm mesa-utils gtk-3-examples openssh-server openssh-client \
-              xfce4-panel xfconf weston xwayland lintian apparmor \
+              xfce4-panel xfconf xfce4-notifyd xterm weston xwayland lintian apparmor \
               qemu-system-x86 debootstrap e2fsprogs libxml2-utils groff-base man-db appstream file \
               bash-completion zsh fish \
               $(DEB_PKGS) $(FLATPAK_PKGS)

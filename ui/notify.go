@@ -17,8 +17,8 @@ const (
 )
 
 // Notifier shows a request as a desktop notification with Allow and Deny
-// actions, for when the popup window is not seen (another workspace, a
-// full-screen app, a desktop that keeps new windows behind).
+// actions, for when the popup cannot be shown (no window process could be
+// started), and tells of sessions a remembered decision let in.
 type Notifier struct {
 	conn *dbus.Conn
 

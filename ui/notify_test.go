@@ -8,6 +8,7 @@ import (
 
 	"github.com/godbus/dbus/v5"
 
+	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
@@ -49,6 +50,10 @@ func privateBus(t *testing.T) (server, client *dbus.Conn) {
 	return dial(), dial()
 }
 
+// A request is a desktop notification only when no popup can show it
+// (here: the window process cannot be started); its Allow and Deny answer
+// it, and it is withdrawn when the request is resolved elsewhere. A
+// popup on screen gets no notification beside it.
 func TestNotifierAnswersThePrompt(t *testing.T) {
 	srvConn, cliConn := privateBus(t)
 	srv := &fakeNotifications{}
@@ -62,6 +67,21 @@ func TestNotifierAnswersThePrompt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := time.Unix(1_800_000_000, 0)
+	req := dbusapi.Request{ID: "req-1", Peer: "SHA256:bob", PeerName: "bob", From: "10.0.0.2", App: "GIMP", Deadline: start.Add(30 * time.Second).Unix()}
+	t.Run("popup shown", func(t *testing.T) {
+		u := newTestUI(t, newFake(), &fakeClock{start})
+		u.opts.Notifier = n
+		u.showPrompt(req)
+		if u.prompts["req-1"] == nil {
+			t.Fatal("no popup")
+		}
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		if len(srv.shown) != 0 {
+			t.Errorf("a notification beside the popup: %q", srv.shown)
+		}
+	})
 	for _, tc := range []struct {
 		name   string
 		action string
@@ -69,30 +89,36 @@ func TestNotifierAnswersThePrompt(t *testing.T) {
 	}{
 		{"allow", "allow", []answer{{"req-1", true, false, false}}},
 		{"deny", "deny", []answer{{"req-1", false, false, false}}},
-		{"popup answered first", "", []answer{{"req-1", true, false, false}}},
+		{"resolved elsewhere", "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			start := time.Unix(1_800_000_000, 0)
 			f := newFake()
 			u := newTestUI(t, f, &fakeClock{start})
 			u.opts.Notifier = n
-			u.showPrompt(dbusapi.Request{ID: "req-1", Peer: "SHA256:bob", PeerName: "bob", From: "10.0.0.2", App: "GIMP", Deadline: start.Add(30 * time.Second).Unix()})
+			u.win = newWindowProc(u, []string{"/nonexistent/ebrainpool", "gui-windows"})
+			u.showPrompt(req)
 			srv.mu.Lock()
 			id := uint32(len(srv.shown))
-			summary := srv.shown[id-1]
+			summary := ""
+			if id > 0 {
+				summary = srv.shown[id-1]
+			}
 			srv.mu.Unlock()
 			if summary != "bob wants to run GIMP" {
-				t.Errorf("notification summary %q", summary)
+				t.Fatalf("notification summary %q", summary)
 			}
 			if tc.action == "" {
-				u.prompts["req-1"].answer(true, false, false)
+				f.events <- daemon.Event{Kind: daemon.EventRequestResolved, Request: dbusapi.Request{ID: "req-1"}}
+				f.drain(u)
 				srv.mu.Lock()
 				closed := append([]uint32(nil), srv.closed...)
 				srv.mu.Unlock()
 				if len(closed) == 0 || closed[len(closed)-1] != id {
 					t.Errorf("notification %d not withdrawn (closed %v)", id, closed)
 				}
-			} else if err := srvConn.Emit(notifyPath, notifyIface+".ActionInvoked", id, tc.action); err != nil {
+				return
+			}
+			if err := srvConn.Emit(notifyPath, notifyIface+".ActionInvoked", id, tc.action); err != nil {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(5 * time.Second)

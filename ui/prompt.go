@@ -22,7 +22,6 @@ type prompt struct {
 	deadline time.Time
 	total    time.Duration
 	answered bool
-	unnotify func()
 	// armAt is when the popup starts taking answers: armDelay after it
 	// opened, and again after each key typed into it before then (see
 	// armed).
@@ -55,23 +54,21 @@ func (u *UI) showPrompt(r dbusapi.Request) {
 	p.win.CenterOnScreen()
 	p.win.Show()
 	p.scheduleArm()
-	if n := u.opts.Notifier; n != nil {
-		name := r.PeerName
-		unnotify, err := n.Ask(r, name, func(allow bool) {
-			u.do(func() { p.answer(allow, false, false) })
-		})
-		if err != nil {
-			u.log.Info("no desktop notification for the request", "err", err)
-		}
-		p.unnotify = unnotify
-	}
 }
 
 // askElsewhere has the window process show a request's popup (it shows
 // every request waiting when it starts, and those that come while it
-// runs) and shows the desktop notification from here, answered here.
+// runs). Only when no window process can show it, the request is a
+// desktop notification instead (answered here): a bubble beside the
+// popup would cover it or be covered.
 func (u *UI) askElsewhere(r dbusapi.Request) {
-	u.win.ensure()
+	if err := u.win.ensure(); err != nil {
+		u.notifyRequest(r)
+	}
+}
+
+// notifyRequest shows a request as a desktop notification, once.
+func (u *UI) notifyRequest(r dbusapi.Request) {
 	if _, ok := u.asked[r.ID]; ok {
 		return
 	}
@@ -275,10 +272,6 @@ func (p *prompt) close() {
 	p.answered = true
 	if p.armTimer != nil {
 		p.armTimer.Stop()
-	}
-	if p.unnotify != nil {
-		p.unnotify()
-		p.unnotify = nil
 	}
 	delete(p.u.prompts, p.req.ID)
 	p.win.Close()

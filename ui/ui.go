@@ -29,8 +29,9 @@ type Options struct {
 	// Now is the clock of the request countdown (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
-	// Notifier, if set, also shows each request as a desktop notification
-	// whose Allow/Deny answer it like the popup.
+	// Notifier, if set, shows a request as a desktop notification whose
+	// Allow/Deny answer it when no popup can be shown (see askElsewhere),
+	// and the sessions a remembered decision let in (sessionEvent).
 	Notifier *Notifier
 	// Sync runs slow backend calls (a peer's app list) inline instead of
 	// in a goroutine; tests set it to be deterministic.
@@ -318,6 +319,8 @@ func (u *UI) handle(ev daemon.Event) {
 		u.sessionEvent(ev)
 	case daemon.EventRulesChanged:
 		u.rulesChanged()
+	case daemon.EventPeerAppsChanged:
+		u.peerAppsChanged(ev)
 	}
 	if u.win != nil {
 		u.win.tell(Message{Event: &ev})

@@ -123,14 +123,15 @@ func (wp *windowProc) tell(m Message) {
 }
 
 // ensure starts a window process if none runs (it shows the requests
-// waiting when it starts).
-func (wp *windowProc) ensure() {
+// waiting when it starts); the error says why none could be started.
+func (wp *windowProc) ensure() error {
 	wp.mu.Lock()
 	_, err := wp.ensureLocked()
 	wp.mu.Unlock()
 	if err != nil {
 		wp.u.log.Warn("no window process for the request popup", "err", err)
 	}
+	return err
 }
 
 func (wp *windowProc) ensureLocked() (*winChild, error) {
@@ -246,11 +247,20 @@ func (wp *windowProc) ended(c *winChild, err error) {
 		wp.restarts = append(wp.restarts, now)
 	}
 	wp.mu.Unlock()
-	if again {
-		// A request waits: its popup again (the daemon's timeout still
-		// decides if nobody answers).
-		wp.u.do(wp.ensure)
-	}
+	// A request waits: its popup again (the daemon's timeout still
+	// decides if nobody answers), or, when that cannot be, its desktop
+	// notification.
+	wp.u.do(func() {
+		var err error
+		if again {
+			err = wp.ensure()
+		}
+		if !again || err != nil {
+			for _, r := range wp.u.b.Pending() {
+				wp.u.notifyRequest(r)
+			}
+		}
+	})
 }
 
 // close ends the window processes (the app quits): their connections

@@ -60,6 +60,7 @@ func (d *Daemon) Apps(ctx context.Context, peer string) ([]dbusapi.App, error) {
 	for _, a := range apps {
 		out = append(out, dbusapi.App{ID: a.ID, Name: a.Name, Comment: a.Comment, Icon: a.Icon})
 	}
+	d.noteApps(string(p.Fingerprint), out)
 	return out, nil
 }
 

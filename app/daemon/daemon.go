@@ -101,6 +101,7 @@ type Daemon struct {
 	outgoing map[string]*outgoing
 	apps     appCache
 	subs     map[chan Event]struct{}
+	cats     catalogs // the peers' last app lists (catalogs.go)
 }
 
 type outgoing struct {
@@ -402,6 +403,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); d.forwardConsentEvents(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); d.refreshCatalogs(ctx) }()
 	srv := &control.Server{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Handler: d.host, Logger: d.log}
 	d.mu.Lock()
 	d.srv = srv
@@ -559,6 +562,7 @@ var reannounceSettle = 15 * time.Second
 func (d *Daemon) onDiscovery(ev discovery.Event) {
 	switch ev.Kind {
 	case discovery.PeerRemoved:
+		d.forgetApps(string(ev.Peer.Fingerprint))
 		d.publish(Event{Kind: EventPeerRemoved, Peer: dbusapi.Peer{Fingerprint: string(ev.Peer.Fingerprint)}})
 	default:
 		d.publish(Event{Kind: EventPeerAdded, Peer: d.describe(ev.Peer)})

@@ -28,6 +28,8 @@ type Event struct {
 	// ByRule: a remembered decision let the peer in (EventSessionStarted
 	// of an incoming session): the user was not asked.
 	ByRule bool
+	// Apps is the peer's app list now (EventPeerAppsChanged).
+	Apps []dbusapi.App
 }
 
 // EventKind says what an Event is about.
@@ -52,6 +54,9 @@ const (
 	// EventRulesChanged: the remembered decisions or the block list
 	// changed (Rules, BlockedPeers).
 	EventRulesChanged EventKind = "rules-changed"
+	// EventPeerAppsChanged: a peer's shared apps differ from the list it
+	// gave before (Peer has only Fingerprint; Apps the list now).
+	EventPeerAppsChanged EventKind = "peer-apps-changed"
 )
 
 // Events returns a channel of events until ctx ends. A subscriber that

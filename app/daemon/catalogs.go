@@ -1,0 +1,89 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+)
+
+// Lists that stay current: the daemon remembers the app list each peer
+// last gave (whoever asked: the tray, the peer browser, `ebrainpool
+// apps`), asks the peers it has lists of again every catalogRefresh, and
+// publishes EventPeerAppsChanged when a list differs from the one before,
+// so every view shows what the peer shares now (a peer has no way to push
+// its list: requests are the only connections).
+
+// catalogRefresh is how often the known app lists are fetched again.
+var catalogRefresh = 30 * time.Second
+
+// catalogs are the peers' last app lists, summed up (by fingerprint).
+type catalogs struct {
+	mu   sync.Mutex
+	sums map[string]string
+}
+
+// catalogSum sums up what a list shows: each app's ID, name, comment and
+// whether it has an icon.
+func catalogSum(apps []dbusapi.App) string {
+	var b strings.Builder
+	for _, a := range apps {
+		fmt.Fprintf(&b, "%q %q %q %t\n", a.ID, a.Name, a.Comment, len(a.Icon) > 0)
+	}
+	return b.String()
+}
+
+// noteApps records the list a peer gave and publishes
+// EventPeerAppsChanged when it differs from the last one.
+func (d *Daemon) noteApps(fp string, apps []dbusapi.App) {
+	sum := catalogSum(apps)
+	d.cats.mu.Lock()
+	if d.cats.sums == nil {
+		d.cats.sums = map[string]string{}
+	}
+	prev, known := d.cats.sums[fp]
+	d.cats.sums[fp] = sum
+	d.cats.mu.Unlock()
+	if known && prev != sum {
+		d.log.Debug("a peer's shared apps changed", "peer", fp, "apps", len(apps))
+		d.publish(Event{Kind: EventPeerAppsChanged, Peer: dbusapi.Peer{Fingerprint: fp}, Apps: apps})
+	}
+}
+
+// forgetApps drops a peer's list (it went away).
+func (d *Daemon) forgetApps(fp string) {
+	d.cats.mu.Lock()
+	delete(d.cats.sums, fp)
+	d.cats.mu.Unlock()
+}
+
+// refreshCatalogs asks the peers with a known list for it again every
+// catalogRefresh until ctx ends (Apps notes what comes back).
+func (d *Daemon) refreshCatalogs(ctx context.Context) {
+	t := time.NewTicker(catalogRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.cats.mu.Lock()
+		fps := make([]string, 0, len(d.cats.sums))
+		for fp := range d.cats.sums {
+			fps = append(fps, fp)
+		}
+		d.cats.mu.Unlock()
+		for _, fp := range fps {
+			if _, err := d.Apps(ctx, fp); err != nil {
+				d.log.Debug("refreshing a peer's apps", "peer", fp, "err", err)
+				if _, gone := d.Resolve(fp); gone != nil {
+					d.forgetApps(fp) // no longer a peer
+				}
+			}
+		}
+	}
+}
