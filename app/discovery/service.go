@@ -35,6 +35,12 @@ type Options struct {
 	// Port is the control port published in the SRV record. Zero means
 	// browse only, publish nothing.
 	Port uint16
+	// BrowseDomains are unicast DNS domains browsed for ServiceType
+	// besides "local" (wide-area DNS-SD: avahi asks its unicast DNS
+	// servers for the PTR, SRV and TXT records an administrator
+	// publishes there; avahi-daemon needs enable-wide-area=yes, its
+	// default). Nothing is published there.
+	BrowseDomains []string
 	// OnEvent, if set, is called for every change to the peer list, from
 	// Run's goroutine, in order. It must not block.
 	OnEvent func(Event)
@@ -46,6 +52,9 @@ type Options struct {
 	// MaxCollisions bounds how many alternative service names are tried
 	// after name collisions before giving up publishing; 10 if zero.
 	MaxCollisions int
+	// OnStatus, if set, is told when the state changes (working, or off
+	// and why), from Run's goroutine. It must not block.
+	OnStatus func(Status)
 }
 
 // Service publishes this instance and maintains the list of peers.
@@ -56,6 +65,7 @@ type Service struct {
 	mu        sync.Mutex
 	peers     []Peer
 	published string
+	status    Status // see Status
 }
 
 var _ Finder = (*Service)(nil)

@@ -70,6 +70,7 @@ func (s *Service) session(ctx context.Context) (healthy bool, err error) {
 	defer cancel()
 	conn, err := s.opts.Dial(ctx)
 	if err != nil {
+		s.setStatus(Status{State: StateNoSystemBus, Err: err.Error()})
 		return false, fmt.Errorf("connecting to the system bus: %w", err)
 	}
 	ss := &session{
@@ -102,6 +103,7 @@ func (s *Service) session(ctx context.Context) (healthy bool, err error) {
 	if err := ss.start(); err != nil {
 		return false, err
 	}
+	s.setStatus(Status{State: StateRunning})
 	return true, ss.loop(sigs)
 }
 
@@ -124,6 +126,7 @@ func (ss *session) waitForAvahi(sigs <-chan *dbus.Signal) error {
 		return nil
 	}
 	ss.s.log.Info("waiting for avahi-daemon", "err", err)
+	ss.s.setStatus(Status{State: StateNoAvahi, Err: err.Error()})
 	for {
 		select {
 		case <-ss.ctx.Done():
@@ -171,9 +174,24 @@ func (ss *session) start() error {
 			}
 		})
 	}
-	b, err := ss.server.ServiceBrowserNew(avahi.InterfaceUnspec, avahi.ProtoUnspec, ServiceType, "local", 0)
+	for _, domain := range append([]string{"local"}, ss.s.opts.BrowseDomains...) {
+		if err := ss.browseDomain(domain); err != nil {
+			return err
+		}
+	}
+	state, err := ss.server.GetState()
 	if err != nil {
-		return fmt.Errorf("browsing %s on avahi: %w", ServiceType, err)
+		return fmt.Errorf("reading avahi server state: %w", err)
+	}
+	ss.serverState(state)
+	return nil
+}
+
+// browseDomain browses ServiceType in domain, draining the browser.
+func (ss *session) browseDomain(domain string) error {
+	b, err := ss.server.ServiceBrowserNew(avahi.InterfaceUnspec, avahi.ProtoUnspec, ServiceType, domain, 0)
+	if err != nil {
+		return fmt.Errorf("browsing %s in %s on avahi: %w", ServiceType, domain, err)
 	}
 	ss.drain(func() bool {
 		select {
@@ -191,11 +209,6 @@ func (ss *session) start() error {
 			return false
 		}
 	})
-	state, err := ss.server.GetState()
-	if err != nil {
-		return fmt.Errorf("reading avahi server state: %w", err)
-	}
-	ss.serverState(state)
 	return nil
 }
 

@@ -42,6 +42,10 @@ type Options struct {
 	// is Subnet with its third byte plus k-1 (Subnet must be a /24); the
 	// router is .1 on each and every host's default route.
 	Subnets int
+	// DNS adds a unicast DNS server (Bed.DNS, dnsmasq) on LAN 1 that
+	// every host's resolv.conf names, and turns on avahi's wide-area
+	// DNS-SD: for tests of browsing unicast domains.
+	DNS bool
 	// NoAvahi leaves avahi-daemon stopped; start it with Host.StartAvahi.
 	NoAvahi bool
 	// Logf, when set, receives progress messages.
@@ -57,7 +61,9 @@ type Bed struct {
 	// Options.Subnets); Router joins them ("" with one LAN).
 	LANs   []string
 	Router string
-	Hosts  []*Host
+	// DNS is the unicast DNS server (Options.DNS), or nil.
+	DNS   *DNSServer
+	Hosts []*Host
 	// Ready is how long Start took.
 	Ready time.Duration
 
@@ -178,6 +184,9 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	if err := b.setupRouter(ctx); err != nil {
 		return nil, err
 	}
+	if err := b.setupDNS(ctx); err != nil {
+		return nil, err
+	}
 	for i := 1; i <= opts.Hosts; i++ {
 		h, err := b.addHost(ctx, i)
 		if h != nil {
@@ -288,6 +297,9 @@ func (b *Bed) Close() error {
 		var errs []error
 		for _, h := range b.Hosts {
 			errs = append(errs, h.shutdown(ctx))
+		}
+		if b.DNS != nil {
+			errs = append(errs, b.DNS.shutdown(), removeNetns(ctx, b.DNS.Netns))
 		}
 		for _, lan := range b.LANs {
 			errs = append(errs, removeNetns(ctx, lan))

@@ -24,8 +24,9 @@ const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
 `
 
 // avahiConfig returns an avahi-daemon.conf for one host: only iface, no
-// workstation record, no wide-area DNS, no reflector.
-func avahiConfig(hostName, iface string, ipv4, ipv6 bool) string {
+// workstation record, no reflector, wide-area DNS-SD only if asked (its
+// servers are resolv.conf's).
+func avahiConfig(hostName, iface string, ipv4, ipv6, wideArea bool) string {
 	yesNo := func(b bool) string {
 		if b {
 			return "yes"
@@ -35,7 +36,7 @@ func avahiConfig(hostName, iface string, ipv4, ipv6 bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[server]\nhost-name=%s\ndomain-name=local\nuse-ipv4=%s\nuse-ipv6=%s\n", hostName, yesNo(ipv4), yesNo(ipv6))
 	fmt.Fprintf(&b, "allow-interfaces=%s\nenable-dbus=yes\nratelimit-interval-usec=1000000\nratelimit-burst=1000\n", iface)
-	b.WriteString("\n[wide-area]\nenable-wide-area=no\n")
+	fmt.Fprintf(&b, "\n[wide-area]\nenable-wide-area=%s\n", yesNo(wideArea))
 	b.WriteString("\n[publish]\npublish-workstation=no\npublish-hinfo=no\npublish-addresses=yes\n")
 	b.WriteString("\n[reflector]\nenable-reflector=no\n")
 	return b.String()

@@ -62,7 +62,10 @@ func (b *Bed) addHost(ctx context.Context, i int) (*Host, error) {
 	}
 	files := map[string]string{
 		"system-bus.conf": busConfig,
-		"avahi.conf":      avahiConfig(h.Name, h.Iface, !b.opts.IPv6Only, b.opts.IPv6),
+		"avahi.conf":      avahiConfig(h.Name, h.Iface, !b.opts.IPv6Only, b.opts.IPv6, b.opts.DNS),
+	}
+	if b.opts.DNS {
+		files["resolv.conf"] = "nameserver " + b.dnsIP().String() + "\n"
 	}
 	for name, content := range files {
 		if err := os.WriteFile(h.path(name), []byte(content), 0o644); err != nil {
@@ -108,6 +111,7 @@ func (h *Host) boot(ctx context.Context, avahi bool) error {
 	script := `set -e
 mount --bind "$1/run" /run
 if [ -d /etc/avahi/services ]; then mount --bind "$1/empty" /etc/avahi/services; fi
+if [ -f "$1/resolv.conf" ]; then mount --bind "$1/resolv.conf" /etc/resolv.conf; fi
 hostname "$2"
 echo testbed-holder-ready
 exec sleep infinity`

@@ -237,3 +237,35 @@ func TestIPv6OnlyBed(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// A unicast DNS server on the bed: a service's PTR, SRV, TXT and address
+// records there are found by a host's avahi browsing that domain, also
+// across the router.
+func TestWideAreaDNS(t *testing.T) {
+	Require(t, "avahi-browse", "dnsmasq")
+	b := NewWithOptions(t, Options{Hosts: 2, Subnets: 2, DNS: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h1, h2 := b.Host(1), b.Host(2)
+	err := b.DNS.SetRecords(ctx, "ebp.test", []string{
+		"ptr-record=_ebp-tbprobe._tcp.ebp.test,probe._ebp-tbprobe._tcp.ebp.test",
+		"srv-host=probe._ebp-tbprobe._tcp.ebp.test,host1.ebp.test,4242",
+		`txt-record=probe._ebp-tbprobe._tcp.ebp.test,"k=v"`,
+		"host-record=host1.ebp.test," + h1.IP.String(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		out, _ := h2.Exec(ctx, "avahi-browse", "-rtp", "-d", "ebp.test", "_ebp-tbprobe._tcp")
+		if strings.Contains(string(out), h1.IP.String()) && strings.Contains(string(out), "4242") {
+			t.Logf("host2 (other subnet) resolved the service in ebp.test in %v", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("host2 did not find the service in ebp.test:\n%s\nDNS log:\n%s\navahi log:\n%s", out, b.DNS.Log(), h2.AvahiLog())
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
