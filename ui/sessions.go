@@ -49,8 +49,8 @@ func newSessionsView(u *UI) *sessionsView {
 	return s
 }
 
-// usageText is a sandbox's CPU use, memory and process count, e.g.
-// "CPU 12%, 120 MB, 7 processes". CPU is the share of one CPU since the
+// usageText is a sandbox's CPU use, memory, process count and disk use,
+// e.g. "CPU 12%, 120 MB, 7 processes, disk 3 of 2048 MB". CPU is the share of one CPU since the
 // previous look (prev), or the CPU time so far at the first.
 func usageText(info daemon.SandboxUsage, ok bool, prev *cpuSample, now time.Time) string {
 	if !ok {
@@ -60,7 +60,16 @@ func usageText(info daemon.SandboxUsage, ok bool, prev *cpuSample, now time.Time
 	if info.Pids == 1 {
 		procs = "1 process"
 	}
-	return fmt.Sprintf("%s, %s, %s", cpuText(info.CPU, prev, now), megabytes(info.Memory), procs)
+	return fmt.Sprintf("%s, %s, %s%s", cpuText(info.CPU, prev, now), megabytes(info.Memory), procs, diskText(info))
+}
+
+// diskText is what the sandbox's home takes of its size, e.g.
+// ", disk 120 of 2048 MB" ("" when unknown).
+func diskText(info daemon.SandboxUsage) string {
+	if info.DiskLimit <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", disk %.0f of %.0f MB", float64(info.Disk)/(1<<20), float64(info.DiskLimit)/(1<<20))
 }
 
 func cpuText(cpu time.Duration, prev *cpuSample, now time.Time) string {

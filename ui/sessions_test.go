@@ -77,6 +77,7 @@ func TestUsageText(t *testing.T) {
 		{"idle", daemon.SandboxUsage{Memory: 64 << 20, Pids: 3, CPU: time.Second}, true, before, "CPU 0%, 64 MB, 3 processes"},
 		{"restarted sandbox", daemon.SandboxUsage{Memory: 64 << 20, Pids: 3, CPU: 200 * time.Millisecond}, true, before, "CPU time 200ms, 64 MB, 3 processes"},
 		{"no figures", daemon.SandboxUsage{Pids: 1, CPU: -1}, true, nil, "CPU unknown, memory unknown, 1 process"},
+		{"with its disk use", daemon.SandboxUsage{Memory: 64 << 20, Pids: 3, CPU: time.Second, Disk: 120 << 20, DiskLimit: 2 << 30}, true, before, "CPU 0%, 64 MB, 3 processes, disk 120 of 2048 MB"},
 		{"stopped", daemon.SandboxUsage{}, false, nil, "sandbox not running"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/ebrainpool/ebrainpool/app/config"
+	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/app/identity"
 )
@@ -37,6 +38,7 @@ type settingsView struct {
 	memory    *widget.Entry
 	cpus      *widget.Entry
 	pids      *widget.Entry
+	disk      *widget.Entry
 	idle      *widget.Entry
 	timeout   *widget.Entry
 	port      *widget.Entry // the control port ("" the default)
@@ -62,6 +64,8 @@ func newSettingsView(u *UI) *settingsView {
 	s.cpus.SetPlaceHolder("default")
 	s.pids = widget.NewEntry()
 	s.pids.SetPlaceHolder("default")
+	s.disk = widget.NewEntry()
+	s.disk.SetPlaceHolder(fmt.Sprintf("%d (the default)", daemon.DefaultDiskMB))
 	s.idle = widget.NewEntry()
 	s.idle.SetPlaceHolder("e.g. 5m; empty: never")
 	s.timeout = widget.NewEntry()
@@ -94,6 +98,7 @@ func newSettingsView(u *UI) *settingsView {
 		widget.NewFormItem("Memory per peer (MB)", s.memory),
 		widget.NewFormItem("CPUs per peer", s.cpus),
 		widget.NewFormItem("Processes per peer", s.pids),
+		widget.NewFormItem("Disk per peer (MB)", s.disk),
 		widget.NewFormItem("Stop idle sandbox after", s.idle),
 		widget.NewFormItem("Deny unanswered requests after", s.timeout),
 		widget.NewFormItem("Peers reach me on port", s.port),
@@ -231,6 +236,7 @@ func (s *settingsView) load() {
 		s.cpus.SetText(strconv.FormatFloat(st.CPUs, 'f', -1, 64))
 	}
 	s.pids.SetText(intText(st.Pids))
+	s.disk.SetText(intText(st.DiskMB))
 	s.idle.SetText("")
 	if st.IdleStop > 0 {
 		s.idle.SetText(time.Duration(st.IdleStop).String())
@@ -267,6 +273,12 @@ func (s *settingsView) parse() (config.Settings, error) {
 	}
 	if st.Pids, err = optInt(s.pids.Text, "processes"); err != nil {
 		return st, err
+	}
+	if st.DiskMB, err = optInt(s.disk.Text, "disk"); err != nil {
+		return st, err
+	}
+	if st.DiskMB > 0 && st.DiskMB < config.MinDiskMB {
+		return st, fmt.Errorf("the disk per peer must be at least %d MB", config.MinDiskMB)
 	}
 	st.CPUs = 0
 	if t := strings.TrimSpace(s.cpus.Text); t != "" {
@@ -320,8 +332,11 @@ func (s *settingsView) save() (string, error) {
 		return "", fmt.Errorf("saving settings: %w", err)
 	}
 	msg := "Settings saved."
-	if st.MemoryMB != before.MemoryMB || st.CPUs != before.CPUs || st.Pids != before.Pids {
+	if st.MemoryMB != before.MemoryMB || st.CPUs != before.CPUs || st.Pids != before.Pids || st.DiskMB != before.DiskMB {
 		msg = "Settings saved. The new limits apply to sandboxes started from now on; a running sandbox keeps its limits until it stops."
+		if st.DiskMB != before.DiskMB {
+			msg += " A home made larger before keeps its size until the sandbox is reset."
+		}
 	}
 	if st.ControlPortOrDefault() != before.ControlPortOrDefault() {
 		msg += fmt.Sprintf(" Peers reach you on port %d once eBrainPool starts again; peers who added you by address need the new port.", st.ControlPortOrDefault())

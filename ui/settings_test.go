@@ -48,6 +48,12 @@ func TestSettingsSave(t *testing.T) {
 			}
 		}, "Settings saved."},
 		{"empty name", func(s *settingsView) { s.name.SetText("  ") }, "name cannot be empty", nil, ""},
+		{"disk per peer", func(s *settingsView) { s.disk.SetText("512") }, "", func(t *testing.T, st config.Settings) {
+			if st.DiskMB != 512 {
+				t.Errorf("saved disk %d MB, want 512", st.DiskMB)
+			}
+		}, "A home made larger before keeps its size until the sandbox is reset."},
+		{"disk too small", func(s *settingsView) { s.disk.SetText("32") }, "the disk per peer must be at least 64 MB", nil, ""},
 		{"bad memory", func(s *settingsView) { s.memory.SetText("lots") }, `memory must be a positive whole number, not "lots"`, nil, ""},
 		{"bad cpus", func(s *settingsView) { s.cpus.SetText("-1") }, "CPUs must be a positive number", nil, ""},
 		{"bad idle", func(s *settingsView) { s.idle.SetText("soon") }, "idle stop must be a duration", nil, ""},

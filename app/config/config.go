@@ -59,9 +59,12 @@ type Settings struct {
 	// DefaultControlPort (see ControlPortOrDefault).
 	ControlPort int `json:"control_port"`
 	// Sandbox limits and idle stop.
-	MemoryMB       int      `json:"memory_mb,omitempty"`
-	CPUs           float64  `json:"cpus,omitempty"`
-	Pids           int      `json:"pids,omitempty"`
+	MemoryMB int     `json:"memory_mb,omitempty"`
+	CPUs     float64 `json:"cpus,omitempty"`
+	Pids     int     `json:"pids,omitempty"`
+	// DiskMB is the size of each peer's sandbox home, all it can write
+	// to this disk (0: sandbox.DefaultDiskBytes).
+	DiskMB         int      `json:"disk_mb,omitempty"`
 	IdleStop       Duration `json:"idle_stop"`
 	ConsentTimeout Duration `json:"consent_timeout"`
 	// TrustedDisplay are the peers' apps this user runs with trusted
@@ -161,6 +164,10 @@ func ValidName(s string) string {
 	return b.String()
 }
 
+// MinDiskMB is the smallest sandbox home the settings accept (the
+// sandbox package's minimum).
+const MinDiskMB = 64
+
 // Validate checks settings read from disk or typed in the settings window.
 func (s Settings) Validate() error {
 	switch {
@@ -170,8 +177,10 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("control port %d out of range", s.ControlPort)
 	case s.ConsentTimeout != 0 && (time.Duration(s.ConsentTimeout) < 5*time.Second || time.Duration(s.ConsentTimeout) > 10*time.Minute):
 		return errors.New("the consent timeout must be between 5s and 10m")
-	case s.MemoryMB < 0 || s.CPUs < 0 || s.Pids < 0 || s.IdleStop < 0:
+	case s.MemoryMB < 0 || s.CPUs < 0 || s.Pids < 0 || s.DiskMB < 0 || s.IdleStop < 0:
 		return errors.New("limits and idle stop cannot be negative")
+	case s.DiskMB > 0 && s.DiskMB < MinDiskMB:
+		return fmt.Errorf("the disk per peer must be at least %d MB", MinDiskMB)
 	}
 	return nil
 }

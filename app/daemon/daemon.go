@@ -278,11 +278,15 @@ func (d *Daemon) newHost(sbx session.Sandboxes) *session.Host {
 	})
 }
 
+// DefaultDiskMB is the size of a sandbox's home when the settings give
+// none.
+const DefaultDiskMB = sandbox.DefaultDiskBytes >> 20
+
 // limitsOf are the sandbox limits the settings ask for: the defaults
 // where a setting is 0; ok is false when none is set (the sandbox
 // configuration's own limits apply).
 func limitsOf(s config.Settings) (sandbox.Limits, bool) {
-	if s.MemoryMB <= 0 && s.CPUs <= 0 && s.Pids <= 0 {
+	if s.MemoryMB <= 0 && s.CPUs <= 0 && s.Pids <= 0 && s.DiskMB <= 0 {
 		return sandbox.Limits{}, false
 	}
 	lim := sandbox.DefaultLimits()
@@ -294,6 +298,9 @@ func limitsOf(s config.Settings) (sandbox.Limits, bool) {
 	}
 	if s.Pids > 0 {
 		lim.Pids = s.Pids
+	}
+	if s.DiskMB > 0 {
+		lim.DiskBytes = int64(s.DiskMB) << 20
 	}
 	return lim, true
 }

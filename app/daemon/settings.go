@@ -116,6 +116,9 @@ type SandboxUsage struct {
 	Pids    int           // processes, its init included
 	Memory  int64         // bytes (0: unknown)
 	CPU     time.Duration // CPU time since it started (negative: unknown)
+	// Disk is what its home takes on this disk, DiskLimit the home's
+	// size (0: unknown, or a sandbox from before the storage limit).
+	Disk, DiskLimit int64
 }
 
 // SandboxUsage lists the sandboxes with their state, processes, memory
@@ -133,7 +136,8 @@ func (d *Daemon) SandboxUsage() []SandboxUsage {
 	}
 	out := make([]SandboxUsage, 0, len(l))
 	for _, i := range l {
-		out = append(out, SandboxUsage{Peer: i.Peer, Running: i.State == "RUNNING", Pids: i.Pids, Memory: i.Memory, CPU: i.CPU})
+		out = append(out, SandboxUsage{Peer: i.Peer, Running: i.State == "RUNNING", Pids: i.Pids, Memory: i.Memory, CPU: i.CPU,
+			Disk: i.DiskBytes, DiskLimit: i.DiskLimit})
 	}
 	return out
 }

@@ -28,8 +28,8 @@ import (
 const childSettingsEnv = "EBP_DAEMON_TEST_SETTINGS"
 
 // New sandbox limits saved while the daemon runs apply to the sandboxes
-// started afterwards (read from the kernel's cgroup files, not from the
-// daemon), and a new idle stop to the sessions that end afterwards. On the
+// started afterwards (read from the kernel's cgroup files and the home's
+// image, not from the daemon), and a new idle stop to the sessions that end afterwards. On the
 // way, a grant's forward into a real sandbox (guest-sshd through attach,
 // its claim on stderr) survives a connection with a wrong key.
 func TestSettingsApplyToSandboxes(t *testing.T) {
@@ -148,8 +148,10 @@ func runSettingsChild(bin string) error {
 		return g, pids, err
 	}
 	for n, want := range []int{345, 456} {
+		disk := 64 + 32*n // MB: the second start grows the home
 		s := d.Settings()
 		s.Pids = want
+		s.DiskMB = disk
 		s.IdleStop = config.Duration(2 * time.Second)
 		if err := d.SaveSettings(s); err != nil {
 			return err
@@ -160,6 +162,10 @@ func runSettingsChild(bin string) error {
 		}
 		if pids != fmt.Sprint(want) {
 			return fmt.Errorf("a sandbox started after saving %d processes has pids.max %s", want, pids)
+		}
+		// The home's size, read from its image as the sessions window shows it.
+		if u := usageOf(d, string(peer.Fingerprint)); u.DiskLimit != int64(disk)<<20 {
+			return fmt.Errorf("a sandbox started after saving %d MB of disk has a home of %d bytes", disk, u.DiskLimit)
 		}
 		// The session ends: the new idle stop (2s, not an hour) stops it.
 		if n == 0 {
@@ -179,7 +185,7 @@ func runSettingsChild(bin string) error {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		fmt.Fprintf(os.Stderr, "child: pids.max %s as saved; stopped %v after its session ended\n", pids, time.Since(start).Round(100*time.Millisecond))
+		fmt.Fprintf(os.Stderr, "child: pids.max %s and a %d MB home as saved; stopped %v after its session ended\n", pids, disk, time.Since(start).Round(100*time.Millisecond))
 	}
 	cancel()
 	select {
@@ -190,13 +196,15 @@ func runSettingsChild(bin string) error {
 	}
 }
 
-func running(d *Daemon, peer string) bool {
+func running(d *Daemon, peer string) bool { return usageOf(d, peer).Running }
+
+func usageOf(d *Daemon, peer string) SandboxUsage {
 	for _, i := range d.SandboxUsage() {
-		if i.Peer == peer && i.Running {
-			return true
+		if i.Peer == peer {
+			return i
 		}
 	}
-	return false
+	return SandboxUsage{}
 }
 
 // cgroupFile reads a file of pid's cgroup of controller (cgroup v1), or
