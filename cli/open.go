@@ -183,7 +183,7 @@ func openInGUI(ctx context.Context, env *Env, files []string, folders []dbusapi.
 		return fmt.Errorf("connecting to the session bus (run it inside a desktop session): %w", err)
 	}
 	defer conn.Close()
-	err = askToOpen(ctx, conn, files, folders)
+	err = askToOpen(ctx, conn, files, folders, startDesktopApp)
 	if err != nil {
 		if nerr := ui.NotifyError(conn, "Could not open "+names(files)+" with eBrainPool", err); nerr != nil {
 			fmt.Fprintln(env.Stderr, "ebrainpool:", nerr)
@@ -192,24 +192,18 @@ func openInGUI(ctx context.Context, env *Env, files []string, folders []dbusapi.
 	return err
 }
 
-func askToOpen(ctx context.Context, conn *dbus.Conn, files []string, folders []dbusapi.Folder) error {
+// askToOpen asks the running desktop app to open the files, or starts
+// one with startApp (its channel gets the app's exit) and asks it once it
+// answers.
+func askToOpen(ctx context.Context, conn *dbus.Conn, files []string, folders []dbusapi.Folder, startApp func() (<-chan error, error)) error {
 	running, err := ui.OpenRunning(conn, files, folders)
 	if running || err != nil {
 		return err
 	}
-	// No eBrainPool runs: start the desktop app, on its own (it outlives
-	// this command), and ask it once it answers.
-	exe, err := os.Executable()
+	exited, err := startApp()
 	if err != nil {
-		return fmt.Errorf("finding the ebrainpool binary to start the desktop app: %w", err)
-	}
-	cmd := exec.Command(exe, "gui", "--show", "none")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the desktop app: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	deadline := time.Now().Add(appStart)
 	for {
 		running, err := ui.OpenRunning(conn, files, folders)
@@ -231,6 +225,23 @@ func askToOpen(ctx context.Context, conn *dbus.Conn, files []string, folders []d
 			return fmt.Errorf("the desktop app did not answer within %s of its start", appStart)
 		}
 	}
+}
+
+// startDesktopApp starts `ebrainpool gui --show none` on its own: it
+// outlives the command that started it.
+func startDesktopApp() (<-chan error, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding the ebrainpool binary: %w", err)
+	}
+	cmd := exec.Command(exe, "gui", "--show", "none")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return exited, nil
 }
 
 func names(files []string) string {

@@ -1,16 +1,19 @@
 package cli
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/godbus/dbus/v5"
 
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
 
 // fakeWindows is the desktop app's Windows object (ui.ExportWindows).
@@ -93,4 +96,54 @@ func TestOpenGUI(t *testing.T) {
 	if len(notes.shown) != 1 {
 		t.Errorf("notifications after the successful open: %q", notes.shown)
 	}
+}
+
+// With no eBrainPool running, open --gui starts the desktop app and asks
+// it once it has exported its windows; an app that exits first is an
+// error.
+func TestOpenGUIStartsTheApp(t *testing.T) {
+	bus := testenv.PrivateBus(t)
+	conn := testenv.BusConn(t, bus.Addr, os.Getuid(), os.Getgid())
+	app := testenv.BusConn(t, bus.Addr, os.Getuid(), os.Getgid())
+	file := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(file, []byte("mine\n"), 0o600)
+
+	t.Run("starts", func(t *testing.T) {
+		w := &fakeWindows{}
+		started := 0
+		start := func() (<-chan error, error) {
+			started++
+			// As the app starts: its bus name first (the daemon),
+			// its windows a moment later.
+			go func() {
+				app.RequestName("io.github.ebrainpool.EBrainPool1", dbus.NameFlagDoNotQueue)
+				time.Sleep(300 * time.Millisecond)
+				app.Export(w, "/io/github/ebrainpool/EBrainPool1/Windows", "io.github.ebrainpool.EBrainPool1.Windows")
+			}()
+			return make(chan error), nil
+		}
+		if err := askToOpen(t.Context(), conn, []string{file}, nil, start); err != nil {
+			t.Fatal(err)
+		}
+		if started != 1 || !reflect.DeepEqual(w.opened, [][]string{{file}}) {
+			t.Errorf("started %d, opened %q", started, w.opened)
+		}
+		// Running now: asked without a start.
+		if err := askToOpen(t.Context(), conn, []string{file}, nil, start); err != nil || started != 1 || len(w.opened) != 2 {
+			t.Errorf("again: err %v, started %d, opened %q", err, started, w.opened)
+		}
+		app.Export(nil, "/io/github/ebrainpool/EBrainPool1/Windows", "io.github.ebrainpool.EBrainPool1.Windows")
+		app.ReleaseName("io.github.ebrainpool.EBrainPool1")
+	})
+	t.Run("exits", func(t *testing.T) {
+		start := func() (<-chan error, error) {
+			ch := make(chan error, 1)
+			ch <- errors.New("exit status 1")
+			return ch, nil
+		}
+		err := askToOpen(t.Context(), conn, []string{file}, nil, start)
+		if err == nil || !strings.Contains(err.Error(), "the desktop app did not start: exit status 1") {
+			t.Errorf("err %v", err)
+		}
+	})
 }

@@ -93,6 +93,8 @@ func (pb *peerBrowser) openFiles(files []string, folders []dbusapi.Folder) {
 			switch {
 			case err != nil:
 				pb.note(sentence(err.Error()), widget.DangerImportance)
+			case len(cands) == 0:
+				pb.note("No app your peers share opens "+andList(names)+".", widget.DangerImportance)
 			case len(cands) == 1:
 				pb.openWith(cands[0], files, folders)
 			default:
@@ -258,9 +260,15 @@ func (pb *peerBrowser) dropped(pos fyne.Position, uris []fyne.URI) {
 	pb.openFiles(files, nil)
 }
 
-// rowAt is the app row under a position of the window's canvas.
+// rowAt is the app row under a position of the window's canvas: in the
+// scrolled apps area, between the peer's details and the launches (a row
+// scrolled out of it is not there).
 func (pb *peerBrowser) rowAt(pos fyne.Position) (appRowRef, bool) {
 	d := pb.u.app.Driver()
+	top := d.AbsolutePositionForObject(pb.warning).Y + pb.warning.Size().Height
+	if bottom := d.AbsolutePositionForObject(pb.launchBox).Y; pos.Y < top || pos.Y >= bottom {
+		return appRowRef{}, false
+	}
 	for _, r := range pb.rows {
 		if !r.obj.Visible() {
 			continue

@@ -277,6 +277,12 @@ func TestDropOnApp(t *testing.T) {
 	if len(f.launched) != 2 || f.launched[1] != "SHA256:alice/org.gimp.GIMP" {
 		t.Fatalf("dropped on GIMP's row: launched %q", f.launched)
 	}
+	// On the launches below the apps: not an app's row.
+	u.peers.dropped(middle(u.peers.launchBox), []fyne.URI{storage.NewFileURI(file)})
+	if len(f.launched) != 2 || len(f.candAsked) != 1 || u.peers.chooser != nil || u.peers.openNote.Text != "No app your peers share opens notes.txt." {
+		t.Fatalf("dropped on the launches (no app for it): launched %q, asked %q, note %q", f.launched, f.candAsked, u.peers.openNote.Text)
+	}
+	f.candAsked = nil
 	// Outside the apps (the peer list): opened by type.
 	f.candidates = []dbusapi.Candidate{{Peer: "SHA256:alice", PeerName: "alice", App: "org.gimp.GIMP", AppName: "GIMP"}}
 	u.peers.dropped(fyne.NewPos(20, 300), []fyne.URI{storage.NewFileURI(file)})
