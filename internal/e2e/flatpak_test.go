@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +41,18 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	system := testenv.SessionBus(t, au.UID, au.GID)
 	alice := installFlatpak(t, au.With("DBUS_SESSION_BUS_ADDRESS="+bus, "DBUS_SYSTEM_BUS_ADDRESS="+system,
 		"DISPLAY="+x.Display, "XAUTHORITY="+x.XAuthority, "NO_AT_BRIDGE=1"), repo)
+	// "Open with eBrainPool" in file managers: the entry is exported, its
+	// Exec runs `open --gui` in the Flatpak with the files forwarded.
+	openEntry := filepath.Join(au.Home, ".local/share/flatpak/exports/share/applications", flatpakID+".Open.desktop")
+	if b, err := os.ReadFile(openEntry); err != nil {
+		t.Errorf("the Flatpak exports no entry for file managers: %v", err)
+	} else if line := regexp.MustCompile(`(?m)^Exec=.*$`).FindString(string(b)); !strings.Contains(line, "--file-forwarding") ||
+		!strings.Contains(line, "open --gui @@ %F @@") || !strings.Contains(string(b), "MimeType=text/plain;") {
+		t.Errorf("the exported entry for file managers:\n%s", b)
+	}
+	if out, err := exec.Command("desktop-file-validate", openEntry).CombinedOutput(); err != nil || len(out) > 0 {
+		t.Errorf("desktop-file-validate %s: %v\n%s", openEntry, err, out)
+	}
 	fa := alice.Via("flatpak", "run", flatpakID)
 	fp := strings.SplitN(fa.MustRun(t, "id").Stdout, "\n", 2)[0]
 	if !strings.HasPrefix(fp, "SHA256:") {
