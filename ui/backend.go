@@ -52,6 +52,10 @@ type Backend interface {
 	// peer's fingerprint and the app's desktop ID).
 	Rules() []dbusapi.Rule
 	ForgetRule(peer, app string) error
+	// Discovery says whether peers on the network are found, and if not,
+	// why; Self is the user's own name, fingerprint and addresses.
+	Discovery() dbusapi.Discovery
+	Self() dbusapi.Self
 
 	Events(ctx context.Context) <-chan daemon.Event
 }

@@ -52,6 +52,8 @@ type fakeBackend struct {
 	forgotten []identity.Fingerprint
 	blocked   map[string]string
 	rules     []dbusapi.Rule
+	discovery dbusapi.Discovery
+	self      dbusapi.Self
 	events    chan daemon.Event
 
 	// brought is each LaunchWith's files and folders, by launch id;

@@ -66,6 +66,8 @@ type peerBrowser struct {
 	// dialog while it is open (addpeer.go).
 	addBtn *widget.Button
 	adding *addPeerDialog
+	// self shows who the user is and whether discovery works (self.go).
+	self *selfView
 }
 
 func newPeerBrowser(u *UI) *peerBrowser {
@@ -130,7 +132,8 @@ func newPeerBrowser(u *UI) *peerBrowser {
 	pb.appsNote.Wrapping = fyne.TextWrapWord
 	pb.launchBox = container.NewVBox()
 
-	left := container.NewBorder(pb.search, container.NewVBox(pb.openNote, pb.openBtn, pb.addPeerButton()), nil, nil, container.NewStack(pb.list, container.NewVBox(pb.empty)))
+	pb.self = newSelfView(u)
+	left := container.NewBorder(container.NewVBox(pb.self.box, pb.search), container.NewVBox(pb.openNote, pb.openBtn, pb.addPeerButton()), nil, nil, container.NewStack(pb.list, container.NewVBox(pb.empty)))
 	right := container.NewBorder(
 		container.NewVBox(pb.header, pb.detail, pb.warning),
 		container.NewVBox(widget.NewSeparator(), pb.launchBox),
@@ -150,6 +153,7 @@ func newPeerBrowser(u *UI) *peerBrowser {
 func (pb *peerBrowser) reload() {
 	pb.all = pb.u.b.Peers()
 	pb.sortAndFilter()
+	pb.self.refresh()
 }
 
 // upsert adds or updates a peer (peer-added event).

@@ -321,6 +321,10 @@ func (u *UI) handle(ev daemon.Event) {
 		u.rulesChanged()
 	case daemon.EventPeerAppsChanged:
 		u.peerAppsChanged(ev)
+	case daemon.EventDiscoveryChanged:
+		if u.peers != nil {
+			u.peers.self.refresh()
+		}
 	}
 	if u.win != nil {
 		u.win.tell(Message{Event: &ev})

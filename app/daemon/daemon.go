@@ -487,6 +487,14 @@ func (d *Daemon) startDiscovery(ctx context.Context, name string) error {
 	svc, err := discovery.New(discovery.Options{
 		Dial: dial, Port: uint16(d.ControlAddr().Port), Logger: d.log,
 		Self: discovery.Announcement{Fingerprint: d.id.Fingerprint(), Name: name},
+		OnStatus: func(st discovery.Status) {
+			d.mu.Lock()
+			current := d.disc.svc == svc
+			d.mu.Unlock()
+			if current {
+				d.discoveryStatus(st)
+			}
+		},
 		OnEvent: func(ev discovery.Event) {
 			// A replaced service's last events (its peers going as it
 			// stops) are not news: the new one finds them again.

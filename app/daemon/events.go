@@ -30,6 +30,8 @@ type Event struct {
 	ByRule bool
 	// Apps is the peer's app list now (EventPeerAppsChanged).
 	Apps []dbusapi.App
+	// Discovery is the discovery's state now (EventDiscoveryChanged).
+	Discovery dbusapi.Discovery
 }
 
 // EventKind says what an Event is about.
@@ -57,6 +59,9 @@ const (
 	// EventPeerAppsChanged: a peer's shared apps differ from the list it
 	// gave before (Peer has only Fingerprint; Apps the list now).
 	EventPeerAppsChanged EventKind = "peer-apps-changed"
+	// EventDiscoveryChanged: discovery started working, or stopped
+	// (Discovery says why).
+	EventDiscoveryChanged EventKind = "discovery-changed"
 )
 
 // Events returns a channel of events until ctx ends. A subscriber that

@@ -52,6 +52,9 @@ type Options struct {
 	// MaxCollisions bounds how many alternative service names are tried
 	// after name collisions before giving up publishing; 10 if zero.
 	MaxCollisions int
+	// OnStatus, if set, is told when the state changes (working, or off
+	// and why), from Run's goroutine. It must not block.
+	OnStatus func(Status)
 }
 
 // Service publishes this instance and maintains the list of peers.
@@ -62,6 +65,7 @@ type Service struct {
 	mu        sync.Mutex
 	peers     []Peer
 	published string
+	status    Status // see Status
 }
 
 var _ Finder = (*Service)(nil)

@@ -70,6 +70,7 @@ func (s *Service) session(ctx context.Context) (healthy bool, err error) {
 	defer cancel()
 	conn, err := s.opts.Dial(ctx)
 	if err != nil {
+		s.setStatus(Status{State: StateNoSystemBus, Err: err.Error()})
 		return false, fmt.Errorf("connecting to the system bus: %w", err)
 	}
 	ss := &session{
@@ -102,6 +103,7 @@ func (s *Service) session(ctx context.Context) (healthy bool, err error) {
 	if err := ss.start(); err != nil {
 		return false, err
 	}
+	s.setStatus(Status{State: StateRunning})
 	return true, ss.loop(sigs)
 }
 
@@ -124,6 +126,7 @@ func (ss *session) waitForAvahi(sigs <-chan *dbus.Signal) error {
 		return nil
 	}
 	ss.s.log.Info("waiting for avahi-daemon", "err", err)
+	ss.s.setStatus(Status{State: StateNoAvahi, Err: err.Error()})
 	for {
 		select {
 		case <-ss.ctx.Done():
