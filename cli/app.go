@@ -40,11 +40,13 @@ type daemonFlags struct {
 	listen      string
 	noDiscovery bool
 	peers       peerFlag
+	domains     domainFlag
 }
 
 func (f *daemonFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", "", fmt.Sprintf("control address (default: all addresses, the port from Settings, else %d; when that is taken, one the system chooses)", config.DefaultControlPort))
 	fs.BoolVar(&f.noDiscovery, "no-discovery", false, "do not use avahi (give peers with --peer or `ebrainpool peer add`)")
+	fs.Var(&f.domains, "browse-domain", "also browse this unicast DNS domain for peers (wide-area DNS-SD; besides Settings' browse_domains; repeatable)")
 	fs.Var(&f.peers, "peer", "add a peer by address, kept across restarts: FINGERPRINT@HOST[:PORT][=NAME], FINGERPRINT the full one or its short form, HOST a host name or IP address ([IPv6]:PORT) (repeatable); given to the running eBrainPool if one runs")
 }
 
@@ -57,7 +59,7 @@ func (f *daemonFlags) newDaemon(ctx context.Context, env *Env, log *slog.Logger,
 	if err != nil {
 		return nil, err
 	}
-	d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: f.listen, NoDiscovery: f.noDiscovery, Logger: log,
+	d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: f.listen, NoDiscovery: f.noDiscovery, BrowseDomains: f.domains, Logger: log,
 		SessionBus: bus, ClientProcess: clientProcess(), InFlatpak: flatpakApp() != ""})
 	if err != nil {
 		return nil, fmt.Errorf("starting eBrainPool: %w", err)
@@ -122,11 +124,13 @@ func logStatsOnSignal(ctx context.Context, log *slog.Logger) {
 			case <-ctx.Done():
 				return
 			case <-sigs:
+				runtime.GC() // the heap in use, not what awaits collection
 				var ms runtime.MemStats
 				runtime.ReadMemStats(&ms)
 				fds, _ := os.ReadDir("/proc/self/fd") // one is ReadDir's own
+				threads, _ := os.ReadDir("/proc/self/task")
 				log.Info("process stats", "goroutines", runtime.NumGoroutine(), "fds", len(fds)-1,
-					"heap_kib", ms.HeapAlloc>>10, "sys_kib", ms.Sys>>10, "gc", ms.NumGC)
+					"heap_kib", ms.HeapAlloc>>10, "sys_kib", ms.Sys>>10, "threads", len(threads), "gc", ms.NumGC)
 			}
 		}
 	}()

@@ -26,10 +26,11 @@ const SoakCyclesEnv = "EBP_SOAK_CYCLES"
 const defaultSoakCycles = 20
 
 // daemonStats asks a daemon for its process stats (SIGUSR1: it logs
-// "process stats", see cli's logStatsOnSignal) and reads them from its log.
-func daemonStats(t testing.TB, pid int, logPath string) (goroutines, fds int) {
+// "process stats", see cli's logStatsOnSignal) and reads them from its log:
+// goroutines, descriptors and the heap in use after a collection.
+func daemonStats(t testing.TB, pid int, logPath string) (goroutines, fds, heapKiB, sysKiB, threads int) {
 	t.Helper()
-	re := regexp.MustCompile(`msg="process stats" goroutines=(\d+) fds=(\d+)`)
+	re := regexp.MustCompile(`msg="process stats" goroutines=(\d+) fds=(\d+) heap_kib=(\d+) sys_kib=(\d+) threads=(\d+)`)
 	before := len(re.FindAllStringSubmatch(readFile(logPath), -1))
 	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 		t.Fatalf("SIGUSR1 to daemon %d: %v", pid, err)
@@ -38,11 +39,14 @@ func daemonStats(t testing.TB, pid int, logPath string) (goroutines, fds int) {
 		if m := re.FindAllStringSubmatch(readFile(logPath), -1); len(m) > before {
 			g, _ := strconv.Atoi(m[len(m)-1][1])
 			f, _ := strconv.Atoi(m[len(m)-1][2])
-			return g, f
+			h, _ := strconv.Atoi(m[len(m)-1][3])
+			sys, _ := strconv.Atoi(m[len(m)-1][4])
+			th, _ := strconv.Atoi(m[len(m)-1][5])
+			return g, f, h, sys, th
 		}
 	}
 	t.Fatalf("daemon %d logged no process stats after SIGUSR1", pid)
-	return 0, 0
+	return 0, 0, 0, 0, 0
 }
 
 func readFile(p string) string {
@@ -98,6 +102,11 @@ type soakLevel struct {
 	ShareMounts             int // processes with a share mount
 	SandboxMounts           int // mounts in the sandbox init's namespace
 	Cgroups                 int // below the host user's cgroup directories
+	// Not compared: the heap in use (after a collection), what the Go
+	// runtime holds, the threads and the RSS.
+	HostHeapKiB, ReqHeapKiB int
+	HostSysKiB, ReqSysKiB   int
+	HostThreads, ReqThreads int
 	HostRSSKiB, ReqRSSKiB   int
 }
 
@@ -205,12 +214,28 @@ type osProcess struct {
 	out  *strings.Builder
 }
 
+// end ends the requester's only session and waits until neither side
+// lists it.
+func (b *soakBed) end(t *testing.T) {
+	t.Helper()
+	endOnlySession(t, b.req, "outgoing", "running")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r, h := sessionIDs(t, b.req), sessionIDs(t, b.host)
+		if len(r) == 0 && len(h) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions still listed 15 s after the end: requester %v, host %v", r, h)
+		}
+	}
+}
+
 // level measures what the cycles must give back.
 func (b *soakBed) level(t *testing.T) soakLevel {
 	t.Helper()
 	var l soakLevel
-	l.HostGoroutines, l.HostFDs = daemonStats(t, b.hostCmd, b.hostLog)
-	l.ReqGoroutines, l.ReqFDs = daemonStats(t, b.reqCmd, b.reqLog)
+	l.HostGoroutines, l.HostFDs, l.HostHeapKiB, l.HostSysKiB, l.HostThreads = daemonStats(t, b.hostCmd, b.hostLog)
+	l.ReqGoroutines, l.ReqFDs, l.ReqHeapKiB, l.ReqSysKiB, l.ReqThreads = daemonStats(t, b.reqCmd, b.reqLog)
 	l.HostProcs = len(testenv.PidsOfUIDs(b.host.u.UID, b.host.u.UID))
 	l.ReqProcs = len(testenv.PidsOfUIDs(b.req.u.UID, b.req.u.UID))
 	l.SandboxProcs = len(testenv.PidsOfUIDs(b.subStart, b.subEnd-1))
@@ -272,7 +297,7 @@ func TestSoakSessionCycles(t *testing.T) {
 	// The first cycle starts the sandbox and warms what stays (the
 	// consent rule, the pin, the requester's connection state).
 	b.launch(t, true, true)
-	endOnlySession(t, b.req, "outgoing", "running")
+	b.end(t)
 	base := b.steady(t)
 	t.Logf("baseline after the first cycle: %+v", base)
 
@@ -280,8 +305,9 @@ func TestSoakSessionCycles(t *testing.T) {
 	start := time.Now()
 	for i := 1; i <= cycles; i++ {
 		t0 := time.Now()
+		t.Logf("cycle %d", i) // shown if it fails
 		b.launch(t, i%2 == 1, true)
-		endOnlySession(t, b.req, "outgoing", "running")
+		b.end(t)
 		took = append(took, time.Since(t0))
 		if i%100 == 0 || i == cycles {
 			l := b.level(t)
@@ -397,5 +423,5 @@ func TestHostDaemonKilledMidSession(t *testing.T) {
 
 	// And it serves again (the rule remembered before the kill).
 	b.launch(t, true, true)
-	endOnlySession(t, b.req, "outgoing", "running")
+	b.end(t)
 }
