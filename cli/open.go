@@ -52,18 +52,7 @@ const folderFlagUsage = "bring the folder `DIR` into the app's home, read-write 
 
 // sharedSummary says what a launch brings, for its progress.
 func sharedSummary(files []string, folders []dbusapi.Folder) string {
-	var parts []string
-	for _, f := range files {
-		parts = append(parts, filepath.Base(f))
-	}
-	for _, d := range folders {
-		s := filepath.Base(d.Path) + "/"
-		if d.ReadOnly {
-			s += " (read-only)"
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, ", ")
+	return strings.Join(dbusapi.Labels(files, folders), ", ")
 }
 
 func openCommand() *Command {
@@ -80,7 +69,7 @@ func openCommand() *Command {
 			"connection: the app sees them under `/home/guest`, nothing else of yours, and they are gone from there when it ends. " +
 			"With several apps to choose from, open lists them and exits with status 2: run it again with --peer and --app " +
 			"(or use --list to see them). No app for the files is exit status 85. Otherwise open exits as `run` does. " +
-			"With --gui (the desktop entry file managers offer as \"Open with eBrainPool\") the desktop app's peer browser shows the choice, " +
+			"With --gui (the desktop entry file managers offer as \"Open with eBrainPool\") the files, and the folders of --folder, go to the desktop app: its peer browser shows the choice, " +
 			"the launch and any error instead, started if it does not run; an error before that is also a desktop notification.",
 		ShowExits: true,
 		Args:      []string{"file..."},

@@ -2,7 +2,6 @@ package ui
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -39,18 +38,7 @@ type launchState struct {
 // the user sees them: a folder's ending in "/", " (read-only)" after a
 // read-only one (as the daemon names them in Sessions and requests).
 func broughtNames(files []string, folders []dbusapi.Folder) []string {
-	var out []string
-	for _, f := range files {
-		out = append(out, filepath.Base(f))
-	}
-	for _, d := range folders {
-		n := filepath.Base(d.Path) + "/"
-		if d.ReadOnly {
-			n += " (read-only)"
-		}
-		out = append(out, n)
-	}
-	return out
+	return dbusapi.Labels(files, folders)
 }
 
 // broughtText says what a launch brings, e.g. "Bringing notes.txt and

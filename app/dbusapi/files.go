@@ -3,6 +3,7 @@ package dbusapi
 import (
 	"context"
 	"errors"
+	"path/filepath"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -31,6 +32,24 @@ type FilesBackend interface {
 	Backend
 	LaunchWith(peer, app string, files []string, folders []Folder) (string, error)
 	AppsForFiles(ctx context.Context, peer string, files []string) ([]Candidate, error)
+}
+
+// Labels names the files and folders a launch brings as the daemon lists
+// them (Session.Files, Request.Files): a file's name, a folder's ending in
+// "/", " (read-only)" after a read-only one.
+func Labels(files []string, folders []Folder) []string {
+	var out []string
+	for _, f := range files {
+		out = append(out, filepath.Base(f))
+	}
+	for _, d := range folders {
+		n := filepath.Base(d.Path) + "/"
+		if d.ReadOnly {
+			n += " (read-only)"
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 var errNoFiles = errors.New("this eBrainPool cannot bring files into apps")
