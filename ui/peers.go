@@ -343,7 +343,7 @@ func (pb *peerBrowser) appRow(p dbusapi.Peer, a dbusapi.App) fyne.CanvasObject {
 		img.SetMinSize(fyne.NewSize(32, 32))
 		icon = img
 	} else {
-		icon = widget.NewIcon(theme.FileApplicationIcon())
+		icon = widget.NewIcon(genericAppIcon())
 	}
 	name := widget.NewLabelWithStyle(a.Name, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	text := fyne.CanvasObject(name)

@@ -368,7 +368,7 @@ func (s *settingsView) loadApps() {
 				s.setStatus(fmt.Errorf("sharing %s: %w", id, err), "")
 			}
 		}
-		var icon fyne.CanvasObject = widget.NewIcon(theme.FileApplicationIcon())
+		var icon fyne.CanvasObject = widget.NewIcon(genericAppIcon())
 		if b := s.u.b.LocalIcon(a); len(b) > 0 {
 			img := canvas.NewImageFromResource(fyne.NewStaticResource(id+".png", b))
 			img.FillMode = canvas.ImageFillContain

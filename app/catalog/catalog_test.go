@@ -123,7 +123,7 @@ func TestIconPNG(t *testing.T) {
 	app := App{ID: "calc", Icon: "calc"}
 	for _, tt := range []struct {
 		want, size int
-	}{{32, 48}, {48, 48}, {64, 256}, {512, 256}} {
+	}{{32, 48}, {48, 48}, {64, 48}, {200, 256}, {512, 256}} { // the closest size (icon theme spec)
 		b, err := IconPNG(app, []string{"testdata/share"}, tt.want)
 		if err != nil {
 			t.Fatal(err)

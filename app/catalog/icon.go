@@ -8,64 +8,52 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
 // MaxIconBytes bounds an icon sent to a peer.
 const MaxIconBytes = 256 << 10
 
-// ErrNoIcon means no PNG icon was found for the app.
-var ErrNoIcon = errors.New("no PNG icon")
+// ErrNoIcon means no icon was found for the app.
+var ErrNoIcon = errors.New("no icon")
 
-// IconPNG finds the app's icon as PNG: an absolute Icon path, else the
-// hicolor theme's fixed-size PNG closest to (and preferably not below) want
-// pixels, else /usr/share/pixmaps. Vector and XPM icons are not converted.
+// IconPNG finds the app's icon as a PNG of about want pixels: an absolute
+// Icon path, else as the freedesktop icon theme specification says (the
+// current theme, the themes it inherits, hicolor, then the pixmaps
+// directories; PNG, SVG rendered at want, XPM converted); an app without
+// one gets the theme's generic application icon (application-x-executable).
 func IconPNG(app App, dataDirs []string, want int) ([]byte, error) {
-	if app.Icon == "" {
-		return nil, fmt.Errorf("%s: %w", app.ID, ErrNoIcon)
-	}
+	s := newIconSearch(dataDirs)
+	current := currentIconTheme()
 	var candidates []string
-	if filepath.IsAbs(app.Icon) {
+	switch {
+	case filepath.IsAbs(app.Icon):
 		candidates = append(candidates, app.Icon)
-	} else {
-		name := strings.TrimSuffix(app.Icon, ".png")
-		type sized struct {
-			path string
-			size int
+	case app.Icon != "":
+		name := app.Icon
+		for _, ext := range iconExts {
+			name = strings.TrimSuffix(name, ext)
 		}
-		var best *sized
-		for _, d := range dataDirs {
-			dirs, _ := filepath.Glob(filepath.Join(d, "icons/hicolor/*x*/apps"))
-			for _, dir := range dirs {
-				sz, err := strconv.Atoi(strings.SplitN(filepath.Base(filepath.Dir(dir)), "x", 2)[0])
-				if err != nil {
-					continue
-				}
-				p := filepath.Join(dir, name+".png")
-				if _, err := os.Stat(p); err != nil {
-					continue
-				}
-				if best == nil || better(sz, best.size, want) {
-					best = &sized{p, sz}
-				}
-			}
-		}
-		if best != nil {
-			candidates = append(candidates, best.path)
-		}
-		for _, d := range dataDirs {
-			candidates = append(candidates, filepath.Join(d, "pixmaps", name+".png"))
+		if p := s.find(name, want, current); p != "" {
+			candidates = append(candidates, p)
 		}
 	}
+	if p := s.find(GenericAppIcon, want, current); p != "" {
+		candidates = append(candidates, p)
+	}
+	var errs []error
 	for _, p := range candidates {
-		b, err := readPNG(p)
+		b, err := iconFile(p, want)
 		if err == nil {
 			return b, nil
 		}
+		errs = append(errs, err)
 	}
-	return nil, fmt.Errorf("%s: icon %q: %w", app.ID, app.Icon, ErrNoIcon)
+	return nil, fmt.Errorf("%s: icon %q: %w", app.ID, app.Icon, errors.Join(append([]error{ErrNoIcon}, errs...)...))
 }
+
+// GenericAppIcon is the icon theme name of a generic application.
+const GenericAppIcon = "application-x-executable"
 
 // better prefers the smallest size >= want, else the largest below it.
 func better(sz, cur, want int) bool {
