@@ -60,14 +60,21 @@ exec xlogo
 
 	// As a file manager runs the desktop entry: no terminal, the
 	// desktop app shows the rest.
+	t0 := time.Now()
 	if r := req.u.Run(t, "open", "--gui", "--folder", pics, notes); r.Code != 0 {
 		t.Fatalf("open --gui: %s", r)
 	}
+	tOpen := time.Since(t0)
+	waitVisible(t, host.x, "asks to run Viewer", true, 30*time.Second)
+	tPopup := time.Since(t0)
 	clickAllow(t, host.x, "asks to run Viewer", "xvfb-request-popup-files.png", func() string {
 		b, _ := os.ReadFile(reqLog)
 		return string(b)
 	})
+	tAllowed := time.Now()
 	req.x.WaitWindow(t, "xlogo", true, 30*time.Second)
+	t.Logf("open --gui returned after %s, the host's popup up %s after it started, the app's window %s after the click on Allow",
+		tOpen.Round(time.Millisecond), tPopup.Round(time.Millisecond), time.Since(tAllowed).Round(time.Millisecond))
 
 	// The app saw the file (its argument) and the folder in its home,
 	// nothing else of the requester's.
