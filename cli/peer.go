@@ -272,6 +272,8 @@ func (f *daemonFlags) handToRunning(ctx context.Context, env *Env, conn *dbus.Co
 	switch {
 	case f.listen != "":
 		return true, errors.New("eBrainPool already runs for this user: --listen cannot change it while it runs (change the control port in Settings, or quit it and start it again)")
+	case len(f.domains) > 0:
+		return true, errors.New("eBrainPool already runs for this user: --browse-domain cannot change it while it runs (add the domain in Settings, or quit it and start it again)")
 	case f.noDiscovery:
 		return true, errors.New("eBrainPool already runs for this user: --no-discovery cannot change it while it runs (quit it and start it again)")
 	}
@@ -356,4 +358,17 @@ func peersCommand() *Command {
 			})
 		},
 	}
+}
+
+// domainFlag is the repeatable --browse-domain.
+type domainFlag []string
+
+func (d *domainFlag) String() string { return strings.Join(*d, ",") }
+func (d *domainFlag) Set(v string) error {
+	next := append(append([]string{}, *d...), strings.TrimSpace(v))
+	if err := config.ValidBrowseDomains(next); err != nil {
+		return err
+	}
+	*d = next
+	return nil
 }

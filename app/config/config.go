@@ -58,6 +58,9 @@ type Settings struct {
 	// ControlPort is where peers reach this instance: 0 is
 	// DefaultControlPort (see ControlPortOrDefault).
 	ControlPort int `json:"control_port"`
+	// BrowseDomains are unicast DNS domains browsed for peers besides
+	// .local (wide-area DNS-SD; none by default).
+	BrowseDomains []string `json:"browse_domains,omitempty"`
 	// Sandbox limits and idle stop.
 	MemoryMB int     `json:"memory_mb,omitempty"`
 	CPUs     float64 `json:"cpus,omitempty"`
@@ -170,6 +173,9 @@ const MinDiskMB = 64
 
 // Validate checks settings read from disk or typed in the settings window.
 func (s Settings) Validate() error {
+	if err := ValidBrowseDomains(s.BrowseDomains); err != nil {
+		return err
+	}
 	switch {
 	case s.DisplayName == "" || ValidName(s.DisplayName) != s.DisplayName:
 		return errors.New("the display name must be 1 to 63 bytes of printable text")
@@ -181,6 +187,31 @@ func (s Settings) Validate() error {
 		return errors.New("limits and idle stop cannot be negative")
 	case s.DiskMB > 0 && s.DiskMB < MinDiskMB:
 		return fmt.Errorf("the disk per peer must be at least %d MB", MinDiskMB)
+	}
+	return nil
+}
+
+// MaxBrowseDomains bounds the browse domains (each is a browser in avahi).
+const MaxBrowseDomains = 8
+
+// ValidBrowseDomains checks domains to browse for peers: DNS names (not
+// "local", browsed anyway), at most MaxBrowseDomains, none twice.
+func ValidBrowseDomains(domains []string) error {
+	if len(domains) > MaxBrowseDomains {
+		return fmt.Errorf("at most %d browse domains, not %d", MaxBrowseDomains, len(domains))
+	}
+	seen := map[string]bool{}
+	for _, d := range domains {
+		n := strings.ToLower(strings.TrimSuffix(d, "."))
+		switch {
+		case !validHostName(d):
+			return fmt.Errorf("browse domain %q is not a DNS name", d)
+		case n == "local":
+			return errors.New("the browse domain local is always browsed (mDNS); give unicast DNS domains")
+		case seen[n]:
+			return fmt.Errorf("browse domain %q given twice", d)
+		}
+		seen[n] = true
 	}
 	return nil
 }

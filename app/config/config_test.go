@@ -171,3 +171,28 @@ func TestTrustedDisplay(t *testing.T) {
 		t.Fatal("still trusted after WithTrusted(false)")
 	}
 }
+
+func TestBrowseDomains(t *testing.T) {
+	base := Defaults("ann", "box")
+	tests := []struct {
+		name    string
+		domains []string
+		ok      bool
+	}{
+		{"none", nil, true},
+		{"two", []string{"office.example.org", "lab.example.org."}, true},
+		{"local", []string{"local"}, false},
+		{"not a name", []string{"bad domain"}, false},
+		{"twice", []string{"a.example", "A.example."}, false},
+		{"too many", []string{"a.x", "b.x", "c.x", "d.x", "e.x", "f.x", "g.x", "h.x", "i.x"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := base
+			s.BrowseDomains = tt.domains
+			if err := s.Validate(); (err == nil) != tt.ok {
+				t.Fatalf("Validate(%v) = %v", tt.domains, err)
+			}
+		})
+	}
+}

@@ -46,6 +46,9 @@ type Options struct {
 	// bus); NoDiscovery turns discovery off (peers then come from AddPeer).
 	SystemBus   discovery.DialFunc
 	NoDiscovery bool
+	// BrowseDomains are unicast DNS domains browsed for peers besides
+	// .local and the settings' browse_domains (--browse-domain).
+	BrowseDomains []string
 	// SessionBus is where the API is exported (default: the session bus);
 	// NoAPI runs without it.
 	SessionBus *dbus.Conn
@@ -485,7 +488,7 @@ func (d *Daemon) startDiscovery(ctx context.Context, name string) error {
 	}
 	var svc *discovery.Service
 	svc, err := discovery.New(discovery.Options{
-		Dial: dial, Port: uint16(d.ControlAddr().Port), Logger: d.log,
+		Dial: dial, Port: uint16(d.ControlAddr().Port), Logger: d.log, BrowseDomains: d.browseDomains(),
 		Self: discovery.Announcement{Fingerprint: d.id.Fingerprint(), Name: name},
 		OnStatus: func(st discovery.Status) {
 			d.mu.Lock()
@@ -516,6 +519,20 @@ func (d *Daemon) startDiscovery(ctx context.Context, name string) error {
 	d.mu.Unlock()
 	go func() { defer close(done); svc.Run(dctx) }()
 	return nil
+}
+
+// browseDomains are the unicast DNS domains discovery browses: the
+// settings' and Options.BrowseDomains, each once.
+func (d *Daemon) browseDomains() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, dom := range append(append([]string{}, d.Settings().BrowseDomains...), d.opts.BrowseDomains...) {
+		if k := strings.ToLower(strings.TrimSuffix(dom, ".")); !seen[k] {
+			seen[k] = true
+			out = append(out, dom)
+		}
+	}
+	return out
 }
 
 // stopDiscovery stops the discovery service and waits for it.

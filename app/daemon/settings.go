@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ebrainpool/ebrainpool/app/catalog"
@@ -52,6 +53,11 @@ func (d *Daemon) SaveSettings(s config.Settings) error {
 		if srv != nil {
 			srv.SetName(s.DisplayName)
 		}
+		if err := d.reannounce(s.DisplayName); err != nil {
+			return err
+		}
+	} else if !slices.Equal(s.BrowseDomains, old.BrowseDomains) {
+		// New browse domains: a new discovery service browses them.
 		if err := d.reannounce(s.DisplayName); err != nil {
 			return err
 		}
