@@ -42,6 +42,7 @@ type settingsView struct {
 	idle      *widget.Entry
 	timeout   *widget.Entry
 	port      *widget.Entry // the control port ("" the default)
+	domains   *widget.Entry // browse domains, separated by commas or spaces
 	autostart *widget.Check
 	status    *widget.Label
 
@@ -72,6 +73,8 @@ func newSettingsView(u *UI) *settingsView {
 	s.timeout.SetPlaceHolder("e.g. 30s")
 	s.port = widget.NewEntry()
 	s.port.SetPlaceHolder(fmt.Sprintf("%d (the default)", config.DefaultControlPort))
+	s.domains = widget.NewEntry()
+	s.domains.SetPlaceHolder("e.g. office.example.org (peers your admin published in DNS)")
 	s.autostart = widget.NewCheck("Start eBrainPool when I log in", func(on bool) {
 		if err := setAutostart(u.opts.AutostartFile, u.opts.Exec, on); err != nil {
 			s.setStatus(err, "")
@@ -102,6 +105,7 @@ func newSettingsView(u *UI) *settingsView {
 		widget.NewFormItem("Stop idle sandbox after", s.idle),
 		widget.NewFormItem("Deny unanswered requests after", s.timeout),
 		widget.NewFormItem("Peers reach me on port", s.port),
+		widget.NewFormItem("Also look for peers in", s.domains),
 		widget.NewFormItem("Login", s.autostart),
 	)
 	s.apps = container.NewVBox()
@@ -243,6 +247,7 @@ func (s *settingsView) load() {
 	}
 	s.timeout.SetText(time.Duration(st.ConsentTimeout).String())
 	s.port.SetText(intText(st.ControlPort))
+	s.domains.SetText(strings.Join(st.BrowseDomains, ", "))
 	s.refreshSharing()
 	onChanged := s.autostart.OnChanged
 	s.autostart.OnChanged = nil
@@ -304,6 +309,13 @@ func (s *settingsView) parse() (config.Settings, error) {
 	}
 	if st.ControlPort == config.DefaultControlPort {
 		st.ControlPort = 0
+	}
+	st.BrowseDomains = strings.FieldsFunc(s.domains.Text, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	if len(st.BrowseDomains) == 0 {
+		st.BrowseDomains = nil
+	}
+	if err := config.ValidBrowseDomains(st.BrowseDomains); err != nil {
+		return st, err
 	}
 	return st, nil
 }

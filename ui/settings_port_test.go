@@ -48,3 +48,25 @@ func TestSettingsControlPort(t *testing.T) {
 		})
 	}
 }
+
+// The browse domains in Settings: shown, saved as a list, a bad one
+// refused.
+func TestSettingsBrowseDomains(t *testing.T) {
+	f := newFake()
+	f.settings.BrowseDomains = []string{"office.example.org"}
+	u := newTestUI(t, f, nil)
+	u.ShowSettings()
+	if u.settings.domains.Text != "office.example.org" {
+		t.Fatalf("domains field %q", u.settings.domains.Text)
+	}
+	u.settings.domains.SetText("office.example.org, lab.example.org")
+	test.Tap(findButton(u.settings.win.Content(), "Save"))
+	if f.saved != 1 || strings.Join(f.settings.BrowseDomains, " ") != "office.example.org lab.example.org" {
+		t.Fatalf("saved %d times: %v (status %q)", f.saved, f.settings.BrowseDomains, u.settings.status.Text)
+	}
+	u.settings.domains.SetText("local")
+	test.Tap(findButton(u.settings.win.Content(), "Save"))
+	if f.saved != 1 || !strings.Contains(u.settings.status.Text, "always browsed") {
+		t.Fatalf("local as a domain: saved %d times, status %q", f.saved, u.settings.status.Text)
+	}
+}
