@@ -57,6 +57,7 @@ type Msg struct {
 	Session string      `json:"session,omitempty"` // end
 	Stage   string      `json:"stage,omitempty"`   // progress
 	Apps    []AppInfo   `json:"apps,omitempty"`    // apps
+	Peers   []PeerInfo  `json:"peers,omitempty"`   // peer-list (introduce.go)
 	Grant   *Grant      `json:"grant,omitempty"`   // grant
 	Code    Code        `json:"code,omitempty"`    // refused
 	Reason  string      `json:"reason,omitempty"`  // refused

@@ -47,6 +47,9 @@ type Server struct {
 	// from there, and authentication from there (default 3s each).
 	HandshakeTimeout                       time.Duration
 	BannerTimeout, KexTimeout, AuthTimeout time.Duration
+	// Peers, if set, lists the peers this host introduces to a peer that
+	// asks (TypePeers); nil refuses such requests.
+	Peers PeersFunc
 	// RequestTimeout bounds one request, consent included (default 2m).
 	RequestTimeout time.Duration
 	// IdleTimeout closes a connection with no request open (default 2m).
@@ -389,6 +392,22 @@ func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, peer Peer) {
 			return
 		}
 		send(&Msg{Type: TypeGrant, Grant: g})
+	case TypePeers:
+		if s.Peers == nil {
+			refuse(Refuse(CodeBadRequest, "this host introduces no peers"))
+			return
+		}
+		list, err := s.Peers(reqCtx, peer)
+		if err != nil {
+			refuse(err)
+			return
+		}
+		if len(list) > MaxIntroduced {
+			list = list[:MaxIntroduced]
+		}
+		if err := send(&Msg{Type: TypePeerList, Peers: list}); err != nil {
+			s.Logger.Warn("sending the peer list", "peer", peer.Fingerprint, "err", err)
+		}
 	case TypeEnd:
 		if err := s.Handler.End(reqCtx, peer, req.Session); err != nil {
 			refuse(err)
