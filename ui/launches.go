@@ -63,7 +63,7 @@ func andList(names []string) string {
 
 // text is the launch's state in plain language, with what it brings.
 func (l *launchState) text() string {
-	t := l.stateText()
+	t := plainText(l.stateText()) // a peer's error may carry anything
 	switch {
 	case l.done || len(l.files) == 0:
 	case l.stage == dbusapi.StageRunning:
@@ -158,7 +158,7 @@ func fullStop(s string) string {
 
 // sentence capitalises an error message and ends it with a full stop.
 func sentence(s string) string {
-	s = strings.TrimSpace(s)
+	s = strings.TrimSpace(plainText(s))
 	if s == "" {
 		return s
 	}

@@ -90,6 +90,7 @@ func newPeerBrowser(u *UI) *peerBrowser {
 			name := widget.NewLabelWithStyle("name", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 			sub := widget.NewLabel("host")
 			sub.SizeName = theme.SizeNameCaptionText
+			name.Truncation, sub.Truncation = fyne.TextTruncateEllipsis, fyne.TextTruncateEllipsis
 			icon := widget.NewIcon(theme.ComputerIcon())
 			return container.NewBorder(nil, nil, icon, nil, container.NewVBox(name, sub))
 		},
@@ -124,6 +125,7 @@ func newPeerBrowser(u *UI) *peerBrowser {
 
 	pb.header = widget.NewLabelWithStyle("Choose a peer", fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
 	pb.header.SizeName = theme.SizeNameSubHeadingText
+	pb.header.Truncation = fyne.TextTruncateEllipsis
 	pb.detail = widget.NewLabel("")
 	pb.detail.Wrapping = fyne.TextWrapWord
 	pb.warning = container.NewVBox()
@@ -290,6 +292,7 @@ func (pb *peerBrowser) showDetail() {
 	pb.header.SetText(p.Name)
 	t, _ := trustText(p.Trust)
 	pb.detail.SetText(fmt.Sprintf("Host: %s (%s)\nFingerprint: %s\nStatus: %s", p.Host, p.Address, p.Short, t))
+	defer pb.warning.Refresh() // see showLaunches
 	pb.warning.RemoveAll()
 	switch p.Trust {
 	case dbusapi.TrustChanged:
@@ -314,6 +317,7 @@ func warningBanner(msg string) fyne.CanvasObject {
 
 // showApps lists a peer's apps with Launch buttons, or why there are none.
 func (pb *peerBrowser) showApps(p dbusapi.Peer, apps []dbusapi.App, err error) {
+	defer pb.apps.Refresh() // see showLaunches
 	pb.apps.RemoveAll()
 	pb.rows = nil
 	switch {
@@ -346,6 +350,7 @@ func (pb *peerBrowser) appRow(p dbusapi.Peer, a dbusapi.App) fyne.CanvasObject {
 		icon = widget.NewIcon(genericAppIcon())
 	}
 	name := widget.NewLabelWithStyle(a.Name, fyne.TextAlignLeading, fyne.TextStyle{Bold: true})
+	name.Truncation = fyne.TextTruncateEllipsis // the window fits the screen
 	text := fyne.CanvasObject(name)
 	if a.Comment != "" {
 		c := widget.NewLabel(a.Comment)
@@ -365,6 +370,10 @@ func (pb *peerBrowser) appRow(p dbusapi.Peer, a dbusapi.App) fyne.CanvasObject {
 
 // showLaunches redraws the launches area.
 func (pb *peerBrowser) showLaunches() {
+	// Refreshed, not only laid out: a container's Add and RemoveAll do not
+	// mark the window for a redraw (what changed showed only once the
+	// pointer moved).
+	defer pb.launchBox.Refresh()
 	pb.launchBox.RemoveAll()
 	list := pb.u.launches.list()
 	if len(list) == 0 {

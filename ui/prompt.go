@@ -121,9 +121,9 @@ func newPrompt(u *UI, r dbusapi.Request) *prompt {
 	title.Wrapping = fyne.TextWrapWord
 
 	who := widget.NewForm(
-		widget.NewFormItem("From", widget.NewLabel(host)),
+		widget.NewFormItem("From", wrapped(host)),
 		widget.NewFormItem("Fingerprint", widget.NewLabel(short)),
-		widget.NewFormItem("App", widget.NewLabel(r.App)),
+		widget.NewFormItem("App", wrapped(r.App)),
 		widget.NewFormItem("Display", displayLabel(name, r.Display)),
 	)
 	var met fyne.CanvasObject
@@ -157,7 +157,7 @@ func newPrompt(u *UI, r dbusapi.Request) *prompt {
 	// for it; every control is disabled until the popup is armed.
 	p.allow = widget.NewButtonWithIcon("Allow", theme.ConfirmIcon(), func() { p.answer(true, p.remember.Checked, false) })
 	p.deny = widget.NewButtonWithIcon("Deny", theme.CancelIcon(), func() { p.answer(false, p.remember.Checked, false) })
-	p.block = widget.NewButtonWithIcon("Block "+name, theme.ErrorIcon(), func() { p.answer(false, false, true) })
+	p.block = widget.NewButtonWithIcon("Block "+ellipsis(name, 24), theme.ErrorIcon(), func() { p.answer(false, false, true) })
 	p.block.Importance = widget.DangerImportance
 	p.armAt = u.now().Add(armDelay)
 	p.setArmed(false)
@@ -178,6 +178,23 @@ func newPrompt(u *UI, r dbusapi.Request) *prompt {
 	p.win.SetFixedSize(true)
 	p.tick()
 	return p
+}
+
+// wrapped is a label that wraps, so that a long value never widens its
+// window past the screen.
+func wrapped(text string) *widget.Label {
+	l := widget.NewLabel(text)
+	l.Wrapping = fyne.TextWrapWord
+	return l
+}
+
+// ellipsis shortens s to at most n characters (a button cannot wrap).
+func ellipsis(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }
 
 // armDelay is how long a popup ignores input after it opened (and after

@@ -107,6 +107,10 @@ func (s *sessionsView) refresh() {
 	for _, i := range s.u.b.SandboxUsage() {
 		usage[i.Peer] = i
 	}
+	// Refreshed, not only laid out: Add and RemoveAll do not mark the
+	// window for a redraw.
+	defer s.incoming.Refresh()
+	defer s.outgoing.Refresh()
 	s.incoming.RemoveAll()
 	s.outgoing.RemoveAll()
 	now := s.u.now()

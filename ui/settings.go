@@ -359,6 +359,7 @@ func (s *settingsView) save() (string, error) {
 
 // loadApps lists the installed apps with a share checkbox each.
 func (s *settingsView) loadApps() {
+	defer s.apps.Refresh() // Add and RemoveAll alone do not redraw
 	s.apps.RemoveAll()
 	apps, sharing, err := s.u.b.LocalApps()
 	if err != nil {
@@ -393,6 +394,7 @@ func (s *settingsView) loadApps() {
 
 // loadPeers lists the known (pinned) and blocked peers.
 func (s *settingsView) loadPeers() {
+	defer s.known.Refresh()
 	s.known.RemoveAll()
 	for _, p := range s.u.b.KnownPeers() {
 		fp, name := p.Fingerprint, p.Name
@@ -411,6 +413,7 @@ func (s *settingsView) loadPeers() {
 	if len(s.known.Objects) == 0 {
 		s.known.Add(widget.NewLabel("You have not met any peer yet."))
 	}
+	defer s.blocked.Refresh()
 	s.blocked.RemoveAll()
 	blocked := s.u.b.Blocked()
 	fps := make([]string, 0, len(blocked))
@@ -452,6 +455,7 @@ func ruleText(r dbusapi.Rule) string {
 
 // loadRules lists the remembered decisions, each with Revoke.
 func (s *settingsView) loadRules() {
+	defer s.rules.Refresh()
 	s.rules.RemoveAll()
 	for _, r := range s.u.b.Rules() {
 		r := r
