@@ -55,16 +55,21 @@ type added struct {
 }
 
 // addedState is the watchers' context while Run serves (guarded by
-// Daemon.mu), and the watchers Run waits for.
+// Daemon.mu), and the watchers Run waits for; intro the introductions
+// (introduce.go), guarded by Daemon.mu too.
 type addedState struct {
 	ctx     context.Context
 	running sync.WaitGroup
+	intro   introState
 }
 
 // loadAdded reads the saved added peers (New).
 func (d *Daemon) loadAdded() error {
 	saved, err := config.LoadPeers(d.opts.Dirs.PeersFile())
 	if err != nil {
+		return err
+	}
+	if err := d.loadIntroducers(); err != nil {
 		return err
 	}
 	for _, p := range saved {
@@ -101,6 +106,11 @@ func (d *Daemon) startAdded(ctx context.Context) {
 	for _, a := range d.added {
 		d.watchLocked(a)
 	}
+	d.addedRun.running.Add(1)
+	go func() {
+		defer d.addedRun.running.Done()
+		d.watchIntroducers(ctx)
+	}()
 }
 
 // stopAdded ends the watchers and waits for them (Run's end).

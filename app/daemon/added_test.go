@@ -75,7 +75,8 @@ func waitAdded(t *testing.T, d *Daemon, addr string, want dbusapi.Reach) dbusapi
 // still there after a restart, and refused as "key changed" when another
 // key answers at its address.
 func TestAddPeerByAddress(t *testing.T) {
-	defer func(a, b time.Duration) { addedRecheck, addedRetryMin = a, b }(addedRecheck, addedRetryMin)
+	recheck, retry := addedRecheck, addedRetryMin
+	t.Cleanup(func() { addedRecheck, addedRetryMin = recheck, retry }) // after the daemons stopped
 	addedRecheck, addedRetryMin = 200*time.Millisecond, 50*time.Millisecond
 	aDir, bDir := t.TempDir(), t.TempDir()
 	a, stopA := addedDaemon(t, aDir, "127.0.0.1:0")
@@ -165,7 +166,8 @@ func TestAddPeerByAddress(t *testing.T) {
 // --peer KEY@HOST:PORT with the short form: pinned once the peer with a
 // matching key answers; a wrong short form never is.
 func TestAddAddressShortForm(t *testing.T) {
-	defer func(b time.Duration) { addedRetryMin = b }(addedRetryMin)
+	retry := addedRetryMin
+	t.Cleanup(func() { addedRetryMin = retry }) // after the daemons stopped
 	addedRetryMin = 50 * time.Millisecond
 	b, _ := addedDaemon(t, t.TempDir(), "127.0.0.1:0")
 	bFP := b.Identity().Fingerprint()

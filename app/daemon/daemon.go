@@ -415,7 +415,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); d.forwardConsentEvents(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); d.refreshCatalogs(ctx) }()
-	srv := &control.Server{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Handler: d.host, Logger: d.log}
+	srv := &control.Server{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Handler: d.host, Logger: d.log, Peers: d.introducePeers}
 	d.mu.Lock()
 	d.srv = srv
 	d.mu.Unlock()
@@ -681,6 +681,7 @@ func (d *Daemon) peers() []discovery.Peer {
 		manual[fp] = true
 	}
 	addedPeers := d.addedPeersLocked()
+	introduced := d.introducedPeersLocked()
 	d.mu.Unlock()
 	if disc.svc != nil {
 		found := disc.svc.Peers()
@@ -704,6 +705,13 @@ func (d *Daemon) peers() []discovery.Peer {
 	// is one entry: the discovered one, fresher.
 	for _, p := range addedPeers {
 		if !manual[p.Fingerprint] {
+			out = append(out, p)
+			manual[p.Fingerprint] = true
+		}
+	}
+	// Introduced peers last: only those known no other way.
+	for _, p := range introduced {
+		if !manual[p.Fingerprint] && p.Fingerprint != d.id.Fingerprint() {
 			out = append(out, p)
 			manual[p.Fingerprint] = true
 		}
@@ -768,7 +776,9 @@ func (d *Daemon) describe(p discovery.Peer) dbusapi.Peer {
 	if addr.IsValid() {
 		a = addr.String()
 	}
-	return dbusapi.Peer{Fingerprint: string(p.Fingerprint), Short: p.Fingerprint.Short(), Name: p.Name, Host: p.Host, Address: a, Port: p.Port, Trust: d.trust(p)}
+	intro, by := d.introduction(p.Fingerprint)
+	return dbusapi.Peer{Fingerprint: string(p.Fingerprint), Short: p.Fingerprint.Short(), Name: p.Name, Host: p.Host, Address: a, Port: p.Port, Trust: d.trust(p),
+		Introducer: intro, IntroducedBy: by}
 }
 
 // Resolve finds a peer by fingerprint (or a prefix of it, with or without

@@ -132,3 +132,25 @@ func (c *Client) AddedPeers(ctx context.Context) ([]AddedPeer, error) {
 	var p []AddedPeer
 	return p, c.call(ctx, "AddedPeers", &p)
 }
+
+// IntroducerBackend is a Backend whose user can mark peers as
+// introducers: such a peer is asked for the peers it knows, listed as
+// introduced by it (and pinned on first contact, as discovered ones).
+type IntroducerBackend interface {
+	Backend
+	SetIntroducer(peer string, on bool) error
+}
+
+// SetIntroducer marks (or unmarks) a peer as introducer.
+func (o object) SetIntroducer(peer string, on bool) *dbus.Error {
+	ib, ok := o.b.(IntroducerBackend)
+	if !ok {
+		return dbusErr(errors.New("this eBrainPool has no introducers"))
+	}
+	return dbusErr(ib.SetIntroducer(peer, on))
+}
+
+// SetIntroducer asks the daemon to mark (or unmark) a peer as introducer.
+func (c *Client) SetIntroducer(ctx context.Context, peer string, on bool) error {
+	return c.call(ctx, "SetIntroducer", nil, peer, on)
+}

@@ -31,6 +31,11 @@ type Peer struct {
 	Address     string
 	Port        uint16
 	Trust       Trust
+	// Introducer: the user marked this peer as introducer;
+	// IntroducedBy is the name of the introducer that told of this peer
+	// ("" for a peer discovered or added by address).
+	Introducer   bool
+	IntroducedBy string
 }
 
 // App is one app a peer shares.
