@@ -100,3 +100,31 @@ func TestNotifyError(t *testing.T) {
 		t.Errorf("shown %q", n.shown)
 	}
 }
+
+// The request's desktop notification, whose Allow answers without the
+// popup, also says what the requester brings.
+func TestNotificationSaysWhatIsBrought(t *testing.T) {
+	srv, cli := privateBus(t)
+	n := &fakeNotifications{}
+	if err := srv.Export(n, notifyPath, notifyIface); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.RequestName(notifyName, dbus.NameFlagDoNotQueue); err != nil {
+		t.Fatal(err)
+	}
+	notifier, err := NewNotifier(cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, files := range [][]string{nil, {"notes.txt", "Pictures/ (read-only)"}} {
+		if _, err := notifier.Ask(dbusapi.Request{ID: "r", PeerName: "bob", App: "GIMP", From: "10.0.0.2", Files: files}, "bob", func(bool) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.bodies) != 2 || strings.Contains(n.bodies[0], "brings") ||
+		!strings.Contains(n.bodies[1], "bob brings 1 file and 1 folder of their own into the app: notes.txt and Pictures/ (read-only).") {
+		t.Errorf("notification bodies %q", n.bodies)
+	}
+}

@@ -74,6 +74,9 @@ func (n *Notifier) Ask(r dbusapi.Request, name string, answer func(allow bool)) 
 	if r.FirstTime {
 		body += " You have not met " + name + " before."
 	}
+	if len(r.Files) > 0 {
+		body += " " + bringsText(name, r.Files)
+	}
 	return n.notify(summary, body, []string{"allow", "Allow", "deny", "Deny"}, 2, func(action string) { answer(action == "allow") })
 }
 

@@ -17,6 +17,7 @@ import (
 type fakeNotifications struct {
 	mu     sync.Mutex
 	shown  []string // summaries
+	bodies []string
 	closed []uint32
 }
 
@@ -24,6 +25,7 @@ func (f *fakeNotifications) Notify(app string, replaces uint32, icon, summary, b
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.shown = append(f.shown, summary)
+	f.bodies = append(f.bodies, body)
 	return uint32(len(f.shown)), nil
 }
 
