@@ -52,7 +52,7 @@ func exitStatuses() []exitStatus {
 		{fmt.Sprint(ExitNotShared), "The host does not share that app."},
 		{fmt.Sprint(ExitUnavailable), "The host cannot run apps now: its sharing is off, its one-time setup was not done, it cannot put sandboxes under limits, or its sandbox failed to start."},
 		{fmt.Sprint(ExitRateLimited), "The host refused because it was asked too often: try again later."},
-		{fmt.Sprint(ExitNoDisplay), "This side's display cannot show the window (no X server, no Xwayland, no usable cookie): the peer was not asked."},
+		{fmt.Sprint(ExitNoDisplay), "This side's display cannot show the window (no X server, no Xwayland, no usable cookie, or no SECURITY extension to confine an app without trusted display access): the peer was not asked."},
 		{fmt.Sprint(ExitEnded), "The session was ended before the app exited: here (`ebrainpool end`, the sessions window) or by the host."},
 		{"130, 143", "Interrupted by SIGINT (Ctrl-C) or SIGTERM (128+N); `run` ends its session first."},
 	}

@@ -175,11 +175,11 @@ func shareApp(t testing.TB, n *node, id, name, command string) {
 	n.u.MustRun(t, "share", id)
 }
 
-// startRun starts `ebrainpool run PEER APP` as u; it is stopped when the
-// test ends, and its output logged if the test failed.
-func startRun(t *testing.T, u *testenv.User, peer, app string) *exec.Cmd {
+// startRun starts `ebrainpool run PEER APP [FLAG...]` as u; it is stopped
+// when the test ends, and its output logged if the test failed.
+func startRun(t *testing.T, u *testenv.User, peer, app string, flags ...string) *exec.Cmd {
 	t.Helper()
-	run := u.Command(t.Context(), "run", peer, app)
+	run := u.Command(t.Context(), append([]string{"run", peer, app}, flags...)...)
 	var out strings.Builder
 	run.Stdout, run.Stderr = &out, &out
 	if err := run.Start(); err != nil {
