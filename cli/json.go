@@ -44,10 +44,19 @@ type peerJSON struct {
 	Added    *string  `json:"added"`
 	Reach    *string  `json:"reach"` // unknown, reachable, unreachable or key-changed
 	LastSeen *rfc3339 `json:"last_seen"`
+	// Introducer: you marked the peer as introducer; IntroducedBy names
+	// the introducer that told of it (null: discovered or added).
+	Introducer   bool    `json:"introducer"`
+	IntroducedBy *string `json:"introduced_by"`
 }
 
 func peerView(p dbusapi.Peer) peerJSON {
-	return peerJSON{Fingerprint: p.Fingerprint, ShortFingerprint: p.Short, Name: p.Name, Host: p.Host, Address: p.Address, Port: p.Port, Trust: string(p.Trust)}
+	v := peerJSON{Fingerprint: p.Fingerprint, ShortFingerprint: p.Short, Name: p.Name, Host: p.Host, Address: p.Address, Port: p.Port, Trust: string(p.Trust), Introducer: p.Introducer}
+	if p.IntroducedBy != "" {
+		by := p.IntroducedBy
+		v.IntroducedBy = &by
+	}
+	return v
 }
 
 // withAdded is v with how the peer added by address a answers.
@@ -214,8 +223,9 @@ func jsonExamples() []jsonExample {
 		{"id", "", idJSON{Fingerprint: alice, ShortFingerprint: "LHS6-TIQG-TR2C-VL4Z"}},
 		{"peers", "", []peerJSON{
 			{Fingerprint: bob, ShortFingerprint: "UTQV-QOGX-SEXU-5R65", Name: "bob", Host: "bob-laptop.local", Address: "192.168.1.20", Port: 42331, Trust: "verified"},
-			withAdded(peerJSON{Fingerprint: carol, ShortFingerprint: "TVPK-C3HP-KCJU-ZNN5", Name: "carol", Host: "carol.example.org", Address: "10.20.0.7", Port: 42331, Trust: "verified"},
+			withAdded(peerJSON{Fingerprint: carol, ShortFingerprint: "TVPK-C3HP-KCJU-ZNN5", Name: "carol", Host: "carol.example.org", Address: "10.20.0.7", Port: 42331, Trust: "verified", Introducer: true},
 				dbusapi.AddedPeer{Address: "carol.example.org:42331", Reach: dbusapi.ReachReachable, LastSeen: at2("2026-03-02T14:03:55Z")}),
+			{Fingerprint: alice, ShortFingerprint: "LHS6-TIQG-TR2C-VL4Z", Name: "alice", Host: "10.30.0.4", Address: "10.30.0.4", Port: 42331, Trust: "new", IntroducedBy: str("carol")},
 		}},
 		{"peer add", "carol.example.org", addedJSON{Address: "carol.example.org:42331", Fingerprint: carol, ShortFingerprint: "TVPK-C3HP-KCJU-ZNN5", Name: "carol", Reach: "reachable", LastSeen: ptr(at("2026-03-02T14:03:55Z")), Error: ""}},
 		{"apps", "bob", []appJSON{

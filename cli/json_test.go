@@ -112,10 +112,10 @@ func TestViews(t *testing.T) {
 		want string
 	}{
 		{"peer", peerView(dbusapi.Peer{Fingerprint: "SHA256:x", Short: "ABCD", Name: "bob", Host: "h.local", Address: "10.0.0.2", Port: 4000, Trust: dbusapi.TrustChanged}),
-			`{"fingerprint":"SHA256:x","short_fingerprint":"ABCD","name":"bob","host":"h.local","address":"10.0.0.2","port":4000,"trust":"changed","added":null,"reach":null,"last_seen":null}`},
+			`{"fingerprint":"SHA256:x","short_fingerprint":"ABCD","name":"bob","host":"h.local","address":"10.0.0.2","port":4000,"trust":"changed","added":null,"reach":null,"last_seen":null,"introducer":false,"introduced_by":null}`},
 		{"peer added by address", withAdded(peerView(dbusapi.Peer{Fingerprint: "SHA256:x", Short: "ABCD", Name: "bob", Host: "h.example", Port: 42331, Trust: dbusapi.TrustVerified}),
 			dbusapi.AddedPeer{Address: "h.example:42331", Reach: dbusapi.ReachUnreachable, LastSeen: since.Unix()}),
-			`{"fingerprint":"SHA256:x","short_fingerprint":"ABCD","name":"bob","host":"h.example","address":"","port":42331,"trust":"verified","added":"h.example:42331","reach":"unreachable","last_seen":"2026-03-02T14:04:31Z"}`},
+			`{"fingerprint":"SHA256:x","short_fingerprint":"ABCD","name":"bob","host":"h.example","address":"","port":42331,"trust":"verified","added":"h.example:42331","reach":"unreachable","last_seen":"2026-03-02T14:04:31Z","introducer":false,"introduced_by":null}`},
 		{"added peer never seen", addedView(dbusapi.AddedPeer{Address: "[fe80::1%eth0]:42331", Short: "ABCD", Reach: dbusapi.ReachUnknown}),
 			`{"address":"[fe80::1%eth0]:42331","fingerprint":"","short_fingerprint":"ABCD","name":"","reach":"unknown","last_seen":null,"error":""}`},
 		{"app", appView(dbusapi.App{ID: "xlogo", Name: "X Logo", Comment: "c", Icon: []byte{1}}),

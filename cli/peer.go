@@ -27,7 +27,7 @@ import (
 // peerCommands add and remove peers by address, for peers discovery does
 // not reach (another subnet, a VPN).
 func peerCommands() []*Command {
-	return []*Command{peerAddCommand(), peerRemoveCommand()}
+	return []*Command{peerAddCommand(), peerRemoveCommand(), peerIntroducerCommand()}
 }
 
 func peerAddCommand() *Command {
@@ -331,7 +331,7 @@ func peersCommand() *Command {
 					return printJSON(env.Stdout, out)
 				}
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tHOST\tADDRESS\tFINGERPRINT\tTRUST\tADDED")
+				fmt.Fprintln(tw, "NAME\tHOST\tADDRESS\tFINGERPRINT\tTRUST\tHOW")
 				for _, p := range peers {
 					trust := string(p.Trust)
 					if p.Trust == dbusapi.TrustChanged {
@@ -340,6 +340,11 @@ func peersCommand() *Command {
 					how := "discovered"
 					if a, ok := byFP[p.Fingerprint]; ok {
 						how = a.Address + ": " + reachWords(a)
+					} else if p.IntroducedBy != "" {
+						how = "introduced by " + p.IntroducedBy
+					}
+					if p.Introducer {
+						how += " (introducer)"
 					}
 					addr := "-"
 					if p.Address != "" {
@@ -371,4 +376,33 @@ func (d *domainFlag) Set(v string) error {
 	}
 	*d = next
 	return nil
+}
+
+func peerIntroducerCommand() *Command {
+	var off bool
+	return &Command{
+		Name: "peer introducer", Usage: "[--off] PEER",
+		Summary: "Mark a peer as introducer (off by default): the peers it knows are listed here as introduced by it.",
+		Details: "The introducer is asked every 30 seconds for the peers it knows itself (discovered or added by address there; never its consent rules), with their addresses and fingerprints. They are listed as \"introduced by NAME\" when known no other way, and pinned on the first successful connect to the key announced for them, as discovered peers are; a launch still needs their user's consent. --off stops it.",
+		Args:    []string{"peer"},
+		Flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&off, "off", false, "no longer an introducer: the peers it introduced are no longer listed")
+		},
+		Run: func(ctx context.Context, env *Env, fs *flag.FlagSet) error {
+			if fs.NArg() != 1 {
+				return usageError("peer introducer takes one PEER")
+			}
+			return withClient(ctx, func(c *dbusapi.Client) error {
+				if err := c.SetIntroducer(ctx, fs.Arg(0), !off); err != nil {
+					return err
+				}
+				if off {
+					fmt.Fprintf(env.Stdout, "%s is no longer an introducer\n", fs.Arg(0))
+				} else {
+					fmt.Fprintf(env.Stdout, "%s is an introducer: the peers it knows appear in `ebrainpool peers`\n", fs.Arg(0))
+				}
+				return nil
+			})
+		},
+	}
 }
