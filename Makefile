@@ -77,12 +77,22 @@ run: deps-run install
 	@echo ">> a sandbox as $(RUN_USER), and a program run in it"
 	cd / && $(SUDO) runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox exec demo -- sh -c 'echo "inside the sandbox: $$(id), network: $$(ls /sys/class/net)"'
 	cd / && $(SUDO) runuser -u $(RUN_USER) -- $(PREFIX)/bin/ebrainpool sandbox stop demo
-	@if [ -n "$$DISPLAY" ]; then \
-		echo ">> starting the desktop app as $(RUN_USER) (tray icon; quit from its menu)"; \
-		cd / && $(SUDO) runuser -u $(RUN_USER) -- env DISPLAY="$$DISPLAY" XAUTHORITY="$${XAUTHORITY:-$$HOME/.Xauthority}" dbus-run-session -- $(PREFIX)/bin/ebrainpool; \
+	@# The app runs on the user's own session bus (the desktop's: its panel
+	@# shows the tray, the CLI in another terminal finds it, and a start from
+	@# the menu later shows this one instead of running a second daemon); a
+	@# private dbus-run-session bus only when the user has none.
+	@uid=$$(id -u $(RUN_USER)); bus=; \
+	if [ "$(RUN_USER)" = "$$(id -un)" ] || [ "$(RUN_USER)" = "$$SUDO_USER" ]; then bus="$$DBUS_SESSION_BUS_ADDRESS"; fi; \
+	if [ -z "$$bus" ] && [ -S /run/user/$$uid/bus ]; then bus=unix:path=/run/user/$$uid/bus; fi; \
+	if [ -n "$$bus" ]; then run="env DBUS_SESSION_BUS_ADDRESS=$$bus"; how="on $(RUN_USER)'s session bus"; \
+		if [ -d /run/user/$$uid ]; then run="$$run XDG_RUNTIME_DIR=/run/user/$$uid"; fi; \
+	else run="dbus-run-session --"; how="on a private session bus ($(RUN_USER) has none: the CLI must run inside it)"; fi; \
+	if [ -n "$$DISPLAY" ]; then \
+		echo ">> starting the desktop app as $(RUN_USER) $$how (tray icon; quit from its menu)"; \
+		cd / && $(SUDO) runuser -u $(RUN_USER) -- env DISPLAY="$$DISPLAY" XAUTHORITY="$${XAUTHORITY:-$$HOME/.Xauthority}" $$run $(PREFIX)/bin/ebrainpool; \
 	else \
-		echo ">> no display: starting the headless daemon as $(RUN_USER) (Ctrl-C stops it)"; \
-		cd / && $(SUDO) runuser -u $(RUN_USER) -- dbus-run-session -- $(PREFIX)/bin/ebrainpool daemon; \
+		echo ">> no display: starting the headless daemon as $(RUN_USER) $$how (Ctrl-C stops it)"; \
+		cd / && $(SUDO) runuser -u $(RUN_USER) -- $$run $(PREFIX)/bin/ebrainpool daemon; \
 	fi
 
 vet:

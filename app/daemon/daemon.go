@@ -369,6 +369,13 @@ func (d *Daemon) SandboxError() error {
 // Run serves until ctx ends. When it returns, the launches it started
 // have ended (their LaunchFinished sent), then the requests it serves.
 func (d *Daemon) Run(ctx context.Context) error {
+	// One daemon per identity on this computer, whichever bus it is on;
+	// released last.
+	unlock, err := lockIdentity(d.opts.Dirs.State)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	// Whatever the return, the goroutines are told to stop before they are
