@@ -273,7 +273,8 @@ func TestOpenFilesWithPeersApp(t *testing.T) {
 	t.Run("the mount is the session's only, and gone when it ends", func(t *testing.T) {
 		run, out := holdSession(t)
 		// Only the session's own processes have it: not the sandbox's init,
-		// not another process in the same sandbox, not another sandbox.
+		// not another process in the same sandbox, not another peer's
+		// sandbox.
 		start, count := host.u.SubIDs(t)
 		for _, pid := range shareMountHolders() {
 			var st syscall.Stat_t
@@ -285,6 +286,12 @@ func TestOpenFilesWithPeersApp(t *testing.T) {
 		if h := host.u.MustRun(t, "sandbox", "exec", peer, "--", "/bin/sh", "-c", "cat /home/guest/*/doc.md 2>/dev/null; grep -c "+tunnel.FuseType+" /proc/self/mountinfo; true"); strings.Contains(h.Stdout, "# doc") || strings.TrimSpace(h.Stdout) != "0" {
 			t.Errorf("another process of the sandbox sees the file: %q", h.Stdout)
 		}
+		// Another peer's sandbox on the host: nothing of A's there.
+		host.u.MustRun(t, "sandbox", "start", "another-peer")
+		if o := host.u.MustRun(t, "sandbox", "exec", "another-peer", "--", "/bin/sh", "-c", "ls -A /home/guest; cat /home/guest/*/doc.md 2>/dev/null; grep -c "+tunnel.FuseType+" /proc/self/mountinfo; true"); strings.Contains(o.Stdout, "'s ") || strings.Contains(o.Stdout, "# doc") || !strings.HasSuffix(strings.TrimSpace(o.Stdout), "0") {
+			t.Errorf("another peer's sandbox sees A's files: %q", o.Stdout)
+		}
+		host.u.MustRun(t, "sandbox", "stop", "another-peer")
 		endOnlySessionNoWindow(t, req)
 		run.Wait()
 		_ = out
