@@ -221,3 +221,15 @@ var (
 	_ AddressBackend = (*remoteBackend)(nil)
 	_ AddressBackend = (*daemon.Daemon)(nil)
 )
+
+// introText says how a peer relates to introducers, for the peer list
+// and its details ("" for most peers).
+func introText(p dbusapi.Peer) string {
+	switch {
+	case p.IntroducedBy != "":
+		return " · introduced by " + p.IntroducedBy
+	case p.Introducer:
+		return " · introducer"
+	}
+	return ""
+}

@@ -134,3 +134,23 @@ func TestAddPeerButtonDisabled(t *testing.T) {
 		t.Fatal("the button is enabled without a backend that can add peers")
 	}
 }
+
+// An introduced peer says by whom, in the list and in its details.
+func TestIntroducedPeerShown(t *testing.T) {
+	f := newFake()
+	bob := peer("bob", "10.30.0.4", dbusapi.TrustNew)
+	bob.IntroducedBy = "carol"
+	carol := peer("carol", "carol-pc", dbusapi.TrustVerified)
+	carol.Introducer = true
+	f.peers = []dbusapi.Peer{bob, carol}
+	u := newTestUI(t, f, nil)
+	u.ShowPeers()
+	u.peers.selectPeer(bob.Fingerprint)
+	if !strings.Contains(u.peers.detail.Text, "introduced by carol") {
+		t.Errorf("bob's details: %q", u.peers.detail.Text)
+	}
+	u.peers.selectPeer(carol.Fingerprint)
+	if !strings.Contains(u.peers.detail.Text, "introducer") {
+		t.Errorf("carol's details: %q", u.peers.detail.Text)
+	}
+}

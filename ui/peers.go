@@ -105,7 +105,7 @@ func newPeerBrowser(u *UI) *peerBrowser {
 			name, sub := box.Objects[0].(*widget.Label), box.Objects[1].(*widget.Label)
 			name.SetText(p.Name)
 			t, warn := trustText(p.Trust)
-			sub.SetText(p.Host + " · " + t)
+			sub.SetText(p.Host + " · " + t + introText(p))
 			if warn {
 				sub.Importance = widget.DangerImportance
 				icon.SetResource(theme.WarningIcon())
@@ -291,7 +291,7 @@ func (pb *peerBrowser) showDetail() {
 	}
 	pb.header.SetText(p.Name)
 	t, _ := trustText(p.Trust)
-	pb.detail.SetText(fmt.Sprintf("Host: %s (%s)\nFingerprint: %s\nStatus: %s", p.Host, p.Address, p.Short, t))
+	pb.detail.SetText(fmt.Sprintf("Host: %s (%s)\nFingerprint: %s\nStatus: %s", p.Host, p.Address, p.Short, t) + introText(p))
 	defer pb.warning.Refresh() // see showLaunches
 	pb.warning.RemoveAll()
 	switch p.Trust {
