@@ -166,20 +166,23 @@ type AddPeerArgs struct{ Address, Fingerprint string }
 
 // ProbePeer asks the daemon what the peer at the address shows.
 func (s *AppService) ProbePeer(a ProbePeerArgs, reply *dbusapi.Probed) error {
-	u := s.wp.u
-	ab, ok := u.b.(AddressBackend)
-	if !ok {
-		return errors.New("this eBrainPool cannot add peers by address")
-	}
-	ctx, cancel := context.WithTimeout(u.ctx, addPeerTimeout)
-	defer cancel()
-	p, err := ab.ProbePeer(ctx, a.Address)
-	*reply = p
-	return err
+	return s.withAddress(func(ctx context.Context, ab AddressBackend) (err error) {
+		*reply, err = ab.ProbePeer(ctx, a.Address)
+		return err
+	})
 }
 
 // AddPeerAddress asks the daemon to add the peer at the address.
 func (s *AppService) AddPeerAddress(a AddPeerArgs, reply *dbusapi.AddedPeer) error {
+	return s.withAddress(func(ctx context.Context, ab AddressBackend) (err error) {
+		*reply, err = ab.AddPeerAddress(ctx, a.Address, a.Fingerprint)
+		return err
+	})
+}
+
+// withAddress runs f with the app's backend as an AddressBackend, within
+// addPeerTimeout.
+func (s *AppService) withAddress(f func(context.Context, AddressBackend) error) error {
 	u := s.wp.u
 	ab, ok := u.b.(AddressBackend)
 	if !ok {
@@ -187,9 +190,7 @@ func (s *AppService) AddPeerAddress(a AddPeerArgs, reply *dbusapi.AddedPeer) err
 	}
 	ctx, cancel := context.WithTimeout(u.ctx, addPeerTimeout)
 	defer cancel()
-	p, err := ab.AddPeerAddress(ctx, a.Address, a.Fingerprint)
-	*reply = p
-	return err
+	return f(ctx, ab)
 }
 
 func (r *remoteBackend) ProbePeer(ctx context.Context, address string) (dbusapi.Probed, error) {

@@ -1,27 +1,12 @@
 package identity
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/ssh"
 )
 
-func newFingerprint(t *testing.T) Fingerprint {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return FingerprintOf(k)
-}
+func newFingerprint(t *testing.T) Fingerprint { return FingerprintOf(newKey(t)) }
 
 // The short form people read aloud (what `ebrainpool id` prints on its
 // second line) names a key wherever a fingerprint does.
