@@ -330,6 +330,8 @@ func peersCommand() *Command {
 					}
 					return printJSON(env.Stdout, out)
 				}
+				// Why the network's peers are missing, if they are (stderr).
+				discoveryNote(ctx, c, env.Stderr)
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "NAME\tHOST\tADDRESS\tFINGERPRINT\tTRUST\tHOW")
 				for _, p := range peers {
