@@ -261,7 +261,7 @@ func (f *x11Filter) requests(dst io.Writer, src io.Reader) error {
 		seq := f.seq
 		f.mu.Unlock()
 		op := hdr[0]
-		if op == xOpQueryExtension && head == 4 && size <= 8+256 {
+		if op == xOpQueryExtension && head == 4 && size >= 8 && size <= 8+256 {
 			body := make([]byte, size-head)
 			if _, err := io.ReadFull(r, body); err != nil {
 				return err
@@ -322,10 +322,13 @@ func (f *x11Filter) foreign(op byte, body []byte) bool {
 	if other(id) {
 		return true
 	}
+	if len(body) < xSendEventEvent-4+8 {
+		return true // cut short: the server refuses it anyway
+	}
 	// To a root: a ClientMessage about another client's window asks the
 	// window manager to act on it (close, raise, move it).
 	ev := body[xSendEventEvent-4:]
-	if f.owned.isRoot(id) && len(ev) >= 8 && ev[0]&0x7f == xClientMessage {
+	if f.owned.isRoot(id) && ev[0]&0x7f == xClientMessage {
 		if win := f.bo.Uint32(ev[4:]); win != 0 && other(win) {
 			return true
 		}
