@@ -180,3 +180,35 @@ func TestIsTerminal(t *testing.T) {
 		t.Error("a string reader counts as a terminal")
 	}
 }
+
+// --peer KEY@HOST[:PORT][=NAME]: the full fingerprint or its short form,
+// host names, IPv4, IPv6 (with a zone), the default port without one.
+func TestPeerFlag(t *testing.T) {
+	const fp = "SHA256:pOFYONeRL07H3T9tf0FhwK1slkJs5kvkcnOnf+vGgXA"
+	tests := []struct {
+		in, addr, name, key string // addr "" for an error
+	}{
+		{fp + "@192.168.1.20:41527=bob", "192.168.1.20:41527", "bob", fp},
+		{"UTQV-QOGX-SEXU-5R65@bob-laptop.example.org", "bob-laptop.example.org:42331", "", "UTQV-QOGX-SEXU-5R65"},
+		{"utqvqogxsexu5r65@[fe80::1%eth0]:7000=bob", "[fe80::1%eth0]:7000", "bob", "UTQV-QOGX-SEXU-5R65"},
+		{fp + "@2001:db8::20", "[2001:db8::20]:42331", "", fp},
+		{"bob@192.168.1.20", "", "", ""},
+		{fp + "@bad host", "", "", ""},
+		{fp, "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			var f peerFlag
+			err := f.Set(tt.in)
+			if tt.addr == "" {
+				if err == nil {
+					t.Fatalf("Set(%q) accepted: %+v", tt.in, f)
+				}
+				return
+			}
+			if err != nil || len(f) != 1 || f[0].addr != tt.addr || f[0].name != tt.name || f[0].ref.String() != tt.key {
+				t.Fatalf("Set(%q) = %+v, %v", tt.in, f, err)
+			}
+		})
+	}
+}
