@@ -29,3 +29,12 @@ func displayText(name string, mode dbusapi.DisplayMode) string {
 	}
 	return name + "'s eBrainPool does not say (an older version: the app may see their whole screen)"
 }
+
+// launchDisplayText says, in a launch's progress, what the app may do on
+// this display.
+func launchDisplayText(trusted bool) string {
+	if trusted {
+		return "Your display: TRUSTED: the app can see your whole screen and type into any window (ebrainpool run --protected-display confines it)."
+	}
+	return "Your display: protected: the app sees and controls only its own windows."
+}

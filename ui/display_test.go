@@ -39,3 +39,32 @@ func TestPromptShowsDisplayMode(t *testing.T) {
 		})
 	}
 }
+
+// TestLaunchSaysDisplayMode: a launch from the peer browser says whether
+// the app gets a protected or the whole (trusted) display, as the user's
+// settings have it for that app of that peer.
+func TestLaunchSaysDisplayMode(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted []string
+		want    string
+	}{
+		{"protected (default)", nil, "Your display: protected: the app sees and controls only its own windows."},
+		{"trusted", []string{"SHA256:bob xlogo"}, "Your display: TRUSTED: the app can see your whole screen"},
+		{"another app trusted", []string{"SHA256:bob xeyes"}, "Your display: protected"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			bob := peer("bob", "bob-laptop", "verified")
+			f.peers = []dbusapi.Peer{bob}
+			f.settings.TrustedDisplay = tc.trusted
+			u := newTestUI(t, f, nil)
+			u.ShowPeers()
+			u.peers.selectPeer(bob.Fingerprint)
+			u.launch(bob, dbusapi.App{ID: "xlogo", Name: "X Logo"})
+			if got := launchText(t, u); !strings.Contains(got, tc.want) {
+				t.Errorf("launch progress %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

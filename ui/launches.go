@@ -32,6 +32,9 @@ type launchState struct {
 	err      string
 	outcome  dbusapi.Outcome // how it ended ("" from a daemon that does not say, or Launch's own error)
 	files    []string        // what it brings (broughtNames), nil for none
+	// trusted: the app has trusted access to this display (the user's
+	// choice for it, as the daemon's settings say at the launch).
+	trusted bool
 }
 
 // broughtNames are the names of the files and folders a launch brings, as
@@ -70,6 +73,9 @@ func (l *launchState) text() string {
 		t += "\n" + broughtText("It has your", l.files)
 	default:
 		t += "\n" + broughtText("Bringing", l.files)
+	}
+	if !l.done {
+		t += "\n" + launchDisplayText(l.trusted)
 	}
 	return t
 }

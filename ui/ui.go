@@ -381,7 +381,9 @@ func (u *UI) recordLaunch(a LaunchArgs) LaunchRecord {
 	} else {
 		id, err = u.b.Launch(a.Peer.Fingerprint, a.App.ID)
 	}
-	rec := u.launches.started(id, a.Peer, a.App, broughtNames(a.Files, a.Folders), err).record()
+	l := u.launches.started(id, a.Peer, a.App, broughtNames(a.Files, a.Folders), err)
+	l.trusted = u.b.Settings().Trusts(a.Peer.Fingerprint, a.App.ID)
+	rec := l.record()
 	if u.win != nil {
 		u.win.tell(Message{Launch: &rec})
 	}

@@ -54,6 +54,8 @@ type LaunchRecord struct {
 	Outcome  dbusapi.Outcome
 	// Files names what the launch brings (see broughtNames).
 	Files []string
+	// Trusted: the app has trusted access to the display.
+	Trusted bool
 }
 
 // LaunchArgs is a launch asked for in a window: the peer and app as shown,
@@ -100,13 +102,13 @@ type SharingReply struct {
 // record copies a launch for the window process.
 func (l *launchState) record() LaunchRecord {
 	return LaunchRecord{ID: l.id, Seq: l.seq, Peer: l.peer, PeerName: l.peerName, App: l.app, Stage: l.stage,
-		Done: l.done, Exit: l.exit, Err: l.err, Outcome: l.outcome, Files: l.files}
+		Done: l.done, Exit: l.exit, Err: l.err, Outcome: l.outcome, Files: l.files, Trusted: l.trusted}
 }
 
 // restore adds (or replaces) a launch the desktop app recorded.
 func (ls *launches) restore(r LaunchRecord) {
 	ls.byID[r.ID] = &launchState{id: r.ID, seq: r.Seq, peer: r.Peer, peerName: r.PeerName, app: r.App, stage: r.Stage,
-		done: r.Done, exit: r.Exit, err: r.Err, outcome: r.Outcome, files: r.Files}
+		done: r.Done, exit: r.Exit, err: r.Err, outcome: r.Outcome, files: r.Files, trusted: r.Trusted}
 	if r.Seq > ls.seq {
 		ls.seq = r.Seq
 	}
