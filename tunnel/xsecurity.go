@@ -312,6 +312,9 @@ func (t *x11Target) generateUntrusted(ctx context.Context) (*untrustedAuth, erro
 		return nil, fmt.Errorf("connecting with the untrusted authorization: %w", err)
 	}
 	a.holder = h.c
+	// It reads what the server sends every client (MappingNotify when a
+	// keymap changes), so its output never backs up on the server.
+	go io.Copy(io.Discard, h.c)
 	return a, nil
 }
 
