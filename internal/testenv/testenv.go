@@ -151,7 +151,7 @@ func NewUser(t testing.TB, bin string, setup bool) *User {
 		}
 		uid++
 	}
-	if out, err := exec.Command("useradd", "-m", "-U", "-u", strconv.Itoa(uid), "-s", "/bin/sh", name).CombinedOutput(); err != nil {
+	if out, err := shadowTool("useradd", "-m", "-U", "-u", strconv.Itoa(uid), "-s", "/bin/sh", name); err != nil {
 		t.Fatalf("useradd %s: %v\n%s", name, err, out)
 	}
 	u := &User{Name: name, Bin: bin}
@@ -273,8 +273,20 @@ func (u *User) remove(t testing.TB) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	if out, err := exec.Command("userdel", "-r", u.Name).CombinedOutput(); err != nil && !strings.Contains(string(out), "not found") {
+	if out, err := shadowTool("userdel", "-r", u.Name); err != nil && !strings.Contains(string(out), "not found") {
 		t.Logf("userdel %s: %v\n%s", u.Name, err, out)
+	}
+}
+
+// shadowTool runs useradd or userdel, again while another process holds
+// the lock on /etc/passwd (other test processes adding users).
+func shadowTool(name string, args ...string) ([]byte, error) {
+	for i := 0; ; i++ {
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err == nil || i == 50 || !bytes.Contains(out, []byte("cannot lock")) {
+			return out, err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
