@@ -136,7 +136,7 @@ func WriteMan(w io.Writer, version, date string) error {
 		roffText("The user's identity key (identity_ed25519, created on first use and never overwritten), "+
 			"settings (settings.json) and the shared apps (sharing.json)."),
 		".TP", `\fI$XDG_STATE_HOME/ebrainpool/\fR (default \fI~/.local/state/ebrainpool/\fR)`,
-		roffText("The known peers and their pinned keys (known_peers.json), the peers added by address with the key confirmed for each (added_peers.json), remembered decisions and the block list (consent.json)."),
+		roffText("The known peers and their pinned keys (known_peers.json), the peers added by address with the key confirmed for each (added_peers.json), remembered decisions with since when and the block list (consent.json; see rules, revoke, unblock), and the lock that keeps one daemon per identity on the computer (daemon.lock, holding its pid)."),
 		".TP", `.I $XDG_CONFIG_HOME/autostart/io.github.ebrainpool.EBrainPool.desktop`,
 		roffText("Written when Start at login is ticked in the settings."),
 		".TP", ".I /var/lib/ebrainpool/USER/",

@@ -2,53 +2,22 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/godbus/dbus/v5"
-
-	"github.com/ebrainpool/ebrainpool/app/config"
 	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/identity"
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
-	"github.com/ebrainpool/ebrainpool/sandbox"
 )
 
 // realDaemon runs a daemon (no discovery) on loopback in a directory of
 // its own, with its API on bus ("" for none), until the test ends.
 func realDaemon(t *testing.T, bus string) *daemon.Daemon {
 	t.Helper()
-	dir := t.TempDir()
-	opts := daemon.Options{
-		Dirs:   config.Dirs{Config: filepath.Join(dir, "config"), State: filepath.Join(dir, "state"), Home: dir},
-		Listen: "127.0.0.1:0", NoDiscovery: true, NoAPI: bus == "", AppDirs: []string{dir},
-		Sandbox: sandbox.Config{Layout: sandbox.Layout{Root: filepath.Join(dir, "lib"), CgroupBase: "ebrainpool-test-not-set-up", CgroupMounts: "/sys/fs/cgroup"}},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-	if bus != "" {
-		conn, err := dbus.Connect(bus)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		opts.SessionBus = conn
-	}
-	d, err := daemon.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return d
+	return realDaemonPrepared(t, bus, nil)
 }
 
 // runIn is run with stdin.

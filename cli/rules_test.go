@@ -113,23 +113,31 @@ func waitAPI(t *testing.T) {
 	}
 }
 
-// realDaemonPrepared is realDaemon with prepare run on its state
-// directory before the daemon starts (its consent.json, for one).
+// realDaemonPrepared runs a daemon (no discovery) on loopback in a
+// directory of its own, with its API on bus ("" for none), until the test
+// ends; prepare, if set, runs on its state directory before it starts (its
+// consent.json, for one).
 func realDaemonPrepared(t *testing.T, bus string, prepare func(state string)) *daemon.Daemon {
 	t.Helper()
 	dir := t.TempDir()
 	dirs := config.Dirs{Config: filepath.Join(dir, "config"), State: filepath.Join(dir, "state"), Home: dir}
-	prepare(dirs.State)
-	conn, err := dbus.Connect(bus)
-	if err != nil {
-		t.Fatal(err)
+	if prepare != nil {
+		prepare(dirs.State)
 	}
-	t.Cleanup(func() { conn.Close() })
-	d, err := daemon.New(daemon.Options{
-		Dirs: dirs, Listen: "127.0.0.1:0", NoDiscovery: true, AppDirs: []string{dir}, SessionBus: conn,
+	opts := daemon.Options{
+		Dirs: dirs, Listen: "127.0.0.1:0", NoDiscovery: true, NoAPI: bus == "", AppDirs: []string{dir},
 		Sandbox: sandbox.Config{Layout: sandbox.Layout{Root: filepath.Join(dir, "lib"), CgroupBase: "ebrainpool-test-not-set-up", CgroupMounts: "/sys/fs/cgroup"}},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if bus != "" {
+		conn, err := dbus.Connect(bus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		opts.SessionBus = conn
+	}
+	d, err := daemon.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

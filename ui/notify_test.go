@@ -52,13 +52,12 @@ func privateBus(t *testing.T) (server, client *dbus.Conn) {
 	return dial(), dial()
 }
 
-// A request is a desktop notification only when no popup can show it
-// (here: the window process cannot be started); its Allow and Deny answer
-// it, and it is withdrawn when the request is resolved elsewhere. A
-// popup on screen gets no notification beside it.
-func TestNotifierAnswersThePrompt(t *testing.T) {
+// notificationServer exports srv as the notification service on a private
+// bus and returns a Notifier using it, and the server's connection (to
+// emit its signals).
+func notificationServer(t *testing.T, srv any) (*Notifier, *dbus.Conn) {
+	t.Helper()
 	srvConn, cliConn := privateBus(t)
-	srv := &fakeNotifications{}
 	if err := srvConn.Export(srv, notifyPath, notifyIface); err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +68,16 @@ func TestNotifierAnswersThePrompt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return n, srvConn
+}
+
+// A request is a desktop notification only when no popup can show it
+// (here: the window process cannot be started); its Allow and Deny answer
+// it, and it is withdrawn when the request is resolved elsewhere. A
+// popup on screen gets no notification beside it.
+func TestNotifierAnswersThePrompt(t *testing.T) {
+	srv := &fakeNotifications{}
+	n, srvConn := notificationServer(t, srv)
 	start := time.Unix(1_800_000_000, 0)
 	req := dbusapi.Request{ID: "req-1", Peer: "SHA256:bob", PeerName: "bob", From: "10.0.0.2", App: "GIMP", Deadline: start.Add(30 * time.Second).Unix()}
 	t.Run("popup shown", func(t *testing.T) {

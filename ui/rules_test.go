@@ -81,18 +81,8 @@ func (f *notificationsWithActions) Notify(app string, replaces uint32, icon, sum
 // time, whose End ends it; it is withdrawn when the session ends. A
 // session the user allowed in the popup gets none.
 func TestRuleSessionNotification(t *testing.T) {
-	srvConn, cliConn := privateBus(t)
 	srv := &notificationsWithActions{}
-	if err := srvConn.Export(srv, notifyPath, notifyIface); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := srvConn.RequestName(notifyName, dbus.NameFlagDoNotQueue); err != nil {
-		t.Fatal(err)
-	}
-	n, err := NewNotifier(cliConn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, srvConn := notificationServer(t, srv)
 	f := newFake()
 	u := newTestUI(t, f, nil)
 	u.opts.Notifier = n

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 )
@@ -70,17 +68,9 @@ func better(sz, cur, want int) bool {
 
 // readPNG reads a file that must be a valid PNG within MaxIconBytes.
 func readPNG(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	b, err := readBounded(p)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxIconBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > MaxIconBytes {
-		return nil, fmt.Errorf("%s is larger than %d bytes", p, MaxIconBytes)
 	}
 	if err := ValidPNG(b); err != nil {
 		return nil, fmt.Errorf("%s: %w", p, err)
