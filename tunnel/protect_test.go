@@ -337,6 +337,23 @@ func TestDisplayProtectionBetweenSessions(t *testing.T) {
 	if out, err := x.command("xdotool", "windowfocus", "--sync", win).CombinedOutput(); err != nil {
 		t.Fatalf("focusing the other app: %v: %s", err, out)
 	}
+	// xterm draws in a child of its top-level window.
+	out, err = x.command("xwininfo", "-id", win, "-children").Output()
+	if err != nil {
+		t.Fatalf("xwininfo -children: %v", err)
+	}
+	var vt100 string
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "0x") && !strings.Contains(l, "Window id:") {
+			var id uint32
+			fmt.Sscanf(f[0], "0x%x", &id)
+			vt100 = fmt.Sprint(id)
+			break
+		}
+	}
+	if vt100 == "" {
+		t.Fatalf("no child window of the other app's window:\n%s", out)
+	}
 
 	for _, a := range []struct {
 		name, script string
@@ -368,11 +385,13 @@ func TestDisplayProtectionBetweenSessions(t *testing.T) {
 			}
 			return ""
 		}},
+		{"draw on it", attack("clear", vt100), nil},
 		{"unmap and kill", attack("unmap", win), nil},
 	} {
 		t.Run(a.name, func(t *testing.T) {
 			argv := []string{"sh", "-c", a.script}
 			r := newRig(t, rigOptions{command: argv})
+			before, _ := x.command("xwd", "-id", win, "-silent").Output()
 			var stdout, stderr bytes.Buffer
 			cfg := r.clientConfig(x, ShellJoin(argv))
 			cfg.Stdout, cfg.Stderr = &stdout, &stderr
@@ -392,6 +411,9 @@ func TestDisplayProtectionBetweenSessions(t *testing.T) {
 				}
 			}
 			x.waitWindow(t, "otherapp", true, time.Second)
+			if after, _ := x.command("xwd", "-id", win, "-silent").Output(); a.name != "watch its keys" && !bytes.Equal(before, after) {
+				t.Errorf("the other app's window changed (%d bytes of xwd before, %d after)", len(before), len(after))
+			}
 			waitDone(t, r.fwd, 10*time.Second)
 		})
 	}
@@ -427,7 +449,8 @@ func attack(action, win string) string {
 // attackMain connects to $DISPLAY as the app does and, on window win
 // (decimal): "keys" sends it synthetic key presses ("p", Return);
 // "watch" selects its key presses and prints "KeyPress" for each one seen
-// within 3 s; "unmap" unmaps it and kills its client.
+// within 3 s; "clear" clears it to its background; "unmap" unmaps it and
+// kills its client.
 func attackMain(action, winArg string) int {
 	var win uint32
 	if _, err := fmt.Sscan(winArg, &win); err != nil {
@@ -488,6 +511,13 @@ func attackMain(action, winArg string) int {
 			}
 		}
 		return 0
+	case "clear":
+		// ClearArea of the whole window, exposures off: it shows its
+		// background only.
+		b := make([]byte, 16)
+		b[0] = 61
+		le.PutUint32(b[4:], win)
+		req(b)
 	case "unmap":
 		b := make([]byte, 8)
 		b[0] = 10 // UnmapWindow

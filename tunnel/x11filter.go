@@ -75,10 +75,15 @@ var foreignRules = map[byte]foreignRule{
 	xOpListProperties:         toRoot,
 	xOpSendEvent:              drop,
 	40:                        toRoot, // TranslateCoordinates (source window)
-	62:                        drop,   // CopyArea (source drawable)
-	63:                        drop,   // CopyPlane (source drawable)
+	61:                        drop,   // ClearArea
+	62:                        drop,   // CopyArea (source and destination drawables)
+	63:                        drop,   // CopyPlane (source and destination drawables)
 	73:                        toRoot, // GetImage (the root's is refused to untrusted clients)
 	113:                       drop,   // KillClient
+	// Drawing on another client's window, to fake what it shows.
+	64: drop, 65: drop, 66: drop, 67: drop, 68: drop, 69: drop, 70: drop, 71: drop, // PolyPoint ... PolyFillArc
+	72: drop,                               // PutImage
+	74: drop, 75: drop, 76: drop, 77: drop, // PolyText8/16, ImageText8/16
 }
 
 // The SendEvent destinations that are not window ids, and the
@@ -313,6 +318,9 @@ func (f *x11Filter) requests(dst io.Writer, src io.Reader) error {
 func (f *x11Filter) foreign(op byte, body []byte) bool {
 	id := f.bo.Uint32(body)
 	other := func(id uint32) bool { return !f.owned.isRoot(id) && !f.owned.owned(id) }
+	if op == 62 || op == 63 { // CopyArea, CopyPlane: from and to
+		return (id != 0 && other(id)) || (len(body) >= 8 && other(f.bo.Uint32(body[4:])))
+	}
 	if op != xOpSendEvent {
 		return id != 0 && other(id)
 	}
