@@ -3,6 +3,8 @@ package ui
 import (
 	"context"
 	"errors"
+	"net"
+	"net/rpc"
 	"strings"
 	"sync"
 	"testing"
@@ -152,5 +154,32 @@ func TestIntroducedPeerShown(t *testing.T) {
 	u.peers.selectPeer(carol.Fingerprint)
 	if !strings.Contains(u.peers.detail.Text, "introducer") {
 		t.Errorf("carol's details: %q", u.peers.detail.Text)
+	}
+}
+
+// The window process reaches ProbePeer and AddPeerAddress through the
+// app (net/rpc over a socket pair, as in the desktop app).
+func TestAddPeerThroughTheApp(t *testing.T) {
+	f := &addressFake{fakeBackend: newFake()}
+	u := New(Options{App: test.NewTempApp(t), Backend: f, Sync: true, AutostartFile: t.TempDir() + "/autostart/x.desktop", Exec: []string{"/usr/bin/ebrainpool"}})
+	t.Cleanup(u.cancel)
+	srv := rpc.NewServer()
+	if err := srv.RegisterName(serviceName, &AppService{wp: &windowProc{u: u}}); err != nil {
+		t.Fatal(err)
+	}
+	app, child := net.Pipe()
+	go srv.ServeConn(app)
+	rb := &remoteBackend{c: rpc.NewClient(child)}
+	defer rb.c.Close()
+	var ab AddressBackend = rb
+	p, err := ab.ProbePeer(context.Background(), "bob.example.org:42331")
+	if err != nil || p.Short != "UTQV-QOGX-SEXU-5R65" || p.Name != "bob" {
+		t.Fatalf("ProbePeer through the app = %+v, %v", p, err)
+	}
+	if _, err := ab.ProbePeer(context.Background(), "10.9.9.9:7000"); err == nil || !strings.Contains(err.Error(), "could not reach") {
+		t.Fatalf("ProbePeer of an address nobody answers on: %v", err)
+	}
+	if _, err := ab.AddPeerAddress(context.Background(), p.Address, p.Fingerprint); err != nil || len(f.adds()) != 1 {
+		t.Fatalf("AddPeerAddress through the app: %v (added %v)", err, f.adds())
 	}
 }
