@@ -124,6 +124,22 @@ func TestSecondStartHandsPeers(t *testing.T) {
 	if code, _, errs := run(t, "daemon"); code == 0 || !strings.Contains(errs, "already runs") {
 		t.Fatalf("daemon while one runs: exit %d, stderr %q", code, errs)
 	}
+	// The desktop app started again does the same (its window is not
+	// asked for with --show none; no X server is reached before).
+	t.Setenv("DISPLAY", ":987")
+	if ps := a.AddedPeers(); len(ps) != 1 {
+		t.Fatalf("added peers before: %+v", ps)
+	}
+	if err := a.RemovePeer(b.ControlAddr().String()); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = run(t, "gui", "--show", "none", "--peer", string(b.Identity().Fingerprint())+"@"+b.ControlAddr().String())
+	if code != 0 || !strings.Contains(out, "the running eBrainPool added") || len(a.AddedPeers()) != 1 {
+		t.Fatalf("gui --peer while one runs: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, _, errs := run(t, "gui", "--show", "none", "--no-discovery"); code == 0 || !strings.Contains(errs, "--no-discovery cannot change it") {
+		t.Fatalf("gui --no-discovery while one runs: exit %d, stderr %q", code, errs)
+	}
 }
 
 // Only a terminal is asked: /dev/null (a character device) and a pipe are

@@ -254,3 +254,30 @@ func TestControlPortTaken(t *testing.T) {
 		t.Fatalf("a taken --listen: %v", err)
 	}
 }
+
+// A peer added by address that does not answer is tried again with
+// backoff, and is reachable once it answers.
+func TestAddedPeerRetried(t *testing.T) {
+	retry := addedRetryMin
+	t.Cleanup(func() { addedRetryMin = retry }) // after the daemons stopped
+	addedRetryMin = 50 * time.Millisecond
+	// B's identity, and a loopback port nobody listens on yet.
+	bDir := t.TempDir()
+	b, stopB := addedDaemon(t, bDir, "127.0.0.1:0")
+	bFP := b.Identity().Fingerprint()
+	addr := b.ControlAddr().String()
+	stopB()
+	a, _ := addedDaemon(t, t.TempDir(), "127.0.0.1:0")
+	if err := a.AddAddress(identity.RefOf(bFP), addr, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	down := waitAdded(t, a, addr, dbusapi.ReachUnreachable)
+	if down.Error == "" || down.LastSeen != 0 {
+		t.Fatalf("an unreachable added peer: %+v", down)
+	}
+	addedDaemon(t, bDir, addr) // B comes up where it was added
+	up := waitAdded(t, a, addr, dbusapi.ReachReachable)
+	if up.Error != "" || up.LastSeen == 0 || up.Fingerprint != string(bFP) {
+		t.Fatalf("after B came up: %+v", up)
+	}
+}
