@@ -110,7 +110,7 @@ test: deps-test vet
 # what a run finds is kept in the package's testdata/fuzz and fails `go test`.
 FUZZTIME ?= 10s
 FUZZ_TARGETS := FuzzDecodeTXT:./app/discovery FuzzReadMsg:./app/control FuzzReadXSetup:./tunnel \
-                FuzzParseXauthority:./tunnel FuzzParse:./app/catalog FuzzX11FilterRequests:./tunnel
+                FuzzParseXauthority:./tunnel FuzzParse:./app/catalog FuzzX11FilterRequests:./tunnel FuzzPeerList:./app/control
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		echo ">> fuzzing $${t%%:*} ($${t#*:}) for $(FUZZTIME)"; \

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -50,6 +51,32 @@ func TestPeers(t *testing.T) {
 		c := start(t, &handler{}, nil).dial(t)
 		if _, err := c.Peers(context.Background()); err == nil || !strings.Contains(err.Error(), "introduces no peers") {
 			t.Fatalf("Peers = %v", err)
+		}
+	})
+}
+
+// FuzzPeerList: an introducer's reply is any JSON a peer sends: the
+// check refuses it or returns a list within its bounds, never panics.
+func FuzzPeerList(f *testing.F) {
+	f.Add(`{"type":"peer-list","peers":[{"fingerprint":"SHA256:pOFYONeRL07H3T9tf0FhwK1slkJs5kvkcnOnf+vGgXA","name":"bob","addresses":["10.0.0.2"],"port":42331}]}`)
+	f.Add(`{"type":"peer-list","peers":[{"fingerprint":"x","addresses":["fe80::1%eth0"],"port":1}]}`)
+	f.Add(`{"type":"peer-list"}`)
+	f.Fuzz(func(t *testing.T, js string) {
+		var m Msg
+		if json.Unmarshal([]byte(js), &m) != nil {
+			return
+		}
+		list, err := checkPeerList(m.Peers)
+		if err != nil {
+			return
+		}
+		if len(list) > MaxIntroduced {
+			t.Fatalf("%d peers accepted", len(list))
+		}
+		for _, p := range list {
+			if !p.Fingerprint.Valid() || p.Port == 0 || len(p.Addresses) == 0 || len(p.Addresses) > MaxIntroducedAddrs || len(p.Name) > 63*4 {
+				t.Fatalf("accepted %+v", p)
+			}
 		}
 	})
 }
