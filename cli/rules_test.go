@@ -63,6 +63,17 @@ func TestRulesRevokeUnblock(t *testing.T) {
 		t.Fatalf("rules --json: exit %d, %v:\n%s", code, err, out)
 	}
 
+	// Every change is a RulesChanged signal for the bus's other clients.
+	watch, err := dbus.Connect(bus.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close()
+	if err := watch.AddMatchSignal(dbus.WithMatchMember("RulesChanged")); err != nil {
+		t.Fatal(err)
+	}
+	sigs := make(chan *dbus.Signal, 16)
+	watch.Signal(sigs)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -85,6 +96,13 @@ func TestRulesRevokeUnblock(t *testing.T) {
 			}
 			if code != tc.code || !strings.Contains(got, tc.out) {
 				t.Fatalf("%q: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, tc.code, out, errs, tc.out)
+			}
+			if code == ExitOK {
+				select {
+				case <-sigs:
+				case <-time.After(5 * time.Second):
+					t.Errorf("%q: no RulesChanged signal", tc.args)
+				}
 			}
 		})
 	}

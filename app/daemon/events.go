@@ -110,5 +110,15 @@ func (d *Daemon) publish(ev Event) {
 		api.LaunchFinished(ev.Launch, int32(ev.Exit), ev.Err, ev.Outcome)
 	case EventSharingChanged:
 		api.SharingChanged(ev.Err == "", ev.Err)
+	case EventSessionStarted:
+		api.SessionStarted(ev.Session, ev.ByRule)
+	case EventSessionEnded:
+		api.SessionEnded(ev.Session.ID)
+	case EventRulesChanged:
+		api.RulesChanged()
+	case EventPeerAppsChanged:
+		api.PeerAppsChanged(ev.Peer.Fingerprint)
+	case EventDiscoveryChanged:
+		api.DiscoveryChanged(ev.Discovery)
 	}
 }
