@@ -130,7 +130,7 @@ func RunAppProcess(ctx context.Context, p ClientProcess, cfg ClientConfig) (int,
 	defer agentConn.Close()
 
 	cmd := exec.Command(p.Path, p.Args...)
-	cmd.Env = p.Env
+	cmd.Env = RelayEnv(p.Env) // nil: this process's, as exec's
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = cfg.Stdin, cfg.Stdout, cfg.Stderr
 	cmd.ExtraFiles = []*os.File{specR, agentChild, statusW} // fds 3, 4, 5
 	cmd.WaitDelay = 5 * time.Second

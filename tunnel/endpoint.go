@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -714,4 +715,48 @@ func (s *endpointSession) serveX11(ln *net.UnixListener, disp *guestDisplay, sin
 func TuneRelayProcess() {
 	runtime.GOMAXPROCS(1)
 	debug.SetGCPercent(400)
+}
+
+// relaySchedtrace is the GODEBUG setting RelayEnv gives a relay process:
+// a scheduler trace period of 2^31-1 ms (24.8 days), the longest there is.
+const relaySchedtrace = "schedtrace=2147483647"
+
+// RelayEnv returns env (nil: this process's environment) for starting a
+// relay process (an endpoint, a client process) with relaySchedtrace in
+// GODEBUG. The runtime's sysmon parks while every P is idle, and the
+// first system call after that wakes it to poll every 20 µs for a
+// millisecond or more; a relay goes idle between requests, so each
+// request (a burst of system calls every few hundred µs) set it polling
+// again: in a run of stats on a shared folder 29% of the endpoint's and
+// the client process's CPU samples were sysmon's wakeups, about two
+// thirds of their CPU time. With a trace period sysmon never parks and
+// backs off to 10 ms instead (the cost: 100 wakeups a second while a
+// session is idle). The first trace is due when the monotonic clock (time
+// since boot) reaches the period, and the endpoint's stderr is its claim
+// socket, so the setting is left out when that is less than a day away.
+func RelayEnv(env []string) []string {
+	if env == nil {
+		env = os.Environ()
+	}
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil || ts.Nano()/1e6 > math.MaxInt32-24*3600*1000 {
+		return env
+	}
+	out := make([]string, 0, len(env)+1)
+	godebug := ""
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "GODEBUG="); ok {
+			godebug = v
+			continue
+		}
+		out = append(out, e)
+	}
+	switch {
+	case strings.Contains(godebug, "schedtrace="):
+	case godebug == "":
+		godebug = relaySchedtrace
+	default:
+		godebug += "," + relaySchedtrace
+	}
+	return append(out, "GODEBUG="+godebug)
 }

@@ -180,7 +180,7 @@ func GuestMountMain(cfg GuestMountConfig) (int, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = fds
 	cmd.Dir = cfg.Home
-	cmd.Env = guestEnv(os.Environ(), cfg, GuestSharesEnv+"="+string(spec))
+	cmd.Env = RelayEnv(guestEnv(os.Environ(), cfg, GuestSharesEnv+"="+string(spec)))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: uint32(cfg.UID), Gid: uint32(cfg.GID), Groups: []uint32{}},
 		// The endpoint is the init of a PID namespace of its own: when it

@@ -146,7 +146,9 @@ func EndpointHandoffWith(sb Sandboxes, peer string, key ssh.PublicKey, argv []st
 	}
 	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
 	args := append([]string{sandbox.GuestBinaryPath, "guest-sshd", "--host-key", endpointKeyPath, "--authorized-key", authorized, "--claim-fd", "2", "--"}, argv...)
-	spec := sandbox.ExecSpec{Args: args}
+	// The endpoint relays the session (tunnel.RelayEnv); through
+	// guest-mount, the stage starts it so.
+	spec := sandbox.ExecSpec{Args: args, Env: tunnel.RelayEnv([]string{})}
 	if len(mounts) > 0 {
 		stage := []string{sandbox.GuestBinaryPath, "guest-mount"}
 		for _, m := range mounts {
