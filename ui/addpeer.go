@@ -16,6 +16,7 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/config"
 	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/app/identity"
 )
 
 // "Add peer by address…" in the peer browser: for a colleague discovery
@@ -233,4 +234,76 @@ func introText(p dbusapi.Peer) string {
 		return " · introducer"
 	}
 	return ""
+}
+
+// IntroducerBackend is a Backend whose user can mark peers as
+// introducers (*daemon.Daemon is one, and the window process's backend
+// through the app).
+type IntroducerBackend interface {
+	SetIntroducer(peer string, on bool) error
+}
+
+var (
+	_ IntroducerBackend = (*remoteBackend)(nil)
+	_ IntroducerBackend = (*daemon.Daemon)(nil)
+)
+
+// introducers are the listed peers marked as introducers (by
+// fingerprint).
+func (s *settingsView) introducers() map[string]bool {
+	out := map[string]bool{}
+	for _, p := range s.u.b.Peers() {
+		if p.Introducer {
+			out[p.Fingerprint] = true
+		}
+	}
+	return out
+}
+
+// introducerCheck is a known peer's "Introducer" box in Settings: ticked,
+// the peer is asked for the peers it knows, which are listed as
+// introduced by it (off by default; disabled without the backend).
+func (s *settingsView) introducerCheck(fp identity.Fingerprint, name string, on bool) *widget.Check {
+	var c *widget.Check
+	c = widget.NewCheck("Introducer", func(want bool) {
+		ib, ok := s.u.b.(IntroducerBackend)
+		if !ok {
+			return
+		}
+		if err := ib.SetIntroducer(string(fp), want); err != nil {
+			s.setStatus(fmt.Errorf("%s as introducer: %w", name, err), "")
+			s.loadPeers()
+			return
+		}
+		if want {
+			s.setStatus(nil, name+" is an introducer: the peers "+name+" knows appear in the peer browser as introduced by "+name+".")
+		} else {
+			s.setStatus(nil, name+" is no longer an introducer.")
+		}
+	})
+	c.Checked = on
+	if _, ok := s.u.b.(IntroducerBackend); !ok {
+		c.Disable()
+	}
+	return c
+}
+
+// SetIntroducer asks the daemon to mark (or unmark) a peer as
+// introducer.
+func (s *AppService) SetIntroducer(a IntroducerArgs, _ *bool) error {
+	ib, ok := s.wp.u.b.(IntroducerBackend)
+	if !ok {
+		return errors.New("this eBrainPool has no introducers")
+	}
+	return ib.SetIntroducer(a.Peer, a.On)
+}
+
+// IntroducerArgs marks a peer as introducer (SetIntroducer).
+type IntroducerArgs struct {
+	Peer string
+	On   bool
+}
+
+func (r *remoteBackend) SetIntroducer(peer string, on bool) error {
+	return r.callCtx(context.Background(), "SetIntroducer", IntroducerArgs{Peer: peer, On: on}, new(bool))
 }

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/rpc"
 	"strings"
@@ -10,8 +11,10 @@ import (
 	"testing"
 
 	"fyne.io/fyne/v2/test"
+	"fyne.io/fyne/v2/widget"
 
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/app/identity"
 )
 
 // addressFake is the fake backend that also adds peers by address: bob
@@ -181,5 +184,57 @@ func TestAddPeerThroughTheApp(t *testing.T) {
 	}
 	if _, err := ab.AddPeerAddress(context.Background(), p.Address, p.Fingerprint); err != nil || len(f.adds()) != 1 {
 		t.Fatalf("AddPeerAddress through the app: %v (added %v)", err, f.adds())
+	}
+}
+
+// introFake records SetIntroducer and reflects it in Peers.
+type introFake struct {
+	*fakeBackend
+	set []string
+}
+
+func (f *introFake) SetIntroducer(peer string, on bool) error {
+	f.set = append(f.set, fmt.Sprintf("%s %v", peer, on))
+	for i := range f.peers {
+		if f.peers[i].Fingerprint == peer {
+			f.peers[i].Introducer = on
+		}
+	}
+	return nil
+}
+
+// Settings → known peers: each has an Introducer box (off by default);
+// ticking it marks the peer, unticking unmarks it.
+func TestSettingsIntroducer(t *testing.T) {
+	f := &introFake{fakeBackend: newFake()}
+	carol := peer("carol", "carol-pc", dbusapi.TrustVerified)
+	f.peers = []dbusapi.Peer{carol}
+	f.pins = []identity.Pin{{Fingerprint: identity.Fingerprint(carol.Fingerprint), Name: "carol"}}
+	u := New(Options{App: test.NewTempApp(t), Backend: f, Sync: true, AutostartFile: t.TempDir() + "/autostart/x.desktop", Exec: []string{"/usr/bin/ebrainpool"}})
+	t.Cleanup(u.cancel)
+	u.ShowSettings()
+	box := first(u.settings.known, func(c *widget.Check) bool { return c.Text == "Introducer" })
+	if box == nil || box.Checked || box.Disabled() {
+		t.Fatalf("carol's Introducer box: %+v", box)
+	}
+	box.SetChecked(true) // a tap, where the row is laid out
+	if len(f.set) != 1 || f.set[0] != carol.Fingerprint+" true" || !strings.Contains(u.settings.status.Text, "carol is an introducer") {
+		t.Fatalf("after ticking: %v, status %q", f.set, u.settings.status.Text)
+	}
+	u.settings.loadPeers()
+	box = first(u.settings.known, func(c *widget.Check) bool { return c.Text == "Introducer" })
+	if !box.Checked {
+		t.Fatal("the box is not ticked for an introducer")
+	}
+	box.SetChecked(false)
+	if len(f.set) != 2 || f.set[1] != carol.Fingerprint+" false" {
+		t.Fatalf("after unticking: %v", f.set)
+	}
+	// Without the backend the box is there, disabled.
+	u2 := newTestUI(t, newFake(), nil)
+	u2.b.(*fakeBackend).pins = f.pins
+	u2.ShowSettings()
+	if b := first(u2.settings.known, func(c *widget.Check) bool { return c.Text == "Introducer" }); b == nil || !b.Disabled() {
+		t.Fatalf("the box without a backend: %+v", b)
 	}
 }

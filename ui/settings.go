@@ -396,6 +396,7 @@ func (s *settingsView) loadApps() {
 func (s *settingsView) loadPeers() {
 	defer s.known.Refresh()
 	s.known.RemoveAll()
+	introducers := s.introducers()
 	for _, p := range s.u.b.KnownPeers() {
 		fp, name := p.Fingerprint, p.Name
 		l := widget.NewLabel(fmt.Sprintf("%s · %s · first met %s", name, fp.Short(), p.FirstSeen.Format("2006-01-02")))
@@ -408,7 +409,7 @@ func (s *settingsView) loadPeers() {
 			s.setStatus(nil, "Forgot "+name+".")
 			s.loadPeers()
 		})
-		s.known.Add(container.NewBorder(nil, nil, nil, b, l))
+		s.known.Add(container.NewBorder(nil, nil, nil, container.NewHBox(s.introducerCheck(fp, name, introducers[string(fp)]), b), l))
 	}
 	if len(s.known.Objects) == 0 {
 		s.known.Add(widget.NewLabel("You have not met any peer yet."))
