@@ -85,16 +85,21 @@ func TestRuleSessionNotification(t *testing.T) {
 	n, srvConn := notificationServer(t, srv)
 	f := newFake()
 	u := newTestUI(t, f, nil)
+	u.b = endLocked{f} // End is clicked on the D-Bus goroutine
 	u.opts.Notifier = n
 	asked := dbusapi.Session{ID: "s0", Direction: dbusapi.DirectionIncoming, PeerName: "bob", App: "GIMP"}
 	f.events <- daemon.Event{Kind: daemon.EventSessionStarted, Session: asked}
 	f.drain(u)
+	srv.mu.Lock()
 	if len(srv.shown) != 0 {
 		t.Fatalf("notification for a session the user allowed: %q", srv.shown)
 	}
+	srv.mu.Unlock()
 	for round := 1; round <= 2; round++ {
 		s := dbusapi.Session{ID: "s" + string(rune('0'+round)), Direction: dbusapi.DirectionIncoming, Peer: "SHA256:bob", PeerName: "bob", App: "GIMP"}
+		f.mu.Lock()
 		f.sessions = []dbusapi.Session{s}
+		f.mu.Unlock()
 		f.events <- daemon.Event{Kind: daemon.EventSessionStarted, Session: s, ByRule: true}
 		f.drain(u)
 		srv.mu.Lock()
@@ -178,4 +183,14 @@ func TestSettingsFollowRulesAndBlocks(t *testing.T) {
 	if !strings.Contains(s.status.Text, "bob will be asked again before running GIMP") {
 		t.Errorf("status %q", s.status.Text)
 	}
+}
+
+// endLocked is the fake whose EndSession takes its lock (it runs on
+// another goroutine than the test's).
+type endLocked struct{ *fakeBackend }
+
+func (e endLocked) EndSession(id string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.fakeBackend.EndSession(id)
 }
