@@ -346,3 +346,20 @@ func TestAutostartEntryQuotesExec(t *testing.T) {
 		})
 	}
 }
+
+// With nothing focused, Shift+Tab goes to Save and then to "Start
+// eBrainPool when I log in", the General tab's last field, however many
+// fields come before it (the Flatpak test ticks it so on a real display).
+func TestSettingsKeyboardReachesLogin(t *testing.T) {
+	f := newFake()
+	f.sbErr = daemon.ErrFlatpak // as in the Flatpak: sharing disabled
+	u := newTestUI(t, f, nil)
+	s := newSettingsView(u)
+	s.win.Show()
+	c := s.win.Canvas()
+	c.FocusPrevious()
+	c.FocusPrevious()
+	if got := c.Focused(); got != s.autostart {
+		t.Fatalf("Shift+Tab twice focuses %T %v, want the login check", got, got)
+	}
+}

@@ -131,15 +131,11 @@ func TestFlatpakRunsAppsFromPeers(t *testing.T) {
 	t.Run("start at login", func(t *testing.T) {
 		click(t, menu, "Settings")
 		x.WaitWindow(t, "eBrainPool: settings", true, 30*time.Second)
-		// By keyboard: Tab walks the enabled fields of the General tab
-		// (name, memory, CPUs, processes, idle stop, deny after; sharing
-		// is disabled here) to "Start eBrainPool when I log in"; Space
-		// ticks it.
-		keys := []string{"search", "--sync", "--name", "eBrainPool: settings", "key", "--window", "%1", "--delay", "50"}
-		for range 7 {
-			keys = append(keys, "Tab")
-		}
-		xdotool(t, x, append(keys, "space")...)
+		// By keyboard: Shift+Tab from nothing focused walks back from the
+		// last field, Save, to the General tab's last, "Start eBrainPool
+		// when I log in" (TestSettingsKeyboardReachesLogin pins the order);
+		// Space ticks it.
+		xdotool(t, x, "search", "--sync", "--name", "eBrainPool: settings", "key", "--window", "%1", "--delay", "50", "shift+Tab", "shift+Tab", "space")
 		entry := filepath.Join(au.Home, ".config", "autostart", flatpakID+".desktop")
 		var b []byte
 		var err error
