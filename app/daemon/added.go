@@ -58,9 +58,10 @@ type added struct {
 // Daemon.mu), and the watchers Run waits for; intro the introductions
 // (introduce.go), guarded by Daemon.mu too.
 type addedState struct {
-	ctx     context.Context
-	running sync.WaitGroup
-	intro   introState
+	ctx       context.Context
+	stopIntro context.CancelFunc // ends watchIntroducers
+	running   sync.WaitGroup
+	intro     introState
 }
 
 // loadAdded reads the saved added peers (New).
@@ -106,10 +107,12 @@ func (d *Daemon) startAdded(ctx context.Context) {
 	for _, a := range d.added {
 		d.watchLocked(a)
 	}
+	ictx, stop := context.WithCancel(ctx)
+	d.addedRun.stopIntro = stop
 	d.addedRun.running.Add(1)
 	go func() {
 		defer d.addedRun.running.Done()
-		d.watchIntroducers(ctx)
+		d.watchIntroducers(ictx)
 	}()
 }
 
@@ -117,6 +120,9 @@ func (d *Daemon) startAdded(ctx context.Context) {
 func (d *Daemon) stopAdded() {
 	d.mu.Lock()
 	d.addedRun.ctx = nil
+	if d.addedRun.stopIntro != nil {
+		d.addedRun.stopIntro()
+	}
 	for _, a := range d.added {
 		if a.stop != nil {
 			a.stop()

@@ -17,6 +17,7 @@ import (
 	"github.com/ebrainpool/ebrainpool/app/discovery"
 	"github.com/ebrainpool/ebrainpool/app/identity"
 	"github.com/ebrainpool/ebrainpool/sandbox"
+	"github.com/godbus/dbus/v5"
 )
 
 // addedDaemon is a daemon (no discovery, no API) in dir, listening on
@@ -279,5 +280,28 @@ func TestAddedPeerRetried(t *testing.T) {
 	up := waitAdded(t, a, addr, dbusapi.ReachReachable)
 	if up.Error != "" || up.LastSeen == 0 || up.Fingerprint != string(bFP) {
 		t.Fatalf("after B came up: %+v", up)
+	}
+}
+
+// Run returns when it fails after the watchers started, its context
+// still alive (the watchers end with it, they do not hold it): here
+// discovery refuses to start (a name it cannot announce).
+func TestRunEndsWithWatchers(t *testing.T) {
+	d := newTestDaemon(t, Options{})
+	d.opts.NoDiscovery = false
+	d.opts.SystemBus = func(context.Context) (*dbus.Conn, error) { return nil, errors.New("no system bus here") }
+	d.settings.DisplayName = "" // not announceable: discovery.New fails
+	if err := d.AddAddress(identity.RefOf(fp(t)), "127.0.0.1:1", "nobody"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Run returned nil")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after discovery failed to start")
 	}
 }
