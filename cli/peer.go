@@ -81,7 +81,11 @@ The peer's name and the short fingerprint of its key are shown: compare them wit
 						return fmt.Errorf("the peer at %s shows the key %s, not the %s given: not added (someone else may answer at that address)", p.Address, p.Short, ref)
 					}
 				case interactive:
-					ok, err := confirm(env, fmt.Sprintf("Add %q with the key %s? [y/N] ", p.Name, p.Short))
+					out := env.Stdout
+					if asJSON {
+						out = env.Stderr // stdout is for the JSON
+					}
+					ok, err := confirm(out, env.Stdin, fmt.Sprintf("Add %q with the key %s? [y/N] ", p.Name, p.Short))
 					if err != nil {
 						return err
 					}
@@ -116,9 +120,9 @@ func describeProbed(w io.Writer, p dbusapi.Probed) {
 }
 
 // confirm asks a yes/no question on the terminal; only y or yes is yes.
-func confirm(env *Env, question string) (bool, error) {
-	fmt.Fprint(env.Stdout, question)
-	line, err := bufio.NewReader(io.LimitReader(env.Stdin, 256)).ReadString('\n')
+func confirm(w io.Writer, r io.Reader, question string) (bool, error) {
+	fmt.Fprint(w, question)
+	line, err := bufio.NewReader(io.LimitReader(r, 256)).ReadString('\n')
 	if err != nil && line == "" {
 		return false, fmt.Errorf("reading the answer: %w", err)
 	}

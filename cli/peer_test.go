@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -195,5 +196,19 @@ func TestPeerFlag(t *testing.T) {
 				t.Fatalf("Set(%q) = %+v, %v", tt.in, f, err)
 			}
 		})
+	}
+}
+
+// The question: only y or yes adds.
+func TestConfirm(t *testing.T) {
+	for in, want := range map[string]bool{"y\n": true, "YES\n": true, " yes \n": true, "n\n": false, "\n": false, "sure\n": false, "y": true} {
+		var out bytes.Buffer
+		got, err := confirm(&out, strings.NewReader(in), "Add? ")
+		if err != nil || got != want || out.String() != "Add? " {
+			t.Errorf("confirm(%q) = %v, %v (asked %q)", in, got, err, out.String())
+		}
+	}
+	if _, err := confirm(io.Discard, strings.NewReader(""), "Add? "); err == nil {
+		t.Error("no answer at all is not an error")
 	}
 }
