@@ -307,3 +307,32 @@ type IntroducerArgs struct {
 func (r *remoteBackend) SetIntroducer(peer string, on bool) error {
 	return r.callCtx(context.Background(), "SetIntroducer", IntroducerArgs{Peer: peer, On: on}, new(bool))
 }
+
+// portItem is the control port's row in Settings; its hint says when the
+// port asked for was taken and which one peers reach instead.
+func (s *settingsView) portItem() *widget.FormItem {
+	item := widget.NewFormItem("Peers reach me on port", s.port)
+	if pn, ok := s.u.b.(interface{ PortNote() string }); ok {
+		if note := pn.PortNote(); note != "" {
+			item.HintText = sentence(note)
+		}
+	}
+	return item
+}
+
+// PortNote says why the control port is not the one asked for ("" when
+// it is).
+func (s *AppService) PortNote(_ int, reply *string) error {
+	if pn, ok := s.wp.u.b.(interface{ PortNote() string }); ok {
+		*reply = pn.PortNote()
+	}
+	return nil
+}
+
+func (r *remoteBackend) PortNote() string {
+	var note string
+	if err := r.callCtx(context.Background(), "PortNote", 0, &note); err != nil {
+		return ""
+	}
+	return note
+}

@@ -238,3 +238,21 @@ func TestSettingsIntroducer(t *testing.T) {
 		t.Fatalf("the box without a backend: %+v", b)
 	}
 }
+
+// portFake's control port was taken.
+type portFake struct{ *fakeBackend }
+
+func (portFake) PortNote() string {
+	return "the control port 42331 is taken on this computer: peers reach you on port 40123 instead"
+}
+
+// Settings says when the control port was taken, under its field.
+func TestSettingsPortTaken(t *testing.T) {
+	u := New(Options{App: test.NewTempApp(t), Backend: portFake{newFake()}, Sync: true, AutostartFile: t.TempDir() + "/autostart/x.desktop", Exec: []string{"/usr/bin/ebrainpool"}})
+	t.Cleanup(u.cancel)
+	u.ShowSettings()
+	hint := u.settings.portItem().HintText
+	if !strings.Contains(hint, "40123 instead") {
+		t.Fatalf("the port's hint is %q", hint)
+	}
+}

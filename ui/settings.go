@@ -104,7 +104,7 @@ func newSettingsView(u *UI) *settingsView {
 		widget.NewFormItem("Disk per peer (MB)", s.disk),
 		widget.NewFormItem("Stop idle sandbox after", s.idle),
 		widget.NewFormItem("Deny unanswered requests after", s.timeout),
-		widget.NewFormItem("Peers reach me on port", s.port),
+		s.portItem(),
 		widget.NewFormItem("Also look for peers in", s.domains),
 		widget.NewFormItem("Login", s.autostart),
 	)
