@@ -1,17 +1,16 @@
 package ui
 
 import (
-	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 )
 
-// displayLabel is displayText as a label for the popup's form; a
+// displayLabel is displayText as a label for the popup's form (one line,
+// not wrapped: a wrapped label in a form column makes the popup tall); a
 // display given away in full is a warning.
 func displayLabel(name string, mode dbusapi.DisplayMode) *widget.Label {
 	l := widget.NewLabel(displayText(name, mode))
-	l.Wrapping = fyne.TextWrapWord
 	if mode != dbusapi.DisplayProtected {
 		l.Importance = widget.WarningImportance
 	}
@@ -23,11 +22,11 @@ func displayLabel(name string, mode dbusapi.DisplayMode) *widget.Label {
 func displayText(name string, mode dbusapi.DisplayMode) string {
 	switch mode {
 	case dbusapi.DisplayProtected:
-		return "Protected: the app sees and controls only its own windows on " + name + "'s screen"
+		return "Protected: the app sees only its own windows"
 	case dbusapi.DisplayTrusted:
-		return "Trusted: " + name + " lets the app see their whole screen and type into any of their windows"
+		return "TRUSTED: the app can see and control " + name + "'s whole screen"
 	}
-	return name + "'s eBrainPool does not say (an older version: the app may see their whole screen)"
+	return "Not said (an older eBrainPool): maybe " + name + "'s whole screen"
 }
 
 // launchDisplayText says, in a launch's progress, what the app may do on

@@ -17,9 +17,9 @@ func TestPromptShowsDisplayMode(t *testing.T) {
 		mode dbusapi.DisplayMode
 		want string
 	}{
-		{dbusapi.DisplayProtected, "Protected: the app sees and controls only its own windows on bob's screen"},
-		{dbusapi.DisplayTrusted, "Trusted: bob lets the app see their whole screen"},
-		{"", "bob's eBrainPool does not say"},
+		{dbusapi.DisplayProtected, "Protected: the app sees only its own windows"},
+		{dbusapi.DisplayTrusted, "TRUSTED: the app can see and control bob's whole screen"},
+		{"", "Not said (an older eBrainPool)"},
 	} {
 		t.Run(string(tc.mode), func(t *testing.T) {
 			f := newFake()
