@@ -35,14 +35,17 @@ func TestDesktopAppOnTheLAN(t *testing.T) {
 	}
 	win := strings.Fields(string(o))[0]
 	// Click bob's row until its apps show: the Launch button is the only
-	// primary-coloured (blue) control in the detail pane.
+	// primary-coloured (blue) control in the detail pane. The list's first
+	// row is below the browser's header, whose height varies: a few
+	// heights are tried in turn.
 	var shot image.Image
 	var launch image.Point
-	for found, deadline := false, time.Now().Add(15*time.Second); !found; {
+	for found, try, deadline := false, 0, time.Now().Add(20*time.Second); !found; try++ {
 		if time.Now().After(deadline) {
 			t.Fatal("no Launch button in the peer browser after selecting bob (see the screenshot with EBP_SCREENSHOTS=1)")
 		}
-		if o, err := A.x.Command("xdotool", "mousemove", "--window", win, "120", "70", "click", "1").CombinedOutput(); err != nil {
+		y := strconv.Itoa([]int{70, 100, 130, 160, 190}[try%5])
+		if o, err := A.x.Command("xdotool", "mousemove", "--window", win, "120", y, "click", "1").CombinedOutput(); err != nil {
 			t.Fatalf("selecting a peer: %v\n%s", err, o)
 		}
 		time.Sleep(time.Second) // B's apps fetched and drawn
