@@ -135,7 +135,9 @@ func newPeerBrowser(u *UI) *peerBrowser {
 	pb.launchBox = container.NewVBox()
 
 	pb.self = newSelfView(u)
-	left := container.NewBorder(container.NewVBox(pb.self.box, pb.search), container.NewVBox(pb.openNote, pb.openBtn, pb.addPeerButton()), nil, nil, container.NewStack(pb.list, container.NewVBox(pb.empty)))
+	// Who you are and whether discovery works, below the list (above
+	// it, the list moved under the pointer as the lines wrapped).
+	left := container.NewBorder(pb.search, container.NewVBox(pb.self.box, pb.openNote, pb.openBtn, pb.addPeerButton()), nil, nil, container.NewStack(pb.list, container.NewVBox(pb.empty)))
 	right := container.NewBorder(
 		container.NewVBox(pb.header, pb.detail, pb.warning),
 		container.NewVBox(widget.NewSeparator(), pb.launchBox),
