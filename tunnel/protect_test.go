@@ -85,6 +85,8 @@ func TestDisplayProtection(t *testing.T) {
 	needBin(t, "xwd")
 	needBin(t, "xwininfo")
 	v := startVictim(t, x)
+	// What the user last selected (xterm puts it there).
+	setCutBuffer0(t, x, "selected-secret")
 
 	type attack struct {
 		name   string
@@ -170,6 +172,26 @@ func TestDisplayProtection(t *testing.T) {
 			trusted: func(st int, out string) string {
 				if !strings.Contains(out, "XTEST") {
 					return "no XTEST: " + out
+				}
+				return ""
+			},
+		},
+		{
+			name:   "read and write the cut buffer",
+			script: "xprop -root -f CUT_BUFFER0 8s -set CUT_BUFFER0 planted; xprop -root CUT_BUFFER0",
+			protected: func(st int, out string) string {
+				if strings.Contains(out, "selected-secret") {
+					return "read the cut buffer: " + out
+				}
+				if cb := cutBuffer0(x); !strings.Contains(cb, "selected-secret") {
+					return "changed the cut buffer: " + cb
+				}
+				return ""
+			},
+			trusted: func(st int, out string) string {
+				defer setCutBuffer0(t, x, "selected-secret")
+				if !strings.Contains(out, "planted") {
+					return "could not write and read the cut buffer: " + out
 				}
 				return ""
 			},
@@ -532,4 +554,16 @@ func attackMain(action, winArg string) int {
 		fmt.Fprintln(os.Stderr, "attack: sync:", err)
 	}
 	return 0
+}
+
+func setCutBuffer0(t *testing.T, x *xvfb, v string) {
+	t.Helper()
+	if out, err := x.command("xprop", "-root", "-f", "CUT_BUFFER0", "8s", "-set", "CUT_BUFFER0", v).CombinedOutput(); err != nil {
+		t.Fatalf("setting CUT_BUFFER0: %v: %s", err, out)
+	}
+}
+
+func cutBuffer0(x *xvfb) string {
+	out, _ := x.command("xprop", "-root", "CUT_BUFFER0").Output()
+	return string(out)
 }

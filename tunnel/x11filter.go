@@ -69,8 +69,8 @@ var foreignRules = map[byte]foreignRule{
 	13:                        drop,   // CirculateWindow
 	14:                        toRoot, // GetGeometry
 	xOpQueryTree:              toRoot,
-	18:                        drop, // ChangeProperty
-	19:                        drop, // DeleteProperty
+	xOpChangeProperty:         drop,
+	xOpDeleteProperty:         drop,
 	xOpGetProperty:            toRoot,
 	xOpListProperties:         toRoot,
 	xOpSendEvent:              drop,
@@ -80,6 +80,7 @@ var foreignRules = map[byte]foreignRule{
 	63:                        drop,   // CopyPlane (source and destination drawables)
 	73:                        toRoot, // GetImage (the root's is refused to untrusted clients)
 	113:                       drop,   // KillClient
+	xOpRotateProperties:       drop,   // (on a root: see cutBuffer)
 	// Drawing on another client's window, to fake what it shows.
 	64: drop, 65: drop, 66: drop, 67: drop, 68: drop, 69: drop, 70: drop, 71: drop, // PolyPoint ... PolyFillArc
 	72: drop,                               // PutImage
@@ -291,6 +292,13 @@ func (f *x11Filter) requests(dst io.Writer, src io.Reader) error {
 					f.bo.PutUint32(body, rid)
 				}
 			}
+			if f.cutBuffer(hdr[0], body) {
+				if hdr[0] == xOpGetProperty {
+					f.bo.PutUint32(body[4:], xAtomWMTransientFor) // never on a root: absent
+				} else {
+					hdr[0] = xOpNoOperation
+				}
+			}
 			if hdr[0] == xOpQueryTree && f.owned.isRoot(f.bo.Uint32(body)) {
 				f.mu.Lock()
 				f.trees = append(f.trees, seq)
@@ -311,6 +319,35 @@ func (f *x11Filter) requests(dst io.Writer, src io.Reader) error {
 			return err
 		}
 	}
+}
+
+// The cut buffers, properties on the root window (predefined atoms
+// CUT_BUFFER0 to CUT_BUFFER7), hold what the user last selected in some
+// programs (xterm puts every selection into CUT_BUFFER0): a protected
+// session neither reads nor writes them.
+const (
+	xAtomCutBuffer0     = 9
+	xAtomCutBuffer7     = 16
+	xAtomWMTransientFor = 68
+	xOpChangeProperty   = 18
+	xOpDeleteProperty   = 19
+	xOpRotateProperties = 114
+)
+
+// cutBuffer reports whether a request (its body after the header) reads
+// or changes a cut buffer.
+func (f *x11Filter) cutBuffer(op byte, body []byte) bool {
+	if len(body) < 8 || !f.owned.isRoot(f.bo.Uint32(body)) {
+		return false
+	}
+	switch op {
+	case xOpGetProperty, xOpChangeProperty, xOpDeleteProperty:
+		a := f.bo.Uint32(body[4:])
+		return a >= xAtomCutBuffer0 && a <= xAtomCutBuffer7
+	case xOpRotateProperties:
+		return true
+	}
+	return false
 }
 
 // foreign reports whether a request (its body after the header) is about
