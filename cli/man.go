@@ -159,7 +159,7 @@ func WriteMan(w io.Writer, version, date string) error {
 		".TP", ".B SIGTERM, SIGINT",
 		roffText("`daemon` and `gui` end their sessions and stop; a second one stops the process at once."),
 		".TP", ".B SIGUSR1",
-		roffText("`daemon` and `gui` log their goroutines, open descriptors and memory (\"process stats\"), for finding leaks."),
+		roffText("`daemon` and `gui` log their goroutines, open descriptors, threads and memory (\"process stats\"), for finding leaks."),
 		".TP", ".B SIGKILL",
 		roffText("A daemon killed mid-session takes its sessions with it: each endpoint ends when its daemon is gone, "+
 			"with the app, its mounts and its connection; started again, the daemon stops the sandboxes left running once idle."),
