@@ -71,20 +71,21 @@ func exitStatusText() string {
 // outcomeExit is the exit status of a launch that ended with o, when the
 // app did not run (OutcomeExited: the app's own status instead).
 var outcomeExit = map[dbusapi.Outcome]int{
-	dbusapi.OutcomeEnded:         ExitEnded,
-	dbusapi.OutcomeEndedByHost:   ExitEnded,
-	dbusapi.OutcomeDenied:        ExitDenied,
-	dbusapi.OutcomeNoAnswer:      ExitNoAnswer,
-	dbusapi.OutcomeBlocked:       ExitBlocked,
-	dbusapi.OutcomeNotShared:     ExitNotShared,
-	dbusapi.OutcomeSharingOff:    ExitUnavailable,
-	dbusapi.OutcomeSetupMissing:  ExitUnavailable,
-	dbusapi.OutcomeNoLimits:      ExitUnavailable,
-	dbusapi.OutcomeSandboxFailed: ExitUnavailable,
-	dbusapi.OutcomeRateLimited:   ExitRateLimited,
-	dbusapi.OutcomeUnreachable:   ExitUnreachable,
-	dbusapi.OutcomeNoDisplay:     ExitNoDisplay,
-	dbusapi.OutcomeFailed:        ExitFailure,
+	dbusapi.OutcomeEnded:              ExitEnded,
+	dbusapi.OutcomeEndedByHost:        ExitEnded,
+	dbusapi.OutcomeDenied:             ExitDenied,
+	dbusapi.OutcomeNoAnswer:           ExitNoAnswer,
+	dbusapi.OutcomeBlocked:            ExitBlocked,
+	dbusapi.OutcomeNotShared:          ExitNotShared,
+	dbusapi.OutcomeSharingOff:         ExitUnavailable,
+	dbusapi.OutcomeSetupMissing:       ExitUnavailable,
+	dbusapi.OutcomeNoLimits:           ExitUnavailable,
+	dbusapi.OutcomeSandboxFailed:      ExitUnavailable,
+	dbusapi.OutcomeRateLimited:        ExitRateLimited,
+	dbusapi.OutcomeUnreachable:        ExitUnreachable,
+	dbusapi.OutcomeNoDisplay:          ExitNoDisplay,
+	dbusapi.OutcomeUnprotectedDisplay: ExitNoDisplay,
+	dbusapi.OutcomeFailed:             ExitFailure,
 }
 
 // launchExit is the exit status of `run` for a launch that ended with

@@ -61,20 +61,21 @@ func outcomeConstants(t *testing.T) map[string]dbusapi.Outcome {
 
 func TestOutcomeExit(t *testing.T) {
 	want := map[dbusapi.Outcome]int{
-		dbusapi.OutcomeEnded:         89,
-		dbusapi.OutcomeEndedByHost:   89,
-		dbusapi.OutcomeDenied:        82,
-		dbusapi.OutcomeNoAnswer:      83,
-		dbusapi.OutcomeBlocked:       84,
-		dbusapi.OutcomeNotShared:     85,
-		dbusapi.OutcomeSharingOff:    86,
-		dbusapi.OutcomeSetupMissing:  86,
-		dbusapi.OutcomeNoLimits:      86,
-		dbusapi.OutcomeSandboxFailed: 86,
-		dbusapi.OutcomeRateLimited:   87,
-		dbusapi.OutcomeUnreachable:   81,
-		dbusapi.OutcomeNoDisplay:     88,
-		dbusapi.OutcomeFailed:        1,
+		dbusapi.OutcomeEnded:              89,
+		dbusapi.OutcomeEndedByHost:        89,
+		dbusapi.OutcomeDenied:             82,
+		dbusapi.OutcomeNoAnswer:           83,
+		dbusapi.OutcomeBlocked:            84,
+		dbusapi.OutcomeNotShared:          85,
+		dbusapi.OutcomeSharingOff:         86,
+		dbusapi.OutcomeSetupMissing:       86,
+		dbusapi.OutcomeNoLimits:           86,
+		dbusapi.OutcomeSandboxFailed:      86,
+		dbusapi.OutcomeRateLimited:        87,
+		dbusapi.OutcomeUnreachable:        81,
+		dbusapi.OutcomeNoDisplay:          88,
+		dbusapi.OutcomeUnprotectedDisplay: 88,
+		dbusapi.OutcomeFailed:             1,
 	}
 	for name, o := range outcomeConstants(t) {
 		t.Run(name, func(t *testing.T) {
@@ -97,7 +98,12 @@ func TestOutcomeExit(t *testing.T) {
 				t.Errorf("launchExit(%q) = %d, want %d", o, got, w)
 			}
 			err := runError("xlogo", -1, &dbusapi.LaunchError{Outcome: o, Message: "it said why"})
-			if got := exitCode(err); got != w || err.Error() != "it said why" {
+			want := "it said why"
+			if o == dbusapi.OutcomeUnprotectedDisplay {
+				// The fix is this command's own flag.
+				want += "\n  fix: add --trusted-display (remembered for this app of this peer) only if you trust it with everything on your screen"
+			}
+			if got := exitCode(err); got != w || err.Error() != want {
 				t.Errorf("run's error for %q: %v, exit %d, want %d", o, err, got, w)
 			}
 		})

@@ -48,6 +48,9 @@ func runError(app string, status int, err error) error {
 		if o == "" || o == dbusapi.OutcomeExited {
 			o = dbusapi.OutcomeFailed // a failure from a daemon without outcomes
 		}
+		if o == dbusapi.OutcomeUnprotectedDisplay {
+			msg += "\n  fix: add --trusted-display (remembered for this app of this peer) only if you trust it with everything on your screen"
+		}
 		return &codedError{code: launchExit(o, -1), err: &outcomeError{outcome: o, msg: msg}}
 	}
 	if err != nil {

@@ -26,6 +26,7 @@ type launchState struct {
 	peer     string // fingerprint
 	peerName string
 	app      string // display name
+	appID    string // "" in records from before it was kept
 	stage    dbusapi.Stage
 	done     bool
 	exit     int
@@ -192,7 +193,7 @@ func (ls *launches) started(id string, p dbusapi.Peer, app dbusapi.App, files []
 	if name == "" {
 		name = p.Short
 	}
-	l := &launchState{id: id, seq: ls.seq, peer: p.Fingerprint, peerName: name, app: app.Name, stage: dbusapi.StageAsking, files: files}
+	l := &launchState{id: id, seq: ls.seq, peer: p.Fingerprint, peerName: name, app: app.Name, appID: app.ID, stage: dbusapi.StageAsking, files: files}
 	if l.app == "" {
 		l.app = app.ID
 	}

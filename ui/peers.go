@@ -8,6 +8,7 @@ import (
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/canvas"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
 	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
 
@@ -386,12 +387,13 @@ func (pb *peerBrowser) showLaunches() {
 		if i == 4 {
 			break
 		}
-		pb.launchBox.Add(launchRow(pb.u, l, pb.showLaunches))
+		pb.launchBox.Add(pb.launchRow(l))
 	}
 }
 
 // launchRow shows one launch: progress while starting, the outcome after.
-func launchRow(u *UI, l *launchState, changed func()) fyne.CanvasObject {
+func (pb *peerBrowser) launchRow(l *launchState) fyne.CanvasObject {
+	u := pb.u
 	label := widget.NewLabel(l.text())
 	label.Wrapping = fyne.TextWrapWord
 	if l.failed() {
@@ -401,10 +403,15 @@ func launchRow(u *UI, l *launchState, changed func()) fyne.CanvasObject {
 		id := l.id
 		x := widget.NewButtonWithIcon("", theme.CancelIcon(), func() {
 			u.dismissLaunch(id)
-			changed()
+			pb.showLaunches()
 		})
 		x.Importance = widget.LowImportance
-		return container.NewBorder(nil, nil, nil, x, label)
+		row := container.NewBorder(nil, nil, nil, x, label)
+		if l.outcome == dbusapi.OutcomeUnprotectedDisplay && l.appID != "" {
+			trust := widget.NewButtonWithIcon("Trust it with my whole display…", theme.WarningIcon(), func() { pb.confirmTrusted(l) })
+			return container.NewVBox(row, container.NewHBox(trust))
+		}
+		return row
 	}
 	if l.stage == dbusapi.StageRunning {
 		return label
@@ -415,4 +422,41 @@ func launchRow(u *UI, l *launchState, changed func()) fyne.CanvasObject {
 	}
 	bar.SetValue(l.fraction())
 	return container.NewVBox(label, bar)
+}
+
+// confirmTrusted asks, after a launch this display could not confine
+// (no SECURITY extension), whether the app may have trusted access to the
+// whole display, saying what it can then do; yes remembers that for the
+// app of that peer (Settings' trusted_display) and launches it again (a
+// launch that brought files is left to the user to start again: only
+// their names are kept).
+func (pb *peerBrowser) confirmTrusted(l *launchState) {
+	peer, peerName, appID, app := l.peer, l.peerName, l.appID, l.app
+	msg := widget.NewLabel(trustedWarning(app, peerName))
+	msg.Wrapping = fyne.TextWrapWord
+	d := dialog.NewCustomConfirm("Trust "+app+" with your display?", "Trust and launch", "Cancel", msg, func(ok bool) {
+		if !ok {
+			return
+		}
+		st := pb.u.b.Settings().WithTrusted(peer, appID, true)
+		if err := pb.u.b.SaveSettings(st); err != nil {
+			dialog.ShowError(fmt.Errorf("remembering trusted display access: %w", err), pb.win)
+			return
+		}
+		pb.u.dismissLaunch(l.id)
+		if len(l.files) == 0 {
+			pb.u.launch(dbusapi.Peer{Fingerprint: peer, Name: peerName}, dbusapi.App{ID: appID, Name: app})
+		}
+		pb.showLaunches()
+	}, pb.win)
+	d.Resize(fyne.NewSize(460, 260))
+	d.Show()
+}
+
+// trustedWarning says what an app with trusted display access can do.
+func trustedWarning(app, peer string) string {
+	return fmt.Sprintf("Your display cannot keep %s from %s to its own windows (its X server has no SECURITY extension, as Xwayland on many Wayland desktops). "+
+		"With trusted access the app can see everything on your screen, read what you type into other windows and type into them itself, "+
+		"for example into a terminal. Allow it only for apps and peers you trust with everything on your screen; "+
+		"eBrainPool remembers the choice for this app (run it with --protected-display to take it back).", app, peer)
 }

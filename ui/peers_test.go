@@ -2,6 +2,8 @@ package ui
 
 import (
 	"errors"
+	"fmt"
+	"fyne.io/fyne/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -248,5 +250,90 @@ func TestPeerBrowserOpenedBeforeStart(t *testing.T) {
 	u.Start(t.Context())
 	if got := u.peers.names(); !reflect.DeepEqual(got, []string{"alice"}) {
 		t.Fatalf("peer browser lists %q, want [alice]", got)
+	}
+}
+
+// A launch this display could not confine (no SECURITY extension, as
+// Xwayland on Debian 12) offers trusted access, asked with a warning:
+// Cancel changes nothing; "Trust and launch" remembers it for that app of
+// that peer and launches again.
+func TestLaunchOnUnprotectedDisplayOffersTrust(t *testing.T) {
+	f := newFake()
+	p := peer("alice", "alice-desk", "verified")
+	f.peers = []dbusapi.Peer{p}
+	f.apps[p.Fingerprint] = []dbusapi.App{{ID: "org.gimp.GIMP", Name: "GIMP"}}
+	u := newTestUI(t, f, nil)
+	u.ShowPeers()
+	u.peers.selectPeer(p.Fingerprint)
+	fail := func() {
+		t.Helper()
+		test.Tap(u.peers.launchButton("GIMP"))
+		id := fmt.Sprintf("launch-%d", len(f.launched))
+		f.events <- daemon.Event{Kind: daemon.EventLaunchFinished, Launch: id, Exit: -1, Outcome: dbusapi.OutcomeUnprotectedDisplay,
+			Err: "the X server of display :0 has no SECURITY extension"}
+		f.drain(u)
+	}
+	answer := func(button string) {
+		t.Helper()
+		trust := findButton(u.peers.launchBox, "Trust it with my whole display…")
+		if trust == nil {
+			t.Fatalf("no offer of trusted access in %q", joined(u.peers.launchBox))
+		}
+		test.Tap(trust)
+		top := u.peers.win.Canvas().Overlays().Top()
+		if top == nil {
+			t.Fatal("no question before trusting the app")
+		}
+		var text []string
+		var b *widget.Button
+		deepWalk(top, func(o fyne.CanvasObject) {
+			switch o := o.(type) {
+			case *widget.Label:
+				text = append(text, o.Text)
+			case *widget.Button:
+				if o.Text == button {
+					b = o
+				}
+			}
+		})
+		if got := strings.Join(text, "\n"); !strings.Contains(got, "can see everything on your screen") {
+			t.Errorf("the question does not say what the app can then do: %q", got)
+		}
+		if b == nil {
+			t.Fatalf("no %q in the question", button)
+		}
+		test.Tap(b)
+	}
+
+	fail()
+	answer("Cancel")
+	if f.settings.Trusts(p.Fingerprint, "org.gimp.GIMP") || len(f.launched) != 1 {
+		t.Fatalf("after Cancel: trusted %v, launched %v", f.settings.Trusts(p.Fingerprint, "org.gimp.GIMP"), f.launched)
+	}
+	answer("Trust and launch")
+	if !f.settings.Trusts(p.Fingerprint, "org.gimp.GIMP") {
+		t.Error("the app is not trusted after Trust and launch")
+	}
+	if len(f.launched) != 2 || f.launched[1] != "SHA256:alice/org.gimp.GIMP" {
+		t.Errorf("launched %v, want GIMP again", f.launched)
+	}
+	if got := joined(u.peers.launchBox); strings.Contains(got, "SECURITY") {
+		t.Errorf("the refused launch is still shown: %q", got)
+	}
+}
+
+// deepWalk is walk into widgets' renderers too (a dialog's content).
+func deepWalk(o fyne.CanvasObject, f func(fyne.CanvasObject)) {
+	f(o)
+	switch o := o.(type) {
+	case *fyne.Container:
+		for _, c := range o.Objects {
+			deepWalk(c, f)
+		}
+	case *widget.Label, *widget.Button:
+	case fyne.Widget:
+		for _, c := range test.WidgetRenderer(o).Objects() {
+			deepWalk(c, f)
+		}
 	}
 }

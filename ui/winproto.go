@@ -47,6 +47,7 @@ type LaunchRecord struct {
 	Peer     string
 	PeerName string
 	App      string
+	AppID    string
 	Stage    dbusapi.Stage
 	Done     bool
 	Exit     int
@@ -101,13 +102,13 @@ type SharingReply struct {
 
 // record copies a launch for the window process.
 func (l *launchState) record() LaunchRecord {
-	return LaunchRecord{ID: l.id, Seq: l.seq, Peer: l.peer, PeerName: l.peerName, App: l.app, Stage: l.stage,
+	return LaunchRecord{ID: l.id, Seq: l.seq, Peer: l.peer, PeerName: l.peerName, App: l.app, AppID: l.appID, Stage: l.stage,
 		Done: l.done, Exit: l.exit, Err: l.err, Outcome: l.outcome, Files: l.files, Trusted: l.trusted}
 }
 
 // restore adds (or replaces) a launch the desktop app recorded.
 func (ls *launches) restore(r LaunchRecord) {
-	ls.byID[r.ID] = &launchState{id: r.ID, seq: r.Seq, peer: r.Peer, peerName: r.PeerName, app: r.App, stage: r.Stage,
+	ls.byID[r.ID] = &launchState{id: r.ID, seq: r.Seq, peer: r.Peer, peerName: r.PeerName, app: r.App, appID: r.AppID, stage: r.Stage,
 		done: r.Done, exit: r.Exit, err: r.Err, outcome: r.Outcome, files: r.Files, trusted: r.Trusted}
 	if r.Seq > ls.seq {
 		ls.seq = r.Seq

@@ -94,6 +94,8 @@ func outcomeOf(err error) dbusapi.Outcome {
 	var r *control.RefusedError
 	var de *tunnel.DisplayError
 	switch {
+	case errors.Is(err, tunnel.ErrNoSecurityExtension):
+		return dbusapi.OutcomeUnprotectedDisplay
 	case errors.As(err, &de):
 		return dbusapi.OutcomeNoDisplay
 	case errors.As(err, &r):

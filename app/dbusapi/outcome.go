@@ -38,6 +38,10 @@ const (
 	OutcomeUnreachable Outcome = "unreachable"
 	// This side's display cannot show the window (no X server, no cookie).
 	OutcomeNoDisplay Outcome = "no_display"
+	// This side's X server cannot confine the app to its own windows (no
+	// SECURITY extension, e.g. Xwayland without it): only trusted display
+	// access, which the user must choose for the app, would show it.
+	OutcomeUnprotectedDisplay Outcome = "unprotected_display"
 	// Anything else; the message says what.
 	OutcomeFailed Outcome = "failed"
 )
