@@ -400,6 +400,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.launches.ctx = ctx
 	d.mu.Unlock()
+	var busGone <-chan struct{} // the session bus connection closed
 	if !d.opts.NoAPI {
 		bus := d.opts.SessionBus
 		if bus == nil {
@@ -414,6 +415,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		busGone = bus.Context().Done()
 		d.mu.Lock()
 		d.api = api
 		d.mu.Unlock()
@@ -439,7 +441,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	d.log.Info("eBrainPool running", "name", d.Settings().DisplayName, "fingerprint", d.id.Fingerprint(), "control", d.ControlAddr())
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-busGone:
+		// The desktop session ended (its bus is gone): so does the
+		// daemon, whose API and tray lived on it.
+		d.log.Info("the session bus closed: stopping")
+	}
 	return nil
 }
 

@@ -18,7 +18,10 @@ import (
 
 	"github.com/ebrainpool/ebrainpool/app/config"
 	"github.com/ebrainpool/ebrainpool/app/control"
+	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/internal/testenv"
 	"github.com/ebrainpool/ebrainpool/sandbox"
+	"github.com/godbus/dbus/v5"
 )
 
 // exitStatus is a process's exit status as an error, as *exec.ExitError
@@ -228,5 +231,39 @@ func TestNotSetUpRefusesPeers(t *testing.T) {
 	var r *control.RefusedError
 	if !errors.As(err, &r) || r.Code != control.CodeSetupMissing || !strings.Contains(r.Reason, "one-time setup has not been done") {
 		t.Fatalf("catalog without setup: %v", err)
+	}
+}
+
+// The daemon ends when its session bus goes away (the desktop session
+// ended), instead of running on with neither its API nor its tray.
+func TestRunEndsWithTheSessionBus(t *testing.T) {
+	bus := testenv.PrivateBus(t)
+	conn, err := dbus.Connect(bus.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dir := t.TempDir()
+	d, err := New(Options{
+		Dirs:   config.Dirs{Config: filepath.Join(dir, "config"), State: filepath.Join(dir, "state"), Home: dir},
+		Listen: "127.0.0.1:0", NoDiscovery: true, SessionBus: conn, AppDirs: []string{filepath.Join(dir, "share")},
+		Sandbox: sandbox.Config{Layout: sandbox.Layout{Root: filepath.Join(dir, "lib"), CgroupBase: "ebrainpool-test-not-set-up", CgroupMounts: "/sys/fs/cgroup"}},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- d.Run(t.Context()) }()
+	// Up: its API answers on the bus.
+	testenv.WaitBusName(t, conn, dbusapi.BusName, 10*time.Second)
+	bus.Kill()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon still runs 10 s after its session bus went away")
 	}
 }
