@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/rpc"
 	"time"
 
 	"fyne.io/fyne/v2"
@@ -202,21 +201,6 @@ func (r *remoteBackend) ProbePeer(ctx context.Context, address string) (dbusapi.
 func (r *remoteBackend) AddPeerAddress(ctx context.Context, address, fingerprint string) (dbusapi.AddedPeer, error) {
 	var out dbusapi.AddedPeer
 	return out, r.callCtx(ctx, "AddPeerAddress", AddPeerArgs{Address: address, Fingerprint: fingerprint}, &out)
-}
-
-// callCtx is an RPC to the app that gives up when ctx ends.
-func (r *remoteBackend) callCtx(ctx context.Context, method string, args, reply any) error {
-	call := r.c.Go(serviceName+"."+method, args, reply, make(chan *rpc.Call, 1))
-	select {
-	case <-call.Done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	var se rpc.ServerError
-	if errors.As(call.Error, &se) {
-		return errors.New(string(se))
-	}
-	return call.Error
 }
 
 var (

@@ -230,21 +230,29 @@ func (r *remoteBackend) Peers() []dbusapi.Peer {
 	return p
 }
 
+// callCtx is an RPC to the app that gives up when ctx ends.
+func (r *remoteBackend) callCtx(ctx context.Context, method string, args, reply any) error {
+	call := r.c.Go(serviceName+"."+method, args, reply, make(chan *rpc.Call, 1))
+	select {
+	case <-call.Done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	var se rpc.ServerError
+	if errors.As(call.Error, &se) {
+		return errors.New(string(se))
+	}
+	return call.Error
+}
+
 // Apps asks through the app; it gives up when ctx ends (the window
 // process quits), the app's own call then ends at its timeout.
 func (r *remoteBackend) Apps(ctx context.Context, peer string) ([]dbusapi.App, error) {
 	var apps []dbusapi.App
-	call := r.c.Go(serviceName+".Apps", peer, &apps, make(chan *rpc.Call, 1))
-	select {
-	case <-call.Done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := r.callCtx(ctx, "Apps", peer, &apps); err != nil {
+		return nil, err
 	}
-	var se rpc.ServerError
-	if errors.As(call.Error, &se) {
-		return nil, errors.New(string(se))
-	}
-	return apps, call.Error
+	return apps, nil
 }
 
 func (r *remoteBackend) Launch(peer, app string) (string, error) {
@@ -262,17 +270,10 @@ func (r *remoteBackend) LaunchWith(peer, app string, files []string, folders []d
 // AppsForFiles asks through the app; it gives up when ctx ends.
 func (r *remoteBackend) AppsForFiles(ctx context.Context, peer string, files []string) ([]dbusapi.Candidate, error) {
 	var out []dbusapi.Candidate
-	call := r.c.Go(serviceName+".AppsForFiles", AppsForFilesArgs{Peer: peer, Files: files}, &out, make(chan *rpc.Call, 1))
-	select {
-	case <-call.Done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := r.callCtx(ctx, "AppsForFiles", AppsForFilesArgs{Peer: peer, Files: files}, &out); err != nil {
+		return nil, err
 	}
-	var se rpc.ServerError
-	if errors.As(call.Error, &se) {
-		return nil, errors.New(string(se))
-	}
-	return out, call.Error
+	return out, nil
 }
 
 func (r *remoteBackend) Pending() []dbusapi.Request {
@@ -315,17 +316,7 @@ func (r *remoteBackend) SandboxError() error {
 func (r *remoteBackend) CanSetUpSharing() bool { return r.sharing().CanSetUp }
 
 func (r *remoteBackend) SetUpSharing(ctx context.Context) error {
-	call := r.c.Go(serviceName+".SetUpSharing", 0, new(bool), make(chan *rpc.Call, 1))
-	select {
-	case <-call.Done:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	var se rpc.ServerError
-	if errors.As(call.Error, &se) {
-		return errors.New(string(se))
-	}
-	return call.Error
+	return r.callCtx(ctx, "SetUpSharing", 0, new(bool))
 }
 
 func (r *remoteBackend) Settings() config.Settings {
