@@ -203,9 +203,63 @@ func (r *remoteBackend) AddPeerAddress(ctx context.Context, address, fingerprint
 	return out, r.callCtx(ctx, "AddPeerAddress", AddPeerArgs{Address: address, Fingerprint: fingerprint}, &out)
 }
 
+// AddedPeersBackend lists the peers added by address, with how they
+// answer (*daemon.Daemon is one, and the window process's backend through
+// the app).
+type AddedPeersBackend interface {
+	AddedPeers() []dbusapi.AddedPeer
+}
+
+// AddedPeers lists the daemon's peers added by address.
+func (s *AppService) AddedPeers(_ int, reply *[]dbusapi.AddedPeer) error {
+	if ab, ok := s.wp.u.b.(AddedPeersBackend); ok {
+		*reply = ab.AddedPeers()
+	}
+	return nil
+}
+
+func (r *remoteBackend) AddedPeers() []dbusapi.AddedPeer {
+	var out []dbusapi.AddedPeer
+	r.get("AddedPeers", &out)
+	return out
+}
+
+// addedText says, for a peer added by address, where and how it answers,
+// e.g. "\nAdded by address: bob.example.org:42331, unreachable (last seen
+// 10:32: connection refused)"; "" for other peers.
+func addedText(b Backend, fp string) string {
+	ab, ok := b.(AddedPeersBackend)
+	if !ok {
+		return ""
+	}
+	for _, a := range ab.AddedPeers() {
+		if a.Fingerprint != fp {
+			continue
+		}
+		seen := "never seen"
+		if a.LastSeen > 0 {
+			seen = "last seen " + time.Unix(a.LastSeen, 0).Format("Jan 2 15:04")
+		}
+		switch a.Reach {
+		case dbusapi.ReachReachable:
+			return fmt.Sprintf("\nAdded by address: %s, reachable (%s)", a.Address, seen)
+		case dbusapi.ReachUnreachable:
+			why := ""
+			if a.Error != "" {
+				why = ": " + plainText(a.Error)
+			}
+			return fmt.Sprintf("\nAdded by address: %s, unreachable (%s%s)", a.Address, seen, why)
+		}
+		return fmt.Sprintf("\nAdded by address: %s, not tried yet", a.Address)
+	}
+	return ""
+}
+
 var (
-	_ AddressBackend = (*remoteBackend)(nil)
-	_ AddressBackend = (*daemon.Daemon)(nil)
+	_ AddressBackend    = (*remoteBackend)(nil)
+	_ AddressBackend    = (*daemon.Daemon)(nil)
+	_ AddedPeersBackend = (*remoteBackend)(nil)
+	_ AddedPeersBackend = (*daemon.Daemon)(nil)
 )
 
 // introText says how a peer relates to introducers, for the peer list

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
@@ -255,4 +256,60 @@ func TestSettingsPortTaken(t *testing.T) {
 	if !strings.Contains(hint, "40123 instead") {
 		t.Fatalf("the port's hint is %q", hint)
 	}
+}
+
+// addedFake also lists the peers added by address.
+type addedFake struct {
+	*fakeBackend
+	added []dbusapi.AddedPeer
+}
+
+func (f *addedFake) AddedPeers() []dbusapi.AddedPeer { return f.added }
+
+// A peer added by address shows in the peer browser where it was added
+// and how it answers: reachable, unreachable with why, and when it was
+// last seen.
+func TestPeerBrowserShowsAddedPeersReach(t *testing.T) {
+	seen := time.Date(2026, 12, 1, 10, 32, 0, 0, time.Local)
+	for _, tc := range []struct {
+		name  string
+		added dbusapi.AddedPeer
+		want  string
+	}{
+		{"reachable", dbusapi.AddedPeer{Address: "bob.example.org:42331", Reach: dbusapi.ReachReachable, LastSeen: seen.Unix()},
+			"Added by address: bob.example.org:42331, reachable (last seen Dec 1 10:32)"},
+		{"unreachable", dbusapi.AddedPeer{Address: "[fe80::2%eth0]:42331", Reach: dbusapi.ReachUnreachable, LastSeen: seen.Unix(), Error: "connection refused"},
+			"Added by address: [fe80::2%eth0]:42331, unreachable (last seen Dec 1 10:32: connection refused)"},
+		{"never answered", dbusapi.AddedPeer{Address: "10.0.0.7:42331", Reach: dbusapi.ReachUnreachable, Error: "no route to host"},
+			"Added by address: 10.0.0.7:42331, unreachable (never seen: no route to host)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &addedFake{fakeBackend: newFake()}
+			p := peer("bob", "bob-pc", "verified")
+			f.peers = []dbusapi.Peer{p}
+			tc.added.Fingerprint = p.Fingerprint
+			f.added = []dbusapi.AddedPeer{tc.added}
+			a := test.NewTempApp(t)
+			u := New(Options{App: a, Backend: f, Sync: true, AutostartFile: t.TempDir() + "/autostart/x.desktop", Exec: []string{"/usr/bin/ebrainpool"}})
+			t.Cleanup(u.cancel)
+			u.ShowPeers()
+			u.peers.selectPeer(p.Fingerprint)
+			if got := u.peers.detail.Text; !strings.Contains(got, tc.want) {
+				t.Errorf("details:\n%s\nwant %q", got, tc.want)
+			}
+		})
+	}
+	t.Run("a discovered peer", func(t *testing.T) {
+		f := &addedFake{fakeBackend: newFake()}
+		p := peer("carol", "carol-pc", "verified")
+		f.peers = []dbusapi.Peer{p}
+		a := test.NewTempApp(t)
+		u := New(Options{App: a, Backend: f, Sync: true, AutostartFile: t.TempDir() + "/autostart/x.desktop", Exec: []string{"/usr/bin/ebrainpool"}})
+		t.Cleanup(u.cancel)
+		u.ShowPeers()
+		u.peers.selectPeer(p.Fingerprint)
+		if got := u.peers.detail.Text; strings.Contains(got, "Added by address") {
+			t.Errorf("details of a discovered peer:\n%s", got)
+		}
+	})
 }

@@ -294,7 +294,7 @@ func (pb *peerBrowser) showDetail() {
 	}
 	pb.header.SetText(p.Name)
 	t, _ := trustText(p.Trust)
-	pb.detail.SetText(fmt.Sprintf("Host: %s (%s)\nFingerprint: %s\nStatus: %s", p.Host, p.Address, p.Short, t) + introText(p))
+	pb.detail.SetText(fmt.Sprintf("Host: %s (%s)\nFingerprint: %s\nStatus: %s", p.Host, p.Address, p.Short, t) + introText(p) + addedText(pb.u.b, p.Fingerprint))
 	defer pb.warning.Refresh() // see showLaunches
 	pb.warning.RemoveAll()
 	switch p.Trust {
