@@ -41,20 +41,11 @@ func (d *Daemon) Apps(ctx context.Context, peer string) ([]dbusapi.App, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := d.target(p)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	c, err := control.Dial(ctx, t.Addr, control.ClientConfig{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Expect: t.Fingerprint, Verify: d.verify(p)})
+	apps, err := d.fetchCatalog(ctx, p)
 	if err != nil {
-		return nil, failure(p.Name, err)
-	}
-	defer c.Close()
-	apps, err := c.Catalog(ctx)
-	if err != nil {
-		return nil, failure(p.Name, err)
+		return nil, err
 	}
 	out := make([]dbusapi.App, 0, len(apps))
 	for _, a := range apps {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ebrainpool/ebrainpool/app/control"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 )
 
@@ -20,10 +21,53 @@ import (
 // catalogRefresh is how often the known app lists are fetched again.
 var catalogRefresh = 30 * time.Second
 
-// catalogs are the peers' last app lists, summed up (by fingerprint).
+// catalogFresh is how long a peer's catalog (its apps with their MIME
+// types) is used without asking the peer again to pick an app for files
+// (AppsForFiles: `open`, the peer browser's "Open with"). Every fetch
+// renews it, the lists' own (Apps, the refresh) included; a failed one,
+// or the peer going away, drops it.
+var catalogFresh = 5 * time.Second
+
+// catalogs are the peers' last app lists, summed up, and their catalogs
+// as they came, with when (by fingerprint).
 type catalogs struct {
 	mu   sync.Mutex
 	sums map[string]string
+	full map[string]keptCatalog
+}
+
+// keptCatalog is a peer's catalog and when it came.
+type keptCatalog struct {
+	apps []control.AppInfo
+	at   time.Time
+}
+
+// keep remembers the catalog a peer gave at now.
+func (c *catalogs) keep(fp string, apps []control.AppInfo, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.full == nil {
+		c.full = map[string]keptCatalog{}
+	}
+	c.full[fp] = keptCatalog{apps: apps, at: now}
+}
+
+// fresh is the peer's catalog if it came within catalogFresh of now.
+func (c *catalogs) fresh(fp string, now time.Time) ([]control.AppInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, ok := c.full[fp]
+	if !ok || now.Sub(k.at) >= catalogFresh || now.Before(k.at) {
+		return nil, false
+	}
+	return k.apps, true
+}
+
+// drop forgets the peer's catalog.
+func (c *catalogs) drop(fp string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.full, fp)
 }
 
 // catalogSum sums up what a list shows: each app's ID, name, comment and
@@ -57,6 +101,7 @@ func (d *Daemon) noteApps(fp string, apps []dbusapi.App) {
 func (d *Daemon) forgetApps(fp string) {
 	d.cats.mu.Lock()
 	delete(d.cats.sums, fp)
+	delete(d.cats.full, fp)
 	d.cats.mu.Unlock()
 }
 

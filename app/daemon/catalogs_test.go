@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ebrainpool/ebrainpool/app/control"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 )
 
@@ -53,5 +54,46 @@ func TestPeerAppsChangedEvents(t *testing.T) {
 	case ev := <-events:
 		t.Errorf("event %+v after the peer was forgotten", ev)
 	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// A peer's catalog is used again for catalogFresh after it came, then
+// asked for again; a failed fetch or the peer going away drops it.
+func TestKeptCatalogs(t *testing.T) {
+	at := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	apps := []control.AppInfo{{ID: "xterm", Name: "XTerm", MimeTypes: []string{"text/plain"}}}
+	for _, tc := range []struct {
+		name  string
+		after time.Duration
+		drop  bool
+		want  bool
+	}{
+		{"at once", 0, false, true},
+		{"a second later", time.Second, false, true},
+		{"just before it is stale", catalogFresh - time.Millisecond, false, true},
+		{"stale", catalogFresh, false, false},
+		{"the clock went back", -time.Second, false, false},
+		{"dropped", time.Second, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c catalogs
+			c.keep("SHA256:bob", apps, at)
+			if tc.drop {
+				c.drop("SHA256:bob")
+			}
+			got, ok := c.fresh("SHA256:bob", at.Add(tc.after))
+			if ok != tc.want || (ok && !reflect.DeepEqual(got, apps)) {
+				t.Errorf("fresh = %v, %t; want %t", got, ok, tc.want)
+			}
+			if _, ok := c.fresh("SHA256:carol", at); ok {
+				t.Error("a catalog for a peer that never gave one")
+			}
+		})
+	}
+	d := &Daemon{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	d.cats.keep("SHA256:bob", apps, time.Now())
+	d.forgetApps("SHA256:bob")
+	if _, ok := d.cats.fresh("SHA256:bob", time.Now()); ok {
+		t.Error("a peer gone away still has its catalog kept")
 	}
 }

@@ -168,20 +168,35 @@ func (d *Daemon) AppsForFiles(ctx context.Context, peer string, files []string) 
 	return out, nil
 }
 
-// catalogOf is a peer's catalog.
+// catalogOf is a peer's catalog: the one it gave in the last
+// catalogFresh if it still has the same address, else asked for (a
+// control connection of its own, about 50 ms: the most of what `open`
+// took to pick the app before the launch).
 func (d *Daemon) catalogOf(ctx context.Context, p discovery.Peer) ([]control.AppInfo, error) {
+	if apps, ok := d.cats.fresh(string(p.Fingerprint), time.Now()); ok {
+		return apps, nil
+	}
+	return d.fetchCatalog(ctx, p)
+}
+
+// fetchCatalog asks the peer for its catalog and remembers it for
+// catalogOf.
+func (d *Daemon) fetchCatalog(ctx context.Context, p discovery.Peer) ([]control.AppInfo, error) {
 	t, err := d.target(p)
 	if err != nil {
 		return nil, err
 	}
 	c, err := control.Dial(ctx, t.Addr, control.ClientConfig{Identity: d.id.Signer(), Name: d.Settings().DisplayName, Expect: t.Fingerprint, Verify: d.verify(p)})
 	if err != nil {
+		d.cats.drop(string(p.Fingerprint))
 		return nil, failure(p.Name, err)
 	}
 	defer c.Close()
 	apps, err := c.Catalog(ctx)
 	if err != nil {
+		d.cats.drop(string(p.Fingerprint))
 		return nil, failure(p.Name, err)
 	}
+	d.cats.keep(string(p.Fingerprint), apps, time.Now())
 	return apps, nil
 }
