@@ -445,10 +445,66 @@ func (m *Manager) Stop(ctx context.Context, peer string) error {
 		return err
 	}
 	defer unlock()
-	return m.stopLocked(peer, name)
+	return m.stopLocked(peer, name, stopGrace, killWait)
 }
 
-func (m *Manager) stopLocked(peer, name string) error {
+// How long Stop gives the sandbox's init to stop cleanly, and then how
+// long it waits for the killed one.
+const (
+	stopGrace = 15 * time.Second
+	killWait  = 10 * time.Second
+)
+
+// StopWithin is Stop bounded by grace: the init's stop signal, then a
+// kill after grace*3/5 and at most grace*2/5 to see it stopped (the
+// daemon's quit, which should not keep the desktop waiting). ctx bounds
+// the wait for the sandbox's lock (a launch starting it).
+func (m *Manager) StopWithin(ctx context.Context, peer string, grace time.Duration) error {
+	name := containerName(peer)
+	ctx, cancel := context.WithTimeout(ctx, grace)
+	defer cancel()
+	unlock, err := m.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return m.stopLocked(peer, name, grace*3/5, grace*2/5)
+}
+
+// Running lists the peers whose sandboxes run (List without what it
+// measures).
+func (m *Manager) Running() ([]string, error) {
+	ents, err := os.ReadDir(m.lxcpath)
+	if err != nil {
+		return nil, fmt.Errorf("listing sandboxes: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "ebp-") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(m.lxcpath, e.Name(), "meta.json"))
+		if err != nil {
+			continue
+		}
+		var md meta
+		if json.Unmarshal(b, &md) != nil {
+			continue
+		}
+		c, err := lxc.NewContainer(e.Name(), m.lxcpath)
+		if err != nil {
+			continue
+		}
+		if c.Running() {
+			out = append(out, md.Peer)
+		}
+		lxc.Release(c)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (m *Manager) stopLocked(peer, name string, grace, wait time.Duration) error {
 	m.forget(name)
 	c, err := lxc.NewContainer(name, m.lxcpath)
 	if err != nil {
@@ -461,15 +517,15 @@ func (m *Manager) stopLocked(peer, name string) error {
 	// The init's stop signal: it ends the guest's processes and unmounts
 	// the home cleanly. If it does not exit in time, it is killed (the
 	// next start checks the home's file system).
-	if err := c.Shutdown(15 * time.Second); err == nil && c.Wait(lxc.STOPPED, time.Second) {
+	if err := c.Shutdown(grace); err == nil && c.Wait(lxc.STOPPED, time.Second) {
 		return nil
 	}
-	m.log.Warn("the sandbox's init did not stop cleanly in 15s: killing it", "peer", peer)
+	m.log.Warn("the sandbox's init did not stop cleanly in time: killing it", "peer", peer, "grace", grace)
 	if err := c.Stop(); err != nil && c.Running() {
 		return fmt.Errorf("stopping sandbox for %s: %w", peer, err)
 	}
-	if !c.Wait(lxc.STOPPED, 10*time.Second) {
-		return fmt.Errorf("stopping sandbox for %s: still %s after 10s", peer, c.State())
+	if !c.Wait(lxc.STOPPED, wait) {
+		return fmt.Errorf("stopping sandbox for %s: still %s after %s", peer, c.State(), wait)
 	}
 	return nil
 }
@@ -515,7 +571,7 @@ func (m *Manager) removeLocked(peer, name string) error {
 	if _, err := os.Stat(m.dir(name)); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err := m.stopLocked(peer, name); err != nil {
+	if err := m.stopLocked(peer, name, stopGrace, killWait); err != nil {
 		return err
 	}
 	c, err := lxc.NewContainer(name, m.lxcpath)

@@ -391,6 +391,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// swapped one in) is closed after the host: its sessions' teardown and
 	// idle stops still use it.
 	defer d.closeSandboxes()
+	// Quitting stops the sandboxes, once their sessions ended (issue 12).
+	defer d.stopSandboxes()
 	defer d.host.Close()
 	defer d.consent.Close()
 	defer d.stopDiscovery()
@@ -477,6 +479,52 @@ func (d *Daemon) adoptSandboxes() {
 	if len(peers) > 0 {
 		d.log.Info("sandboxes left running by an earlier daemon: stopped once idle", "peers", peers)
 		d.host.Adopt(peers)
+	}
+}
+
+// quitStop bounds how long quitting waits for the sandboxes to stop.
+var quitStop = 5 * time.Second
+
+// stopSandboxes stops the sandboxes that run (their sessions have ended:
+// host.Close), together, within quitStop: the init's stop signal, killed
+// after 3 s. One still stopping then is left to the next start, which
+// adopts it. With none running it costs a look at the sandboxes' states.
+func (d *Daemon) stopSandboxes() {
+	d.mu.Lock()
+	m := d.sandbox
+	d.mu.Unlock()
+	if m == nil {
+		return
+	}
+	peers, err := m.Running()
+	if err != nil {
+		d.log.Warn("quitting: looking for running sandboxes", "err", err)
+		return
+	}
+	if len(peers) == 0 {
+		return
+	}
+	t0 := time.Now()
+	d.log.Info("quitting: stopping the sandboxes", "peers", peers, "at_most", quitStop)
+	ctx, cancel := context.WithTimeout(context.Background(), quitStop)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.StopWithin(ctx, p, quitStop); err != nil {
+				d.log.Warn("quitting: stopping a sandbox", "peer", p, "err", err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		d.log.Info("quitting: the sandboxes stopped", "peers", peers, "took", time.Since(t0).Round(time.Millisecond))
+	case <-time.After(quitStop + time.Second):
+		d.log.Warn("quitting: sandboxes still stopping: the next start stops them", "peers", peers, "after", time.Since(t0).Round(time.Millisecond))
 	}
 }
 
