@@ -71,12 +71,18 @@ func (f *daemonFlags) newDaemon(ctx context.Context, env *Env, log *slog.Logger,
 	return d, nil
 }
 
+// quitDetails is what quitting does, for gui and daemon.
+const quitDetails = "Quitting (the desktop app's Quit in its tray, SIGTERM or SIGINT, the desktop session ending) ends the sessions peers run here " +
+	"and stops the sandboxes that run, together and within 5 seconds (an init that does not stop in 3 is killed), as the log says; " +
+	"one that could not be stopped in time is stopped once idle by the next start."
+
 func daemonCommand() *Command {
 	var df daemonFlags
 	var level string
 	return &Command{
 		Name: "daemon", Usage: "[--listen ADDR] [--no-discovery] [--peer FP@HOST[:PORT][=NAME]]...",
 		Summary:  "Run eBrainPool without the GUI: discovery, sharing, launches and the D-Bus API.",
+		Details:  quitDetails,
 		FlagArgs: map[string]string{"log-level": "debug|info|warn|error"},
 		Flags: func(fs *flag.FlagSet) {
 			df.register(fs)

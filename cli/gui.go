@@ -29,6 +29,7 @@ func guiCommand() *Command {
 	return &Command{
 		Name: "gui", Usage: "[flags]",
 		Summary:  "Run the desktop app: the tray icon, peer browser and request popups, with the daemon in the same process (the default).",
+		Details:  quitDetails,
 		FlagArgs: map[string]string{"show": "peers|sessions|settings|none"},
 		Flags: func(fs *flag.FlagSet) {
 			df.register(fs)
