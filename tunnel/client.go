@@ -38,6 +38,12 @@ type ClientConfig struct {
 	// display without the extension is then refused (a *DisplayError
 	// wrapping ErrNoSecurityExtension).
 	TrustedDisplay bool
+	// IsolatedDisplay runs the app on an X server of its own in the
+	// sandbox (Xpra's): only its windows travel, to an `xpra attach` run
+	// here, the only client of the local display (see xpra.go). Both
+	// sides need xpra (ErrNoXpra, ErrHostNoIsolated); TrustedDisplay is
+	// then ignored.
+	IsolatedDisplay bool
 	// Display and XAuthority default to $DISPLAY and $XAUTHORITY
 	// (or ~/.Xauthority).
 	Display    string
@@ -88,6 +94,8 @@ type x11Target struct {
 // forwarding to the local display and returns its exit status. A signal
 // death gives 128+signal. Cancelling ctx ends the session.
 func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
+	var isolated *x11Target
+	var stopXpra func()
 	if cfg.HostKey == nil || cfg.Identity == nil {
 		return -1, errors.New("run app: HostKey and Identity are required")
 	}
@@ -105,7 +113,27 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 		log = slog.Default()
 	}
 	var x11 *x11Target
-	if !cfg.NoX11 {
+	var xpra string
+	if cfg.IsolatedDisplay && !cfg.NoX11 {
+		t, err := localX11Target(cfg.Display, cfg.XAuthority)
+		if err != nil {
+			return -1, err
+		}
+		t.chanName, t.chanData = t.realName, t.realData
+		if err := t.probe(ctx); err != nil {
+			return -1, err
+		}
+		if xpra, err = FindXpra(); err != nil {
+			return -1, &DisplayError{msg: err.Error(), err: err}
+		}
+		log.Info("display access", "display", t.name, "isolated", true)
+		defer func() {
+			if stopXpra != nil {
+				stopXpra()
+			}
+		}()
+		isolated = t
+	} else if !cfg.NoX11 {
 		t, err := localX11Target(cfg.Display, cfg.XAuthority)
 		if err != nil {
 			return -1, err
@@ -215,6 +243,15 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 			return -1, errors.New("endpoint refused X11 forwarding")
 		}
 	}
+	if isolated != nil {
+		ok, err := sess.SendRequest(isolatedDisplayRequest, true, nil)
+		if err != nil {
+			return -1, fmt.Errorf("requesting the isolated display: %w", err)
+		}
+		if !ok {
+			return -1, ErrHostNoIsolated
+		}
+	}
 	sess.Stdout, sess.Stderr = cfg.Stdout, cfg.Stderr
 	stdin, err := sess.StdinPipe()
 	if err != nil {
@@ -222,6 +259,15 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 	}
 	if err := sess.Start(cfg.Command); err != nil {
 		return -1, fmt.Errorf("running %q on %s: %w", cfg.Command, cfg.Addr, err)
+	}
+	if isolated != nil {
+		// xpra attach ending on its own (the server ended with the app,
+		// or the user quit it) ends the session, after a moment for the
+		// exit status.
+		stopXpra, err = runXpraAttach(ctx, client, xpra, isolated, func() { time.AfterFunc(2*time.Second, cancel) }, log)
+		if err != nil {
+			return -1, err
+		}
 	}
 	if cfg.Started != nil {
 		cfg.Started()

@@ -48,6 +48,7 @@ type clientSpec struct {
 	Command          string
 	NoX11            bool
 	TrustedDisplay   bool `json:",omitempty"`
+	IsolatedDisplay  bool `json:",omitempty"`
 	Display          string
 	XAuthority       string
 	HasStdin         bool
@@ -102,6 +103,7 @@ func RunAppProcess(ctx context.Context, p ClientProcess, cfg ClientConfig) (int,
 		// environment it inherits, unless p.Env replaces it).
 		spec.Display, spec.XAuthority = cfg.Display, cfg.XAuthority
 		spec.TrustedDisplay = cfg.TrustedDisplay
+		spec.IsolatedDisplay = cfg.IsolatedDisplay
 	}
 	specR, specW, err := os.Pipe()
 	if err != nil {
@@ -343,7 +345,7 @@ func runClientProcess(specF, agentF *os.File, log *slog.Logger, started func()) 
 	}
 	cfg := ClientConfig{
 		Addr: spec.Addr, HostKey: hostKey, Identity: signers[0], User: spec.User,
-		Command: spec.Command, NoX11: spec.NoX11, TrustedDisplay: spec.TrustedDisplay, Display: spec.Display, XAuthority: spec.XAuthority,
+		Command: spec.Command, NoX11: spec.NoX11, TrustedDisplay: spec.TrustedDisplay, IsolatedDisplay: spec.IsolatedDisplay, Display: spec.Display, XAuthority: spec.XAuthority,
 		Stdout: os.Stdout, Stderr: os.Stderr, HandshakeTimeout: spec.HandshakeTimeout,
 		MaxX11Conns: spec.MaxX11Conns, Shares: spec.Shares, Logger: log,
 		Started: func() {

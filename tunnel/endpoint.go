@@ -349,6 +349,18 @@ func ServeEndpoint(ctx context.Context, conn net.Conn, cfg EndpointConfig) error
 			}
 			s.wg.Add(1)
 			go s.handleSession(ch, creqs)
+		case XpraChannelType:
+			g := s.isolated()
+			if g == nil {
+				log.Warn("endpoint refused xpra channel: the session has no isolated display")
+				nc.Reject(ssh.Prohibited, "no isolated display")
+				continue
+			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				g.serveChannel(ctx, nc, log)
+			}()
 		case "direct-tcpip", "direct-streamlocal@openssh.com":
 			log.Warn("endpoint refused port forwarding channel", "type", nc.ChannelType())
 			nc.Reject(ssh.Prohibited, "port forwarding is disabled")
@@ -380,7 +392,14 @@ type endpointSession struct {
 	idle    *time.Timer // stopped once the app starts
 
 	mu      sync.Mutex
-	started bool // the app ran (at most once per connection)
+	started bool       // the app ran (at most once per connection)
+	xpra    *guestXpra // the isolated display, if the client asked for it
+}
+
+func (s *endpointSession) isolated() *guestXpra {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.xpra
 }
 
 // x11Request is the payload of "x11-req" (RFC 4254 §6.3.1).
@@ -439,7 +458,7 @@ func (s *endpointSession) handleSession(ch ssh.Channel, reqs <-chan *ssh.Request
 		switch r.Type {
 		case "x11-req":
 			var p x11Request
-			if err := ssh.Unmarshal(r.Payload, &p); err != nil || disp != nil || s.appStarted() {
+			if err := ssh.Unmarshal(r.Payload, &p); err != nil || disp != nil || s.appStarted() || s.isolated() != nil {
 				reply(r, false)
 				continue
 			}
@@ -459,6 +478,23 @@ func (s *endpointSession) handleSession(ch ssh.Channel, reqs <-chan *ssh.Request
 			for _, ln := range disp.listeners {
 				go s.serveX11(ln, disp, p.SingleConnection)
 			}
+			reply(r, true)
+		case isolatedDisplayRequest:
+			if disp != nil || s.appStarted() || s.isolated() != nil {
+				reply(r, false)
+				continue
+			}
+			g, err := newGuestXpra(s.cfg.Env)
+			if err != nil {
+				s.log.Warn("endpoint refused the isolated display", "err", err)
+				reply(r, false)
+				continue
+			}
+			defer g.close()
+			s.mu.Lock()
+			s.xpra = g
+			s.mu.Unlock()
+			s.log.Info("endpoint isolated display", "xpra", g.xpra)
 			reply(r, true)
 		case "exec", "shell":
 			if r.Type == "exec" {
@@ -536,6 +572,12 @@ const (
 func (s *endpointSession) runApp(ch ssh.Channel, disp *guestDisplay) {
 	argv := s.cfg.Command
 	env := append([]string(nil), s.cfg.Env...)
+	g := s.isolated()
+	if g != nil {
+		// The app runs as xpra's child, on xpra's X server.
+		argv = xpraServerArgv(g.xpra, argv, g.dir, g.sock)
+		env = g.env(env)
+	}
 	cmd := exec.CommandContext(s.ctx, lookPathIn(argv[0], env), argv[1:]...)
 	cmd.Args[0] = argv[0]
 	if disp != nil {
@@ -559,11 +601,28 @@ func (s *endpointSession) runApp(ch ssh.Channel, disp *guestDisplay) {
 	cmd.Stdout = outW
 	cmd.Stderr = ch.Stderr()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var tree xpraTree
+	cmd.Cancel = func() error {
+		if g != nil {
+			// xpra ends its X server and the app on SIGTERM.
+			syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+			tree.signal(syscall.SIGTERM)
+			time.AfterFunc(xpraStopGrace, func() { tree.signal(syscall.SIGKILL) })
+			return nil
+		}
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
 	cmd.WaitDelay = 2 * time.Second
+	if g != nil {
+		cmd.WaitDelay = 2 * xpraStopGrace
+	}
 	stdin, err := cmd.StdinPipe()
 	if err == nil {
 		err = cmd.Start()
+	}
+	treeDone := make(chan struct{})
+	if err == nil && g != nil {
+		go tree.watch(cmd.Process.Pid, treeDone)
 	}
 	if err != nil {
 		s.log.Warn("endpoint could not start app", "argv", argv, "err", err)
@@ -587,6 +646,8 @@ func (s *endpointSession) runApp(ch ssh.Channel, disp *guestDisplay) {
 	err = cmd.Wait()
 	// The app's session is over: nothing it started may outlive it.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	close(treeDone)
+	tree.signal(syscall.SIGKILL)
 	// Its output goes out before its exit status; a process that left the
 	// group and keeps stdout open gets cmd.WaitDelay, as exec gives it.
 	select {

@@ -146,7 +146,7 @@ func TestDebPackage(t *testing.T) {
 	for _, alts := range relations(field(t, deb, "Recommends")) {
 		recs = append(recs, strings.Join(alts, "|"))
 	}
-	if got, want := strings.Join(recs, ", "), "avahi-daemon, xauth, dbus-user-session, pkexec, apparmor"; got != want {
+	if got, want := strings.Join(recs, ", "), "avahi-daemon, xauth, dbus-user-session, pkexec, apparmor, xpra"; got != want {
 		t.Errorf("Recommends %q, want %q", got, want)
 	}
 
