@@ -33,6 +33,7 @@ type fakeDaemon struct {
 	catalogs int // ListApps calls
 	ending   map[string]chan struct{}
 	trusted  map[string]bool // "PEER APP": trusted display access
+	modes    map[string]dbusapi.DisplayMode
 }
 
 // fakeLaunch is how a launch of an app ends.

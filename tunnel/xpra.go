@@ -91,6 +91,15 @@ func FindXpra() (string, error) {
 	return p, nil
 }
 
+// CheckIsolatedDisplay returns a *DisplayError wrapping ErrNoXpra when
+// this computer cannot show an app on an isolated display (no xpra).
+func CheckIsolatedDisplay() error {
+	if _, err := FindXpra(); err != nil {
+		return displayErrorf(err, "%v", err)
+	}
+	return nil
+}
+
 // guestXpra is an endpoint session's isolated display: the directory
 // holding the xpra server's socket and state.
 type guestXpra struct {

@@ -11,7 +11,7 @@ import (
 // display given away in full is a warning.
 func displayLabel(name string, mode dbusapi.DisplayMode) *widget.Label {
 	l := widget.NewLabel(displayText(name, mode))
-	if mode != dbusapi.DisplayProtected {
+	if mode != dbusapi.DisplayProtected && mode != dbusapi.DisplayIsolated {
 		l.Importance = widget.WarningImportance
 	}
 	return l
@@ -25,13 +25,18 @@ func displayText(name string, mode dbusapi.DisplayMode) string {
 		return "Protected: the app sees only its own windows"
 	case dbusapi.DisplayTrusted:
 		return "TRUSTED: the app can see and control " + name + "'s whole screen"
+	case dbusapi.DisplayIsolated:
+		return "Isolated: the app draws on a display of its own here (xpra)"
 	}
 	return "Not said (an older eBrainPool): maybe " + name + "'s whole screen"
 }
 
 // launchDisplayText says, in a launch's progress, what the app may do on
 // this display.
-func launchDisplayText(trusted bool) string {
+func launchDisplayText(trusted, isolated bool) string {
+	if isolated {
+		return "Your display: isolated: the app draws on a display of its own on the peer; only its windows are shown here (xpra)."
+	}
 	if trusted {
 		return "Your display: TRUSTED: the app can see your whole screen and type into any window (ebrainpool run --protected-display confines it)."
 	}

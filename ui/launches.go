@@ -36,6 +36,9 @@ type launchState struct {
 	// trusted: the app has trusted access to this display (the user's
 	// choice for it, as the daemon's settings say at the launch).
 	trusted bool
+	// isolated: the app runs on a display of its own in the sandbox
+	// (xpra), as the settings say at the launch.
+	isolated bool
 }
 
 // broughtNames are the names of the files and folders a launch brings, as
@@ -76,7 +79,7 @@ func (l *launchState) text() string {
 		t += "\n" + broughtText("Bringing", l.files)
 	}
 	if !l.done {
-		t += "\n" + launchDisplayText(l.trusted)
+		t += "\n" + launchDisplayText(l.trusted, l.isolated)
 	}
 	return t
 }

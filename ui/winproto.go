@@ -57,6 +57,8 @@ type LaunchRecord struct {
 	Files []string
 	// Trusted: the app has trusted access to the display.
 	Trusted bool
+	// Isolated: the app runs on a display of its own (xpra).
+	Isolated bool `json:",omitempty"`
 }
 
 // LaunchArgs is a launch asked for in a window: the peer and app as shown,
@@ -103,13 +105,13 @@ type SharingReply struct {
 // record copies a launch for the window process.
 func (l *launchState) record() LaunchRecord {
 	return LaunchRecord{ID: l.id, Seq: l.seq, Peer: l.peer, PeerName: l.peerName, App: l.app, AppID: l.appID, Stage: l.stage,
-		Done: l.done, Exit: l.exit, Err: l.err, Outcome: l.outcome, Files: l.files, Trusted: l.trusted}
+		Done: l.done, Exit: l.exit, Err: l.err, Outcome: l.outcome, Files: l.files, Trusted: l.trusted, Isolated: l.isolated}
 }
 
 // restore adds (or replaces) a launch the desktop app recorded.
 func (ls *launches) restore(r LaunchRecord) {
 	ls.byID[r.ID] = &launchState{id: r.ID, seq: r.Seq, peer: r.Peer, peerName: r.PeerName, app: r.App, appID: r.AppID, stage: r.Stage,
-		done: r.Done, exit: r.Exit, err: r.Err, outcome: r.Outcome, files: r.Files, trusted: r.Trusted}
+		done: r.Done, exit: r.Exit, err: r.Err, outcome: r.Outcome, files: r.Files, trusted: r.Trusted, isolated: r.Isolated}
 	if r.Seq > ls.seq {
 		ls.seq = r.Seq
 	}

@@ -74,6 +74,38 @@ type Settings struct {
 	// access to the display ("FINGERPRINT APP-ID" each); every other app
 	// is confined to its own windows.
 	TrustedDisplay []string `json:"trusted_display,omitempty"`
+	// IsolatedDisplay are the peers' apps this user runs on an isolated
+	// display (their own X server in the sandbox, shown through xpra),
+	// as TrustedDisplay; an app is in at most one of the two.
+	IsolatedDisplay []string `json:"isolated_display,omitempty"`
+}
+
+// Isolates reports whether app from peer (its fingerprint) runs on an
+// isolated display.
+func (s Settings) Isolates(peer, app string) bool {
+	for _, k := range s.IsolatedDisplay {
+		if k == trustedKey(peer, app) {
+			return true
+		}
+	}
+	return false
+}
+
+// WithIsolated is s with app from peer on an isolated display (or no
+// longer); isolating it ends its trusted access.
+func (s Settings) WithIsolated(peer, app string, isolated bool) Settings {
+	var out []string
+	for _, k := range s.IsolatedDisplay {
+		if k != trustedKey(peer, app) {
+			out = append(out, k)
+		}
+	}
+	if isolated {
+		out = append(out, trustedKey(peer, app))
+		s = s.WithTrusted(peer, app, false)
+	}
+	s.IsolatedDisplay = out
+	return s
 }
 
 // trustedKey is an entry of TrustedDisplay.
@@ -100,6 +132,7 @@ func (s Settings) WithTrusted(peer, app string, trusted bool) Settings {
 	}
 	if trusted {
 		out = append(out, trustedKey(peer, app))
+		s = s.WithIsolated(peer, app, false)
 	}
 	s.TrustedDisplay = out
 	return s

@@ -196,3 +196,43 @@ func TestBrowseDomains(t *testing.T) {
 		})
 	}
 }
+
+// TestIsolatedDisplay: an app is remembered on an isolated display per
+// peer and app, which ends its trusted access and is ended by it, and
+// survives a save and load.
+func TestIsolatedDisplay(t *testing.T) {
+	const peer, app = "SHA256:peer", "xterm"
+	s := Defaults("alice", "laptop")
+	for _, tc := range []struct {
+		name              string
+		apply             func(Settings) Settings
+		trusted, isolated bool
+	}{
+		{"isolate", func(s Settings) Settings { return s.WithIsolated(peer, app, true) }, false, true},
+		{"isolate twice", func(s Settings) Settings { return s.WithIsolated(peer, app, true) }, false, true},
+		{"trust ends isolation", func(s Settings) Settings { return s.WithTrusted(peer, app, true) }, true, false},
+		{"isolation ends trust", func(s Settings) Settings { return s.WithIsolated(peer, app, true) }, false, true},
+		{"protected again", func(s Settings) Settings { return s.WithIsolated(peer, app, false) }, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s = tc.apply(s)
+			if s.Trusts(peer, app) != tc.trusted || s.Isolates(peer, app) != tc.isolated {
+				t.Fatalf("trusted %v isolated %v, want %v %v (%+v)", s.Trusts(peer, app), s.Isolates(peer, app), tc.trusted, tc.isolated, s)
+			}
+			if s.Isolates(peer, "xeyes") || s.Isolates("SHA256:other", app) {
+				t.Fatal("another app or peer is isolated too")
+			}
+			if n := len(s.IsolatedDisplay); n > 1 {
+				t.Fatalf("%d entries: %v", n, s.IsolatedDisplay)
+			}
+		})
+	}
+	p := filepath.Join(t.TempDir(), "settings.json")
+	if err := Save(p, s.WithIsolated(peer, app, true)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(p, Defaults("alice", "laptop"))
+	if err != nil || !got.Isolates(peer, app) {
+		t.Fatalf("after save and load: isolated %v, err %v", got.Isolates(peer, app), err)
+	}
+}

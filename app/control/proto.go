@@ -76,6 +76,11 @@ const (
 	// window and the screen and send input anywhere; the requester chose
 	// it for this app.
 	DisplayTrusted DisplayMode = "trusted"
+	// DisplayIsolated: the app draws on an X server of its own in the
+	// sandbox (Xpra's) and only its windows travel, to an xpra client on
+	// the requester's display: it cannot reach the requester's other
+	// windows at all.
+	DisplayIsolated DisplayMode = "isolated"
 )
 
 // AppInfo describes a shared app to a peer.

@@ -374,7 +374,7 @@ func (s *Server) serveChannel(ctx context.Context, ch ssh.Channel, peer Peer) {
 		progress := func(stage string) { send(&Msg{Type: TypeProgress, Stage: stage}) }
 		peer := peer
 		switch req.Display {
-		case "", DisplayProtected, DisplayTrusted:
+		case "", DisplayProtected, DisplayTrusted, DisplayIsolated:
 			peer.Display = req.Display
 		default:
 			refuse(Refuse(CodeBadRequest, fmt.Sprintf("unknown display mode %q", req.Display)))

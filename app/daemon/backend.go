@@ -177,7 +177,8 @@ func (d *Daemon) launch(peer, app string, files []string, folders []session.Fold
 			Granted: func(session string) { d.mu.Lock(); o.session = session; d.mu.Unlock() },
 			Stdout:  logWriter{d.log, o.id, "stdout"}, Stderr: logWriter{d.log, o.id, "stderr"}, Logger: d.log,
 			ClientProcess: d.opts.ClientProcess, Files: files, Folders: folders,
-			TrustedDisplay: d.Settings().Trusts(string(p.Fingerprint), app),
+			TrustedDisplay:  d.Settings().Trusts(string(p.Fingerprint), app),
+			IsolatedDisplay: d.Settings().Isolates(string(p.Fingerprint), app),
 		})
 		d.mu.Lock()
 		delete(d.outgoing, o.id)

@@ -53,3 +53,45 @@ func (c *Client) TrustedDisplay(ctx context.Context, peer, app string) (bool, er
 	err := c.call(ctx, "TrustedDisplay", &t, peer, app)
 	return t, err
 }
+
+// DisplayModeBackend is a DisplayBackend that also knows the isolated
+// display: the mode of an app is protected (the default), trusted or
+// isolated.
+type DisplayModeBackend interface {
+	DisplayBackend
+	SetDisplayMode(peer, app string, mode DisplayMode) error
+	DisplayMode(peer, app string) (DisplayMode, error)
+}
+
+// SetDisplayMode remembers the display mode of app from peer (as for
+// Launch): "protected", "trusted" or "isolated".
+func (o object) SetDisplayMode(peer, app, mode string) *dbus.Error {
+	db, ok := o.b.(DisplayModeBackend)
+	if !ok {
+		return dbusErr(errNoDisplayModes)
+	}
+	return dbusErr(db.SetDisplayMode(peer, app, DisplayMode(mode)))
+}
+
+// DisplayMode says the display mode of app from peer.
+func (o object) DisplayMode(peer, app string) (string, *dbus.Error) {
+	db, ok := o.b.(DisplayModeBackend)
+	if !ok {
+		return string(DisplayProtected), nil
+	}
+	m, err := db.DisplayMode(peer, app)
+	return string(m), dbusErr(err)
+}
+
+// SetDisplayMode asks the daemon to remember the display mode of app from
+// peer.
+func (c *Client) SetDisplayMode(ctx context.Context, peer, app string, mode DisplayMode) error {
+	return c.call(ctx, "SetDisplayMode", nil, peer, app, string(mode))
+}
+
+// DisplayMode asks the daemon for the display mode of app from peer.
+func (c *Client) DisplayMode(ctx context.Context, peer, app string) (DisplayMode, error) {
+	var m string
+	err := c.call(ctx, "DisplayMode", &m, peer, app)
+	return DisplayMode(m), err
+}

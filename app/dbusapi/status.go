@@ -65,4 +65,7 @@ const (
 	DisplayProtected DisplayMode = "protected"
 	// DisplayTrusted: the requester gave the app its whole display.
 	DisplayTrusted DisplayMode = "trusted"
+	// DisplayIsolated: the app draws on a display of its own in the
+	// sandbox; only its windows travel (xpra).
+	DisplayIsolated DisplayMode = "isolated"
 )

@@ -49,6 +49,10 @@ type RunConfig struct {
 	// by default it is confined to its own windows (tunnel.ClientConfig).
 	// The host is told which, for its consent prompt.
 	TrustedDisplay bool
+	// IsolatedDisplay runs the app on a display of its own in the
+	// sandbox, shown here through xpra (tunnel.ClientConfig); it wins over
+	// TrustedDisplay.
+	IsolatedDisplay bool
 	// ClientProcess, if set, runs the SSH client in a process of its own
 	// (tunnel.RunAppProcess), where the X11 data path does not share the
 	// Go scheduler with the rest of the caller; nil runs it in this one.
@@ -108,7 +112,12 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 		return -1, err
 	}
 	mode := control.DisplayTrusted
-	if !cfg.TrustedDisplay {
+	if cfg.IsolatedDisplay {
+		mode = control.DisplayIsolated
+		if err := tunnel.CheckIsolatedDisplay(); err != nil {
+			return -1, err
+		}
+	} else if !cfg.TrustedDisplay {
 		mode = control.DisplayProtected
 		if err := tunnel.CheckProtectedDisplay(ctx, cfg.Display, cfg.XAuthority); err != nil {
 			return -1, err
@@ -152,7 +161,7 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 	progress(dbusapi.StageConnecting)
 	ccfg := tunnel.ClientConfig{
 		Addr: grantDialAddr(g.Host, g.Port, c.RemoteAddr()), HostKey: hostKey, Identity: cfg.Identity,
-		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority, TrustedDisplay: cfg.TrustedDisplay,
+		User: g.User, Command: g.Command, Display: cfg.Display, XAuthority: cfg.XAuthority, TrustedDisplay: cfg.TrustedDisplay, IsolatedDisplay: cfg.IsolatedDisplay,
 		Stdout: cfg.Stdout, Stderr: cfg.Stderr, Logger: cfg.Logger, Shares: shares,
 		Started: func() { progress(dbusapi.StageRunning) },
 	}
