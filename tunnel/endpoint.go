@@ -664,6 +664,11 @@ func (s *endpointSession) runApp(ch ssh.Channel, disp *guestDisplay) {
 		return
 	}
 	code := ps.ExitCode()
+	if g != nil {
+		if c, ok := g.appStatus(); ok {
+			code = c
+		}
+	}
 	s.log.Info("endpoint app exited", "status", code, "err", err)
 	ch.SendRequest("exit-status", false, ssh.Marshal(exitStatusMsg{Status: uint32(code)}))
 	ch.CloseWrite()

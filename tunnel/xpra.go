@@ -60,12 +60,28 @@ var xpraCommon = []string{
 // xpraServerArgv is the endpoint's command for the approved argv on an
 // isolated display whose socket is sock and whose state lives in dir.
 func xpraServerArgv(xpra string, argv []string, dir, sock string) []string {
+	// The app's exit status is kept in the directory for the endpoint to
+	// report (xpra's own is not the app's).
+	child := append([]string{"sh", "-c", `"$@"; s=$?; echo $s > "$0"; exit $s`, filepath.Join(dir, xpraStatusFile)}, argv...)
 	out := []string{xpra, "start", "--daemon=no",
-		"--start-child=" + ShellJoin(argv), "--exit-with-children=yes", "--terminate-children=yes",
+		"--start-child=" + ShellJoin(child), "--exit-with-children=yes", "--terminate-children=yes",
 		"--exit-with-client=yes", "--bind=" + sock, "--socket-dirs=" + dir, "--socket-dir=" + dir,
 		"--log-dir=" + dir, "--dbus-launch=", "--dbus-control=no", "--systemd-run=no", "--html=off",
 		"--start-new-commands=no", "--forward-xdg-open=no", "--use-display=no", "--title=@title@"}
 	return append(out, xpraCommon...)
+}
+
+// xpraStatusFile, in a guestXpra's directory, holds the app's exit status.
+const xpraStatusFile = "status"
+
+// appStatus is the app's exit status, if it exited.
+func (g *guestXpra) appStatus() (int, bool) {
+	b, err := os.ReadFile(filepath.Join(g.dir, xpraStatusFile))
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n, err == nil && n >= 0 && n < 256
 }
 
 // xpraClientArgv is the requester's `xpra attach` of the local socket sock.

@@ -42,6 +42,7 @@ func TestIsolatedDisplay(t *testing.T) {
 		"xprop -root -f CUT_BUFFER0 8s -set CUT_BUFFER0 planted",
 		"xdotool type 'echo pwned'; xdotool key Return",
 		"sleep 0.5",
+		"exit 3",
 	}, "; ")
 	argv := []string{"sh", "-c", script}
 	r := newRig(t, rigOptions{command: argv})
@@ -52,6 +53,9 @@ func TestIsolatedDisplay(t *testing.T) {
 	st, err := RunApp(ctx, cfg)
 	if err != nil {
 		t.Fatalf("RunApp: %v", err)
+	}
+	if st != 3 {
+		t.Errorf("exit status %d, want the app's 3", st)
 	}
 	b, _ := os.ReadFile(out)
 	got := string(b)
