@@ -51,23 +51,25 @@ func (f *daemonFlags) register(fs *flag.FlagSet) {
 }
 
 // newDaemon makes the daemon (bus nil: it connects to the session bus
-// itself), adds the hand-given peers and prints the banner; until ctx
-// ends, SIGUSR1 logs the process's stats (logStatsOnSignal).
+// itself) and adds the hand-given peers; its Run prints the banner once it
+// serves (so whoever reads it can use the API at once); until ctx ends,
+// SIGUSR1 logs the process's stats (logStatsOnSignal).
 func (f *daemonFlags) newDaemon(ctx context.Context, env *Env, log *slog.Logger, bus *dbus.Conn) (*daemon.Daemon, error) {
 	logStatsOnSignal(ctx, log)
 	dirs, err := config.UserDirs()
 	if err != nil {
 		return nil, err
 	}
-	d, err := daemon.New(daemon.Options{Dirs: dirs, Listen: f.listen, NoDiscovery: f.noDiscovery, BrowseDomains: f.domains, Logger: log,
-		SessionBus: bus, ClientProcess: clientProcess(), InFlatpak: flatpakApp() != ""})
+	var d *daemon.Daemon
+	d, err = daemon.New(daemon.Options{Dirs: dirs, Listen: f.listen, NoDiscovery: f.noDiscovery, BrowseDomains: f.domains, Logger: log,
+		SessionBus: bus, ClientProcess: clientProcess(), InFlatpak: flatpakApp() != "",
+		Ready: func() { printBanner(env.Stdout, d) }})
 	if err != nil {
 		return nil, fmt.Errorf("starting eBrainPool: %w", err)
 	}
 	if err := f.peers.addTo(d); err != nil {
 		return nil, err
 	}
-	printBanner(env.Stdout, d)
 	return d, nil
 }
 

@@ -72,7 +72,10 @@ type Options struct {
 	// ClientProcess, if set, runs the SSH client of our launches in a
 	// process of its own (see session.RunConfig); nil runs it in this one.
 	ClientProcess *tunnel.ClientProcess
-	Logger        *slog.Logger
+	// Ready, if set, is called once Run serves: the control port
+	// listens, the D-Bus API is exported, discovery has started.
+	Ready  func()
+	Logger *slog.Logger
 }
 
 // Daemon is a running eBrainPool instance.
@@ -443,6 +446,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 	d.log.Info("eBrainPool running", "name", d.Settings().DisplayName, "fingerprint", d.id.Fingerprint(), "control", d.ControlAddr())
+	if d.opts.Ready != nil {
+		d.opts.Ready()
+	}
 	select {
 	case <-ctx.Done():
 	case <-busGone:
