@@ -57,6 +57,11 @@ var xpraCommon = []string{
 	"--av-sync=no", "--xsettings=no",
 }
 
+// xpraXvfb is the X server of an isolated display: a 3840x2160 Xvfb
+// (Debian's xpra.conf uses 5760x2560, 59 MB of framebuffer), with GLX
+// (llvmpipe) and Composite.
+const xpraXvfb = "Xvfb +extension GLX +extension Composite -screen 0 3840x2160x24+32 -dpi 96 -nolisten tcp -noreset -auth $XAUTHORITY"
+
 // xpraServerArgv is the endpoint's command for the approved argv on an
 // isolated display whose socket is sock and whose state lives in dir.
 func xpraServerArgv(xpra string, argv []string, dir, sock string) []string {
@@ -67,7 +72,11 @@ func xpraServerArgv(xpra string, argv []string, dir, sock string) []string {
 		"--start-child=" + ShellJoin(child), "--exit-with-children=yes", "--terminate-children=yes",
 		"--exit-with-client=yes", "--bind=" + sock, "--socket-dirs=" + dir, "--socket-dir=" + dir,
 		"--log-dir=" + dir, "--dbus-launch=", "--dbus-control=no", "--systemd-run=no", "--html=off",
-		"--start-new-commands=no", "--forward-xdg-open=no", "--use-display=no", "--title=@title@"}
+		"--start-new-commands=no", "--forward-xdg-open=no", "--use-display=no", "--title=@title@",
+		// As Debian's /etc/xpra does, which the sandbox's /etc lacks
+		// (xpra's built-in default is Xorg with a dummy driver and a
+		// configuration file from there).
+		"--xvfb=" + xpraXvfb, "--fake-xinerama=no"}
 	return append(out, xpraCommon...)
 }
 
