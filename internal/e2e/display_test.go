@@ -45,6 +45,7 @@ func TestDisplayProtectionThroughSandbox(t *testing.T) {
 	req := newNode(t, false)
 	req.startDisplay(t)
 	shareApp(t, host, "ebp-probe", "Display probe", probe)
+	shareApp(t, host, "xlogo", "X Logo", "/usr/bin/xlogo")
 	startDaemon(t, host)
 	startDaemon(t, req, "--peer", host.peerArg("bob"))
 
@@ -120,4 +121,23 @@ func TestDisplayProtectionThroughSandbox(t *testing.T) {
 			os.WriteFile(typed, nil, 0o666)
 		})
 	}
+
+	// Its window, drawn on the sandbox's X server, appears here through
+	// xpra's client, and leaves when the session is ended.
+	t.Run("isolated: the window appears here", func(t *testing.T) {
+		run := req.u.Command(t.Context(), "run", "--isolated-display", "bob", "xlogo")
+		var runOut strings.Builder
+		run.Stdout, run.Stderr = &runOut, &runOut
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		host.u.MustRun(t, "allow", waitPending(t, host))
+		took := req.x.WaitWindow(t, "xlogo", true, 60*time.Second)
+		t.Logf("xlogo's window after %v", took)
+		endOnlySession(t, req, "outgoing", "")
+		run.Wait()
+		if !strings.Contains(runOut.String(), "display: isolated") {
+			t.Errorf("run does not say the display is isolated:\n%s", runOut.String())
+		}
+	})
 }
