@@ -29,29 +29,65 @@ func exited(t *testing.T, pid int, within time.Duration) time.Duration {
 	}
 }
 
-// Quitting the host's daemon (SIGTERM, as the tray's Quit ends it) ends
-// its incoming session, stops the sandbox it ran, within a few seconds,
-// and leaves no process in the sandbox's ids: `sandbox list` shows it
-// stopped. A quit with no sandbox running says nothing of sandboxes and
-// takes as long as before (issue 12).
+// Quitting the host's daemon or desktop app (SIGTERM; the tray's Quit
+// ends the same way, TestTrayInXfcePanel clicks it) ends its incoming
+// session, stops the sandbox it ran within a few seconds and leaves no
+// process in the sandbox's ids: `sandbox list` shows it stopped. A quit
+// with no sandbox running says nothing of sandboxes and takes as long as
+// before (issue 12).
 func TestQuitStopsSandboxes(t *testing.T) {
-	b := newSoakBed(t, "") // the default idle stop: minutes, not the test's
+	for _, mode := range []string{"daemon", "gui"} {
+		t.Run(mode, func(t *testing.T) {
+			b := newSoakBed(t, "") // the default idle stop: minutes, not the test's
+			if mode == "gui" {
+				// The bed's daemon goes (a quit with no sandbox ever
+				// started); the desktop app serves instead.
+				syscall.Kill(b.hostCmd, syscall.SIGTERM)
+				exited(t, b.hostCmd, 10*time.Second)
+				b.host.startDisplay(t, "LIBGL_ALWAYS_SOFTWARE=1")
+				cmd, log := launchOnLoopback(t, b.host, "127.0.0.1:"+b.hostPort, "gui", "-v", "--show", "none")
+				b.hostCmd, b.hostLog = cmd.Process.Pid, log
+			}
+			quitMidSession(t, b)
+			if mode == "gui" {
+				return
+			}
+			// Nothing running now (the sandbox exists, stopped): the quit
+			// is as quick as before, and quiet about sandboxes.
+			b.startHost(t)
+			if err := syscall.Kill(b.hostCmd, syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			took := exited(t, b.hostCmd, 10*time.Second)
+			t.Logf("with no sandbox running the daemon quit %s after SIGTERM", took.Round(time.Millisecond))
+			if took > 2*time.Second {
+				t.Errorf("a quit with no sandbox running took %s", took.Round(time.Millisecond))
+			}
+			if log := readFile(b.hostLog); strings.Contains(log, "stopping the sandboxes") {
+				t.Errorf("a quit with no sandbox running stopped sandboxes:\n%s", lastLines(log, 20))
+			}
+		})
+	}
+}
+
+// quitMidSession launches xlogo with a folder on the bed's host, sends the
+// host's process SIGTERM and checks that the session and the sandbox end.
+func quitMidSession(t *testing.T, b *soakBed) {
+	t.Helper()
 	run := b.launch(t, true, false)
 	for deadline := time.Now().Add(20 * time.Second); len(shareMountHolders()) == 0; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the folder's mount did not appear")
 		}
 	}
-	init := sandboxInit(b.subStart, b.subEnd)
-	if init == 0 {
+	if sandboxInit(b.subStart, b.subEnd) == 0 {
 		t.Fatal("no sandbox init runs during the session")
 	}
-
 	if err := syscall.Kill(b.hostCmd, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	took := exited(t, b.hostCmd, 15*time.Second)
-	t.Logf("the host's daemon quit %s after SIGTERM", took.Round(time.Millisecond))
+	t.Logf("the host quit %s after SIGTERM", took.Round(time.Millisecond))
 	if took > 8*time.Second {
 		t.Errorf("quitting took %s: want a few seconds (the stop is bounded by 5 s)", took.Round(time.Millisecond))
 	}
@@ -69,35 +105,21 @@ func TestQuitStopsSandboxes(t *testing.T) {
 	}
 	b.req.x.WaitWindow(t, "xlogo", false, 10*time.Second)
 	if pid := sandboxInit(b.subStart, b.subEnd); pid != 0 {
-		t.Errorf("the sandbox's init %d still runs after the daemon quit", pid)
+		t.Errorf("the sandbox's init %d still runs after the host quit", pid)
 	}
 	if left := testenv.PidsOfUIDs(b.subStart, b.subEnd-1); len(left) != 0 {
 		var names []string
 		for _, pid := range left {
 			names = append(names, fmt.Sprintf("%d %s", pid, commOf(pid)))
 		}
-		t.Errorf("processes in the sandbox's ids after the daemon quit: %v", names)
+		t.Errorf("processes in the sandbox's ids after the host quit: %v", names)
 	}
-	waitNothingLeft(t, "after the host's daemon quit")
+	waitNothingLeft(t, "after the host quit")
 	list := b.host.u.MustRun(t, "sandbox", "list").Stdout
 	if !strings.Contains(list, "STOPPED") || strings.Contains(list, "RUNNING") {
 		t.Errorf("sandbox list after the quit:\n%s", list)
 	}
 	t.Logf("sandbox list after the quit:\n%s", list)
-
-	// Nothing running: the quit is as quick as before, and quiet about it.
-	b.startHost(t)
-	if err := syscall.Kill(b.hostCmd, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	took = exited(t, b.hostCmd, 10*time.Second)
-	t.Logf("with no sandbox running the daemon quit %s after SIGTERM", took.Round(time.Millisecond))
-	if took > 2*time.Second {
-		t.Errorf("a quit with no sandbox running took %s", took.Round(time.Millisecond))
-	}
-	if log := readFile(b.hostLog); strings.Contains(log, "stopping the sandboxes") {
-		t.Errorf("a quit with no sandbox running stopped sandboxes:\n%s", lastLines(log, 20))
-	}
 }
 
 // lastLines is the end of s, n lines at most.
