@@ -267,7 +267,7 @@ func runCommand() *Command {
 	var folders folderFlags
 	var disp displayFlags
 	return &Command{
-		Name: "run", Usage: "[--detach] [--folder DIR[:ro]]... [--trusted-display|--protected-display] PEER APP",
+		Name: "run", Usage: "[--detach] [--folder DIR[:ro]]... [--trusted-display|--protected-display|--isolated-display] PEER APP",
 		Summary: "Run APP from PEER with its windows here; waits until it ends.",
 		Details: "APP is a desktop ID from `ebrainpool apps PEER`, or an app's visible name there (\"XTerm\"), " +
 			"ignoring case, when only one app has it. Progress goes to standard error. " +
@@ -275,7 +275,9 @@ func runCommand() *Command {
 			"A folder of --folder appears in the app's home as \"NAME's FOLDER\" (`/home/guest/alice's Pictures`) while it runs; " +
 			"nothing else of yours is served (see `ebrainpool open` for files). " +
 			"The app sees and controls only its own windows on your display unless --trusted-display gave it this peer's app " +
-			"your whole display (remembered; --protected-display takes it back).",
+			"your whole display (remembered; --protected-display takes it back), or --isolated-display a display of its own " +
+			"in the peer's sandbox whose windows alone are shown here through xpra (remembered; needs xpra on both computers; " +
+			"the default on a display without the X SECURITY extension, when xpra is installed).",
 		ShowExits: true,
 		Args:      []string{"peer", "app"},
 		FlagArgs:  map[string]string{"folder": "file"},

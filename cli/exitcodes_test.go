@@ -101,7 +101,7 @@ func TestOutcomeExit(t *testing.T) {
 			want := "it said why"
 			if o == dbusapi.OutcomeUnprotectedDisplay {
 				// The fix is this command's own flag.
-				want += "\n  fix: add --trusted-display (remembered for this app of this peer) only if you trust it with everything on your screen"
+				want += "\n  fix: add --isolated-display (needs xpra on both computers), or --trusted-display (remembered for this app of this peer) only if you trust it with everything on your screen"
 			}
 			if got := exitCode(err); got != w || err.Error() != want {
 				t.Errorf("run's error for %q: %v, exit %d, want %d", o, err, got, w)

@@ -49,7 +49,7 @@ func runError(app string, status int, err error) error {
 			o = dbusapi.OutcomeFailed // a failure from a daemon without outcomes
 		}
 		if o == dbusapi.OutcomeUnprotectedDisplay {
-			msg += "\n  fix: add --trusted-display (remembered for this app of this peer) only if you trust it with everything on your screen"
+			msg += "\n  fix: add --isolated-display (needs xpra on both computers), or --trusted-display (remembered for this app of this peer) only if you trust it with everything on your screen"
 		}
 		return &codedError{code: launchExit(o, -1), err: &outcomeError{outcome: o, msg: msg}}
 	}

@@ -61,7 +61,7 @@ func openCommand() *Command {
 	var detach, list, gui bool
 	var disp displayFlags
 	return &Command{
-		Name: "open", Usage: "[--peer PEER] [--app APP] [--folder DIR[:ro]]... [--list] [--detach] [--trusted-display|--protected-display] FILE...",
+		Name: "open", Usage: "[--peer PEER] [--app APP] [--folder DIR[:ro]]... [--list] [--detach] [--trusted-display|--protected-display|--isolated-display] FILE...",
 		Summary: "Open your files with an app a peer shares; saving writes them back here.",
 		Details: "The peers' shared apps that open every FILE (by its type, against each app's MimeType=) are asked for; " +
 			"with exactly one, or one left by --peer and --app, it runs with the files as its arguments and its windows here. " +

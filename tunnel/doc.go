@@ -38,6 +38,10 @@
 //   - x11filter.go: the filter an untrusted session's X11 channels pass
 //     through, which keeps QueryTree, GetProperty and ListProperties to
 //     the root and the session's own windows;
+//   - xpra.go: the isolated display (opt-in): the app under `xpra start`
+//     in the sandbox, its socket relayed over an xpra@ebrainpool channel
+//     to an `xpra attach` on the requester's side, everything ended with
+//     the session;
 //   - xauth.go: reading and writing Xauthority files;
 //   - keys.go: OpenSSH host and identity keys on disk;
 //   - grant.go: the known_hosts line and ssh command of a manual grant usable with stock OpenSSH, and key parsing.

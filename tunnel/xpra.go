@@ -362,11 +362,13 @@ func runXpraAttach(ctx context.Context, client *ssh.Client, xpra string, t *x11T
 	cmd := exec.Command(argv[0], argv[1:]...)
 	env := make([]string, 0, len(os.Environ())+3)
 	for _, e := range os.Environ() {
-		if k, _, _ := strings.Cut(e, "="); k != "DISPLAY" && k != "XAUTHORITY" && k != "XDG_RUNTIME_DIR" {
+		if k, _, _ := strings.Cut(e, "="); k != "DISPLAY" && k != "XAUTHORITY" && k != "XDG_RUNTIME_DIR" && k != "WAYLAND_DISPLAY" && k != "GDK_BACKEND" {
 			env = append(env, e)
 		}
 	}
-	env = append(env, "DISPLAY="+t.name, "XDG_RUNTIME_DIR="+dir)
+	// On the X display checked (on a Wayland desktop: Xwayland), not as
+	// a Wayland client.
+	env = append(env, "DISPLAY="+t.name, "XDG_RUNTIME_DIR="+dir, "GDK_BACKEND=x11")
 	if t.xauth != "" && !t.xauthMissing {
 		env = append(env, "XAUTHORITY="+t.xauth)
 	}
@@ -396,7 +398,7 @@ func runXpraAttach(ctx context.Context, client *ssh.Client, xpra string, t *x11T
 		s := stopped
 		smu.Unlock()
 		if !s {
-			log.Info("isolated display: xpra attach exited: ending the session", "err", err)
+			log.Info("isolated display: xpra attach exited: ending the session", "err", err, "output", out.last())
 			ended()
 		}
 	}()
@@ -425,10 +427,18 @@ func runXpraAttach(ctx context.Context, client *ssh.Client, xpra string, t *x11T
 
 // logLines logs each line written to it.
 type logLines struct {
-	log *slog.Logger
-	msg string
-	mu  sync.Mutex
-	buf []byte
+	log  *slog.Logger
+	msg  string
+	mu   sync.Mutex
+	buf  []byte
+	tail []string // the last lines
+}
+
+// last is the last lines written, for a message.
+func (l *logLines) last() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.tail, " | ")
 }
 
 func (l *logLines) Write(p []byte) (int, error) {
@@ -442,6 +452,10 @@ func (l *logLines) Write(p []byte) (int, error) {
 		}
 		if line := strings.TrimSpace(string(l.buf[:i])); line != "" {
 			l.log.Debug(l.msg, "line", line)
+			l.tail = append(l.tail, line)
+			if len(l.tail) > 8 {
+				l.tail = l.tail[1:]
+			}
 		}
 		l.buf = l.buf[i+1:]
 	}

@@ -162,6 +162,7 @@ func (d *Daemon) launch(peer, app string, files []string, folders []session.Fold
 	d.outgoing[o.id] = o
 	d.launches.running.Add(1)
 	d.mu.Unlock()
+	mode := d.effectiveDisplayMode(string(p.Fingerprint), app)
 	progress := func(stage dbusapi.Stage) {
 		d.mu.Lock()
 		o.state = stage
@@ -177,8 +178,7 @@ func (d *Daemon) launch(peer, app string, files []string, folders []session.Fold
 			Granted: func(session string) { d.mu.Lock(); o.session = session; d.mu.Unlock() },
 			Stdout:  logWriter{d.log, o.id, "stdout"}, Stderr: logWriter{d.log, o.id, "stderr"}, Logger: d.log,
 			ClientProcess: d.opts.ClientProcess, Files: files, Folders: folders,
-			TrustedDisplay:  d.Settings().Trusts(string(p.Fingerprint), app),
-			IsolatedDisplay: d.Settings().Isolates(string(p.Fingerprint), app),
+			TrustedDisplay: mode == dbusapi.DisplayTrusted, IsolatedDisplay: mode == dbusapi.DisplayIsolated,
 		})
 		d.mu.Lock()
 		delete(d.outgoing, o.id)

@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/tunnel"
 )
 
 // SetTrustedDisplay remembers in the settings whether app from peer (as
@@ -67,14 +70,37 @@ func (d *Daemon) SetDisplayMode(peer, app string, mode dbusapi.DisplayMode) erro
 	return nil
 }
 
-// DisplayMode is the display mode of app from peer.
+// DisplayMode is the display mode app from peer runs in: the one chosen
+// for it, else protected, or isolated where this display cannot protect
+// (effectiveDisplayMode).
 func (d *Daemon) DisplayMode(peer, app string) (dbusapi.DisplayMode, error) {
 	p, err := d.Resolve(peer)
 	if err != nil {
 		return "", err
 	}
+	return d.effectiveDisplayMode(string(p.Fingerprint), app), nil
+}
+
+// effectiveDisplayMode is the display mode app from the peer with
+// fingerprint fp runs in: trusted or isolated if chosen for it; else
+// protected, unless this display has no SECURITY extension (Debian 12's
+// Xwayland: GNOME and KDE on Wayland), where protected cannot run and the
+// app runs isolated if xpra is installed (docs/display.md: the isolated
+// display costs seconds per launch, so it is not the default where the
+// protected mode works).
+func (d *Daemon) effectiveDisplayMode(fp, app string) dbusapi.DisplayMode {
 	s := d.Settings()
-	return displayModeOf(s.Trusts(string(p.Fingerprint), app), s.Isolates(string(p.Fingerprint), app)), nil
+	m := displayModeOf(s.Trusts(fp, app), s.Isolates(fp, app))
+	if m != dbusapi.DisplayProtected || tunnel.CheckIsolatedDisplay() != nil {
+		return m
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if errors.Is(tunnel.CheckProtectedDisplay(ctx, d.opts.Display, d.opts.XAuthority), tunnel.ErrNoSecurityExtension) {
+		d.log.Info("this display has no SECURITY extension: the app runs on an isolated display", "app", app)
+		return dbusapi.DisplayIsolated
+	}
+	return m
 }
 
 func displayModeOf(trusted, isolated bool) dbusapi.DisplayMode {

@@ -51,11 +51,28 @@ func TestRunAppOnWaylandDesktop(t *testing.T) {
 			t.Fatal("the requester has a ~/.Xauthority; the test needs the cookie under XDG_RUNTIME_DIR to be the only one")
 		}
 		// Xwayland (Debian 12's 22.1) has no SECURITY extension, so an app
-		// cannot be confined there: the default, protected launch is
-		// refused before the peer is asked, saying why; it runs with the
-		// trusted display access the user chooses for it.
+		// cannot be confined there: with xpra installed the default launch
+		// runs it on an isolated display (its window shown through xpra);
+		// without, it is refused before the peer is asked, saying why. It
+		// runs with the trusted display access the user chooses for it.
+		_, xpraErr := exec.LookPath("xpra")
 		if out, _ := w.X().Command("xdpyinfo", "-queryExtensions").Output(); strings.Contains(string(out), "SECURITY") {
 			t.Log("this Xwayland has the SECURITY extension")
+		} else if xpraErr == nil {
+			run := n.u.Command(t.Context(), "run", "bob", "xlogo")
+			var out strings.Builder
+			run.Stdout, run.Stderr = &out, &out
+			if err := run.Start(); err != nil {
+				t.Fatal(err)
+			}
+			host.u.MustRun(t, "allow", waitPending(t, host))
+			took := w.WaitWindowShown(t, "xlogo", 60*time.Second)
+			t.Logf("isolated by default on Xwayland: xlogo's window (xpra's) shown %s after the answer", took.Round(time.Millisecond))
+			endOnlySession(t, n, "outgoing", "")
+			run.Wait()
+			if !strings.Contains(out.String(), "display: isolated") {
+				t.Fatalf("the default launch on Xwayland without SECURITY does not say it is isolated:\n%s", out.String())
+			}
 		} else {
 			r := n.u.Run(t, "run", "bob", "xlogo")
 			if r.Code != cli.ExitNoDisplay || !strings.Contains(r.Stderr, "has no SECURITY extension") {
