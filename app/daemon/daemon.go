@@ -393,6 +393,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// The sandbox manager current when Run ends (RetrySharing may have
 	// swapped one in) is closed after the host: its sessions' teardown and
 	// idle stops still use it.
+	// The control server outlives the host's Close and the sandboxes'
+	// stop: a requester whose session the quit ended asks why (End) and
+	// is told; launches are refused meanwhile (the host is closed).
+	srvCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
 	defer d.closeSandboxes()
 	// Quitting stops the sandboxes, once their sessions ended (issue 12).
 	defer d.stopSandboxes()
@@ -434,7 +439,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.srv = srv
 	d.mu.Unlock()
 	wg.Add(1)
-	go func() { defer wg.Done(); srv.Serve(ctx, d.ln) }()
+	go func() { defer wg.Done(); srv.Serve(srvCtx, d.ln) }()
 	// The first request should not wait for what starting a sandbox
 	// needs (on systemd hosts: the helper in its delegated scope).
 	d.warmSandboxes(ctx)

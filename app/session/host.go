@@ -104,7 +104,11 @@ type Host struct {
 	stoppers  map[string]*stopper // idle stops by peer
 	ended     map[string]ending   // sessions the host ended, for the requester's End
 	closed    bool
-	wg        sync.WaitGroup // launches, watches and idle stops
+	// closing ends with Close: the launches in progress give up (their
+	// request's connection may outlive Close, see daemon.Run).
+	closing context.Context
+	quit    context.CancelFunc
+	wg      sync.WaitGroup // launches, watches and idle stops
 
 	// granting, if set (by tests), runs at the grant step, after the
 	// session was registered: its error fails the launch there.
@@ -143,8 +147,9 @@ func NewHost(cfg HostConfig) *Host {
 	if cfg.NotSharing == nil {
 		cfg.NotSharing = func() error { return nil }
 	}
+	closing, quit := context.WithCancel(context.Background())
 	return &Host{cfg: cfg, log: cfg.Logger, sessions: map[string]*HostSession{}, preparing: map[string]int{},
-		stoppers: map[string]*stopper{}, ended: map[string]ending{}}
+		stoppers: map[string]*stopper{}, ended: map[string]ending{}, closing: closing, quit: quit}
 }
 
 // SetSandboxes replaces the sandboxes new sessions start in (the daemon
@@ -284,6 +289,9 @@ func (h *Host) launch(ctx context.Context, p control.Peer, appID string, files [
 		return nil, errClosing
 	}
 	defer h.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(h.closing, cancel)()
 	if err := h.cfg.NotSharing(); err != nil {
 		return nil, err
 	}
@@ -510,8 +518,11 @@ func (h *Host) End(ctx context.Context, p control.Peer, id string) error {
 	h.mu.Lock()
 	s, ok := h.sessions[id]
 	e, wasEnded := h.ended[id]
+	closed := h.closed
 	h.mu.Unlock()
 	switch {
+	case wasEnded && e.peer == string(p.Fingerprint) && closed:
+		return control.Refuse(control.CodeEnded, "the host ended the session: eBrainPool is quitting there")
 	case wasEnded && e.peer == string(p.Fingerprint):
 		// Also while its teardown is still under way.
 		return control.Refuse(control.CodeEnded, "the host ended the session")
@@ -576,6 +587,7 @@ func (h *Host) Close() {
 	for _, st := range h.stoppers {
 		st.cancel()
 	}
+	h.quit()
 	h.mu.Unlock()
 	// Outside the lock: a forward's teardown may wait for a connection
 	// that is just becoming the session (OnSession takes the lock).

@@ -350,3 +350,46 @@ func TestHostCloseAfterSessionEnds(t *testing.T) {
 		t.Errorf("launch after Close: %v, want %q", err, control.CodeShuttingDown)
 	}
 }
+
+// blockingStart is a sandbox whose start lasts until its ctx ends.
+type blockingStart struct {
+	*fakeSandboxes
+	started chan struct{}
+}
+
+func (s blockingStart) Start(ctx context.Context, peer string) error {
+	close(s.started)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// Closing the host (the daemon quitting) ends its sessions and tells their
+// requesters why, and a launch still starting its sandbox gives up though
+// its request's connection goes on (the daemon serves requests until the
+// sandboxes stopped).
+func TestHostCloseWhenQuitting(t *testing.T) {
+	t.Run("a session's End says the host quit", func(t *testing.T) {
+		r := newHostRig(t)
+		g, err := r.launch(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.closeWithin(t, 3*time.Second)
+		err = r.h.End(t.Context(), r.peer, g.Session)
+		if !control.IsRefused(err, control.CodeEnded) || !strings.Contains(err.Error(), "eBrainPool is quitting there") {
+			t.Errorf("End after Close: %v, want %q saying the host quit", err, control.CodeEnded)
+		}
+	})
+	t.Run("a launch starting its sandbox gives up", func(t *testing.T) {
+		r := newHostRig(t)
+		started := make(chan struct{})
+		r.h.cfg.Sandboxes = blockingStart{r.sb, started}
+		done := make(chan error, 1)
+		go func() { _, err := r.launch(context.Background()); done <- err }()
+		<-started
+		r.closeWithin(t, 3*time.Second)
+		if err := <-done; err == nil {
+			t.Error("the launch was granted after Close")
+		}
+	})
+}

@@ -100,6 +100,9 @@ func quitMidSession(t *testing.T, b *soakBed) {
 	select {
 	case err := <-run.done:
 		t.Logf("the requester's run ended: %v\n%s", err, run.out)
+		if !strings.Contains(run.out.String(), "eBrainPool is quitting there") {
+			t.Errorf("the requester is not told the host quit:\n%s", run.out)
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("the requester's run still runs 20 s after the host quit:\n%s", run.out)
 	}
