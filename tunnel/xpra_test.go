@@ -3,10 +3,12 @@ package tunnel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -134,4 +136,66 @@ func TestIsolatedDisplayNoXpraOnHost(t *testing.T) {
 	}
 	t.Logf("said: %v", err)
 	waitDone(t, r.fwd, 10*time.Second)
+}
+
+// TestIsolatedDisplayCrash: when either side's process dies mid-session
+// (the requester's xpra client, or the endpoint in the sandbox), the
+// session ends and nothing of it runs on: the rig's cleanup checks that no
+// process of the app's (xpra's server, its Xvfb, the app) survives.
+func TestIsolatedDisplayCrash(t *testing.T) {
+	requireXpra(t)
+	x := startXvfb(t)
+	for _, tc := range []struct {
+		name string
+		kill func(t *testing.T, r *rig) []int
+	}{
+		{"the requester's xpra client", func(t *testing.T, r *rig) []int {
+			return processesWith(t, processTree(os.Getpid()), "attach")
+		}},
+		{"the endpoint", func(t *testing.T, r *rig) []int {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return append([]int(nil), r.pids...)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, rigOptions{command: []string{"xlogo"}})
+			res := make(chan error, 1)
+			go func() {
+				cfg := r.clientConfig(x, "xlogo")
+				cfg.IsolatedDisplay = true
+				_, err := RunApp(context.Background(), cfg)
+				res <- err
+			}()
+			x.waitWindow(t, "xlogo", true, 30*time.Second)
+			pids := tc.kill(t, r)
+			if len(pids) == 0 {
+				t.Fatal("no process to kill")
+			}
+			for _, p := range pids {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+			select {
+			case err := <-res:
+				t.Logf("the session ended: %v", err)
+			case <-time.After(20 * time.Second):
+				t.Fatal("the session did not end")
+			}
+			x.waitWindow(t, "xlogo", false, 10*time.Second)
+			waitDone(t, r.fwd, 10*time.Second)
+		})
+	}
+}
+
+// processesWith are the pids whose command line holds word.
+func processesWith(t *testing.T, pids []int, word string) []int {
+	t.Helper()
+	var out []int
+	for _, p := range pids {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p))
+		if strings.Contains(string(b), "xpra") && strings.Contains(string(b), word) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
