@@ -23,10 +23,14 @@ var catalogRefresh = 30 * time.Second
 
 // catalogFresh is how long a peer's catalog (its apps with their MIME
 // types) is used without asking the peer again to pick an app for files
-// (AppsForFiles: `open`, the peer browser's "Open with"). Every fetch
-// renews it, the lists' own (Apps, the refresh) included; a failed one,
-// or the peer going away, drops it.
-var catalogFresh = 5 * time.Second
+// (AppsForFiles: `open`, the peer browser's Open a file…): a little
+// longer than catalogRefresh, so the catalogs of the peers whose lists
+// are kept stay fresh (as old as the lists the tray and the peer browser
+// show). Every fetch renews it, the lists' own (Apps, the refresh)
+// included; a failed one, or the peer going away, drops it; a kept
+// catalog with no app for the files is asked for again (the peer may
+// have shared one since).
+var catalogFresh = catalogRefresh + 5*time.Second
 
 // catalogs are the peers' last app lists, summed up, and their catalogs
 // as they came, with when (by fingerprint).

@@ -1,14 +1,21 @@
 package daemon
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/ebrainpool/ebrainpool/app/control"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/app/discovery"
 )
 
 // A peer's app list differing from the one it gave before is an
@@ -95,5 +102,70 @@ func TestKeptCatalogs(t *testing.T) {
 	d.forgetApps("SHA256:bob")
 	if _, ok := d.cats.fresh("SHA256:bob", time.Now()); ok {
 		t.Error("a peer gone away still has its catalog kept")
+	}
+}
+
+// Picking the app for files uses the catalog a peer gave within
+// catalogFresh, asks again when the kept one has no app for them (the
+// peer may have shared one since), and asks when none is kept.
+func TestAppsForFilesKeptCatalogs(t *testing.T) {
+	host := runTestDaemon(t, nil)
+	dir := filepath.Join(host.opts.AppDirs[0], "applications")
+	share := func(id, mime string, on bool) {
+		t.Helper()
+		entry := fmt.Sprintf("[Desktop Entry]\nType=Application\nName=%s\nExec=/bin/true %%f\nMimeType=%s;\n", id, mime)
+		if err := os.WriteFile(filepath.Join(dir, id+".desktop"), []byte(entry), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		host.mu.Lock()
+		host.apps = appCache{} // rescan now
+		host.mu.Unlock()
+		if err := host.SetShared(id, on); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := newTestDaemon(t, Options{})
+	ctx, stop := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- req.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-ran })
+	waitServing(t, req)
+	req.AddPeer(discovery.Peer{Fingerprint: host.Identity().Fingerprint(), Name: "bob",
+		Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, Port: uint16(host.ControlAddr().Port)})
+	files := t.TempDir()
+	notes, doc := filepath.Join(files, "notes.txt"), filepath.Join(files, "doc.pdf")
+	os.WriteFile(notes, []byte("notes\n"), 0o644)
+	os.WriteFile(doc, []byte("%PDF-1.4\n"), 0o644)
+	apps := func(file string) []string {
+		t.Helper()
+		cands, err := req.AppsForFiles(t.Context(), "", []string{file})
+		var le *dbusapi.LaunchError
+		if err != nil && !(errors.As(err, &le) && le.Outcome == dbusapi.OutcomeNotShared) {
+			t.Fatalf("AppsForFiles(%s): %v", filepath.Base(file), err)
+		}
+		var ids []string
+		for _, c := range cands {
+			ids = append(ids, c.App)
+		}
+		return ids
+	}
+	share("viewer", "text/plain", true)
+	for _, step := range []struct {
+		name string
+		do   func()
+		file string
+		want []string
+	}{
+		{"first asked", func() {}, notes, []string{"viewer"}},
+		{"a type the kept catalog has no app for: asked again", func() { share("pdfs", "application/pdf", true) }, doc, []string{"pdfs"}},
+		{"unshared since, still kept", func() { share("viewer", "text/plain", false) }, notes, []string{"viewer"}},
+		{"dropped: asked", func() { req.cats.drop(string(host.Identity().Fingerprint())) }, notes, nil},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			step.do()
+			if got := apps(step.file); !reflect.DeepEqual(got, step.want) {
+				t.Errorf("apps for %s = %q, want %q", filepath.Base(step.file), got, step.want)
+			}
+		})
 	}
 }

@@ -128,23 +128,20 @@ func (d *Daemon) AppsForFiles(ctx context.Context, peer string, files []string) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			apps, err := d.catalogOf(ctx, p)
+			apps, kept, err := d.catalogOf(ctx, p)
+			cands := candidates(p, apps, types)
+			if err == nil && kept && len(cands) == 0 {
+				// An app the peer shared since may open them: ask it.
+				apps, err = d.fetchCatalog(ctx, p)
+				cands = candidates(p, apps, types)
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, err)
 				return
 			}
-			for _, a := range apps {
-				app := catalog.App{MimeTypes: a.MimeTypes}
-				all := len(a.MimeTypes) > 0
-				for _, t := range types {
-					all = all && app.Handles(t...)
-				}
-				if all {
-					out = append(out, dbusapi.Candidate{Peer: string(p.Fingerprint), PeerName: p.Name, App: a.ID, AppName: a.Name})
-				}
-			}
+			out = append(out, cands...)
 		}()
 	}
 	wg.Wait()
@@ -168,15 +165,33 @@ func (d *Daemon) AppsForFiles(ctx context.Context, peer string, files []string) 
 	return out, nil
 }
 
-// catalogOf is a peer's catalog: the one it gave in the last
-// catalogFresh if it still has the same address, else asked for (a
-// control connection of its own, about 50 ms: the most of what `open`
-// took to pick the app before the launch).
-func (d *Daemon) catalogOf(ctx context.Context, p discovery.Peer) ([]control.AppInfo, error) {
-	if apps, ok := d.cats.fresh(string(p.Fingerprint), time.Now()); ok {
-		return apps, nil
+// candidates are the peer's apps that open every file (types: each
+// file's MIME types).
+func candidates(p discovery.Peer, apps []control.AppInfo, types [][]string) []dbusapi.Candidate {
+	var out []dbusapi.Candidate
+	for _, a := range apps {
+		app := catalog.App{MimeTypes: a.MimeTypes}
+		all := len(a.MimeTypes) > 0
+		for _, t := range types {
+			all = all && app.Handles(t...)
+		}
+		if all {
+			out = append(out, dbusapi.Candidate{Peer: string(p.Fingerprint), PeerName: p.Name, App: a.ID, AppName: a.Name})
+		}
 	}
-	return d.fetchCatalog(ctx, p)
+	return out
+}
+
+// catalogOf is a peer's catalog: the one it gave in the last
+// catalogFresh (kept true), else asked for (a control connection of its
+// own, about 50 ms: the most of what `open` took to pick the app before
+// the launch).
+func (d *Daemon) catalogOf(ctx context.Context, p discovery.Peer) (apps []control.AppInfo, kept bool, err error) {
+	if apps, ok := d.cats.fresh(string(p.Fingerprint), time.Now()); ok {
+		return apps, true, nil
+	}
+	apps, err = d.fetchCatalog(ctx, p)
+	return apps, false, err
 }
 
 // fetchCatalog asks the peer for its catalog and remembers it for

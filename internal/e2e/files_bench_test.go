@@ -203,7 +203,7 @@ func BenchmarkSharedFiles(b *testing.B) {
 			short(median(withFile)-median(plain)), short(median(tiny)), short(median(tiny)-median(plain)), short(median(withFile)-median(tiny)))
 		b.Logf("runs: plain %v; 10 MB %v; 1 KiB %v", plain, withFile, tiny)
 		// What open asks before the launch: the apps for the file (the
-		// peers' catalogs, kept 5 s by the daemon) against a command that
+		// peers' catalogs, kept 35 s by the daemon) against a command that
 		// asks the daemon only what it knows (peers: its start and a call
 		// on the bus).
 		var lookup, bare []time.Duration
