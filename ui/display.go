@@ -1,10 +1,28 @@
 package ui
 
 import (
+	"context"
+	"errors"
+	"time"
+
 	"fyne.io/fyne/v2/widget"
 
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/tunnel"
 )
+
+// isolatedByDefault says whether an app without a display mode of its own
+// runs isolated: on a display without the SECURITY extension (Debian 12's
+// Xwayland) when xpra is installed, as the daemon decides it
+// (daemon.DisplayMode).
+func isolatedByDefault() bool {
+	if tunnel.CheckIsolatedDisplay() != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return errors.Is(tunnel.CheckProtectedDisplay(ctx, "", ""), tunnel.ErrNoSecurityExtension)
+}
 
 // displayLabel is displayText as a label for the popup's form (one line,
 // not wrapped: a wrapped label in a form column makes the popup tall); a

@@ -383,7 +383,7 @@ func (u *UI) recordLaunch(a LaunchArgs) LaunchRecord {
 	}
 	l := u.launches.started(id, a.Peer, a.App, broughtNames(a.Files, a.Folders), err)
 	l.trusted = u.b.Settings().Trusts(a.Peer.Fingerprint, a.App.ID)
-	l.isolated = u.b.Settings().Isolates(a.Peer.Fingerprint, a.App.ID)
+	l.isolated = u.b.Settings().Isolates(a.Peer.Fingerprint, a.App.ID) || !l.trusted && isolatedByDefault()
 	rec := l.record()
 	if u.win != nil {
 		u.win.tell(Message{Launch: &rec})
