@@ -19,6 +19,7 @@ func TestPromptShowsDisplayMode(t *testing.T) {
 	}{
 		{dbusapi.DisplayProtected, "Protected: the app sees only its own windows"},
 		{dbusapi.DisplayTrusted, "TRUSTED: the app can see and control bob's whole screen"},
+		{dbusapi.DisplayIsolated, "Isolated: the app draws on a display of its own here (xpra)"},
 		{"", "Not said (an older eBrainPool)"},
 	} {
 		t.Run(string(tc.mode), func(t *testing.T) {
@@ -45,19 +46,21 @@ func TestPromptShowsDisplayMode(t *testing.T) {
 // settings have it for that app of that peer.
 func TestLaunchSaysDisplayMode(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		trusted []string
-		want    string
+		name     string
+		trusted  []string
+		isolated []string
+		want     string
 	}{
-		{"protected (default)", nil, "Your display: protected: the app sees and controls only its own windows."},
-		{"trusted", []string{"SHA256:bob xlogo"}, "Your display: TRUSTED: the app can see your whole screen"},
-		{"another app trusted", []string{"SHA256:bob xeyes"}, "Your display: protected"},
+		{"protected (default)", nil, nil, "Your display: protected: the app sees and controls only its own windows."},
+		{"trusted", []string{"SHA256:bob xlogo"}, nil, "Your display: TRUSTED: the app can see your whole screen"},
+		{"another app trusted", []string{"SHA256:bob xeyes"}, nil, "Your display: protected"},
+		{"isolated", nil, []string{"SHA256:bob xlogo"}, "Your display: isolated: the app draws on a display of its own on the peer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake()
 			bob := peer("bob", "bob-laptop", "verified")
 			f.peers = []dbusapi.Peer{bob}
-			f.settings.TrustedDisplay = tc.trusted
+			f.settings.TrustedDisplay, f.settings.IsolatedDisplay = tc.trusted, tc.isolated
 			u := newTestUI(t, f, nil)
 			u.ShowPeers()
 			u.peers.selectPeer(bob.Fingerprint)
