@@ -19,7 +19,7 @@ FLATPAK_PKGS := flatpak flatpak-builder bubblewrap xdg-dbus-proxy desktop-file-u
               libgl1 libglx-mesa0 libegl1 libegl-mesa0 libgl1-mesa-dri libx11-6 libxcursor1 \
               libxrandr2 libxinerama1 libxi6 libxxf86vm1 liblxc1 dash bash coreutils
 TEST_PKGS  := lxc iproute2 tar gzip procps passwd avahi-daemon avahi-utils dnsmasq-base dbus dbus-daemon \
-              xvfb xauth x11-apps x11-utils xdotool xterm mesa-utils gtk-3-examples openssh-server openssh-client \
+              xvfb xauth x11-apps x11-utils xdotool xterm mesa-utils gtk-3-examples gtk-4-examples openssh-server openssh-client \
               xpra python3-pil python3-gi-cairo \
               xfce4-panel xfconf xfce4-notifyd xterm weston xwayland lintian apparmor \
               qemu-system-x86 debootstrap e2fsprogs libxml2-utils groff-base man-db appstream file \
