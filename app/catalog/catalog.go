@@ -183,6 +183,10 @@ func splitExecFields(value string) ([]string, error) { return splitQuoted(value)
 // splitQuoted undoes an Exec value's string escapes and quoting.
 func splitQuoted(value string) ([]string, error) {
 	s := unescape(value)
+	if strings.IndexByte(s, 0) >= 0 {
+		// No argument can hold it (execve ends an argument there).
+		return nil, errors.New("the Exec line has a NUL byte")
+	}
 	var argv []string
 	var cur strings.Builder
 	inArg, quoted := false, false
