@@ -474,11 +474,39 @@ func (m *Manager) StopWithin(ctx context.Context, peer string, grace time.Durati
 // Running lists the peers whose sandboxes run (List without what it
 // measures).
 func (m *Manager) Running() ([]string, error) {
+	all, err := m.containers()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ct := range all {
+		c, err := lxc.NewContainer(ct.name, m.lxcpath)
+		if err != nil {
+			continue
+		}
+		if c.Running() {
+			out = append(out, ct.md.Peer)
+		}
+		lxc.Release(c)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// container is one of the user's containers with its metadata.
+type container struct {
+	name string
+	md   meta
+}
+
+// containers are the user's containers whose metadata reads (List and
+// Running walk them).
+func (m *Manager) containers() ([]container, error) {
 	ents, err := os.ReadDir(m.lxcpath)
 	if err != nil {
 		return nil, fmt.Errorf("listing sandboxes: %w", err)
 	}
-	var out []string
+	var out []container
 	for _, e := range ents {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), "ebp-") {
 			continue
@@ -491,16 +519,8 @@ func (m *Manager) Running() ([]string, error) {
 		if json.Unmarshal(b, &md) != nil {
 			continue
 		}
-		c, err := lxc.NewContainer(e.Name(), m.lxcpath)
-		if err != nil {
-			continue
-		}
-		if c.Running() {
-			out = append(out, md.Peer)
-		}
-		lxc.Release(c)
+		out = append(out, container{e.Name(), md})
 	}
-	sort.Strings(out)
 	return out, nil
 }
 
@@ -623,26 +643,15 @@ func (m *Manager) Reset(ctx context.Context, peer string) error {
 
 // List describes the user's containers, sorted by peer.
 func (m *Manager) List() ([]Info, error) {
-	ents, err := os.ReadDir(m.lxcpath)
+	all, err := m.containers()
 	if err != nil {
-		return nil, fmt.Errorf("listing sandboxes: %w", err)
+		return nil, err
 	}
 	var out []Info
-	for _, e := range ents {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), "ebp-") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(m.lxcpath, e.Name(), "meta.json"))
-		if err != nil {
-			continue
-		}
-		var md meta
-		if json.Unmarshal(b, &md) != nil {
-			continue
-		}
-		info := Info{Peer: md.Peer, Name: e.Name(), Created: md.Created, State: "STOPPED"}
-		info.DiskBytes, info.DiskLimit = diskUsage(filepath.Join(m.lxcpath, e.Name(), "rootfs"))
-		if c, err := lxc.NewContainer(e.Name(), m.lxcpath); err == nil {
+	for _, ct := range all {
+		info := Info{Peer: ct.md.Peer, Name: ct.name, Created: ct.md.Created, State: "STOPPED"}
+		info.DiskBytes, info.DiskLimit = diskUsage(filepath.Join(m.lxcpath, ct.name, "rootfs"))
+		if c, err := lxc.NewContainer(ct.name, m.lxcpath); err == nil {
 			info.State = c.State().String()
 			if c.Running() {
 				if p, err := payloadOf(c.InitPid(), m.hs); err == nil {

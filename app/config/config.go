@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -83,59 +84,51 @@ type Settings struct {
 // Isolates reports whether app from peer (its fingerprint) runs on an
 // isolated display.
 func (s Settings) Isolates(peer, app string) bool {
-	for _, k := range s.IsolatedDisplay {
-		if k == trustedKey(peer, app) {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(s.IsolatedDisplay, appKey(peer, app))
 }
 
 // WithIsolated is s with app from peer on an isolated display (or no
 // longer); isolating it ends its trusted access.
 func (s Settings) WithIsolated(peer, app string, isolated bool) Settings {
-	var out []string
-	for _, k := range s.IsolatedDisplay {
-		if k != trustedKey(peer, app) {
-			out = append(out, k)
-		}
-	}
 	if isolated {
-		out = append(out, trustedKey(peer, app))
 		s = s.WithTrusted(peer, app, false)
 	}
-	s.IsolatedDisplay = out
+	s.IsolatedDisplay = withKey(s.IsolatedDisplay, appKey(peer, app), isolated)
 	return s
 }
-
-// trustedKey is an entry of TrustedDisplay.
-func trustedKey(peer, app string) string { return peer + " " + app }
 
 // Trusts reports whether app from peer (its fingerprint) runs with
 // trusted display access.
 func (s Settings) Trusts(peer, app string) bool {
-	for _, k := range s.TrustedDisplay {
-		if k == trustedKey(peer, app) {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(s.TrustedDisplay, appKey(peer, app))
 }
 
-// WithTrusted is s with app from peer trusted (or no longer).
+// WithTrusted is s with app from peer trusted (or no longer); trusting it
+// ends its isolated display.
 func (s Settings) WithTrusted(peer, app string, trusted bool) Settings {
+	if trusted {
+		s = s.WithIsolated(peer, app, false)
+	}
+	s.TrustedDisplay = withKey(s.TrustedDisplay, appKey(peer, app), trusted)
+	return s
+}
+
+// appKey is an entry of TrustedDisplay and IsolatedDisplay.
+func appKey(peer, app string) string { return peer + " " + app }
+
+// withKey is list without key, and with it at the end if on (a new slice:
+// Settings are values).
+func withKey(list []string, key string, on bool) []string {
 	var out []string
-	for _, k := range s.TrustedDisplay {
-		if k != trustedKey(peer, app) {
+	for _, k := range list {
+		if k != key {
 			out = append(out, k)
 		}
 	}
-	if trusted {
-		out = append(out, trustedKey(peer, app))
-		s = s.WithIsolated(peer, app, false)
+	if on {
+		out = append(out, key)
 	}
-	s.TrustedDisplay = out
-	return s
+	return out
 }
 
 // DefaultControlPort is the control port peers reach an instance on
