@@ -72,25 +72,7 @@ func mountsOf(pid int) []string {
 // read-only folder refuses writes; afterwards nothing is left: no mount,
 // no mount point, no sshfs.
 func TestSharesMountedWithSSHFS(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root under CI")
-		}
-		t.Skip("needs root (mounts)")
-	}
-	needBin(t, "sshfs")
-	dir := worldDir(t)
-	home := filepath.Join(dir, "home")
-	os.Mkdir(home, 0o755)
-	os.Chown(home, 1000, 1000)
-	self, _ := os.Executable()
-	bin := filepath.Join(dir, "endpoint")
-	data, _ := os.ReadFile(self)
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	hostKey, client := newKeyPair(t, dir, "host_key"), newKeyPair(t, dir, "id")
-	os.Chmod(hostKey.path, 0o644)
+	home, bin, hostKey, client := mountRig(t)
 
 	// The requester's side.
 	req := t.TempDir()
@@ -209,23 +191,7 @@ var _ = syscall.SIGKILL
 // endpoint's PID namespace; the mount point it left is removed by the
 // next stage.
 func TestSharesKilledStageLeavesNothing(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root under CI")
-		}
-		t.Skip("needs root (mounts)")
-	}
-	needBin(t, "sshfs")
-	dir := worldDir(t)
-	home := filepath.Join(dir, "home")
-	os.Mkdir(home, 0o755)
-	os.Chown(home, 1000, 1000)
-	self, _ := os.Executable()
-	bin := filepath.Join(dir, "endpoint")
-	data, _ := os.ReadFile(self)
-	os.WriteFile(bin, data, 0o755)
-	hostKey, client := newKeyPair(t, dir, "host_key"), newKeyPair(t, dir, "id")
-	os.Chmod(hostKey.path, 0o644)
+	home, bin, hostKey, client := mountRig(t)
 	req := t.TempDir()
 	os.WriteFile(filepath.Join(req, "a.txt"), []byte("a\n"), 0o644)
 	marker := fmt.Sprintf("ebp-kill-%d", time.Now().UnixNano())
@@ -323,3 +289,30 @@ func mustJSON(v any) string {
 type writerFunc func([]byte)
 
 func (w writerFunc) Write(p []byte) (int, error) { w(p); return len(p), nil }
+
+// mountRig is what the share mount tests need as root: the guest's home
+// (uid 1000's), a copy of this test binary as the endpoint every user can
+// run, and the host's and the client's keys.
+func mountRig(t *testing.T) (home, bin string, hostKey, client keyPair) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root under CI")
+		}
+		t.Skip("needs root (mounts)")
+	}
+	needBin(t, "sshfs")
+	dir := worldDir(t)
+	home = filepath.Join(dir, "home")
+	os.Mkdir(home, 0o755)
+	os.Chown(home, 1000, 1000)
+	self, _ := os.Executable()
+	bin = filepath.Join(dir, "endpoint")
+	data, _ := os.ReadFile(self)
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hostKey, client = newKeyPair(t, dir, "host_key"), newKeyPair(t, dir, "id")
+	os.Chmod(hostKey.path, 0o644)
+	return home, bin, hostKey, client
+}
