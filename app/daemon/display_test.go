@@ -1,11 +1,18 @@
 package daemon
 
 import (
+	"context"
 	"os"
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/godbus/dbus/v5"
+
+	"github.com/ebrainpool/ebrainpool/app/control"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/app/discovery"
+	"github.com/ebrainpool/ebrainpool/app/identity"
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
 
@@ -53,5 +60,82 @@ func TestDisplayMode(t *testing.T) {
 	}
 	if err := d.SetDisplayMode("bob", "xlogo", "shared"); err == nil {
 		t.Error("an unknown mode was accepted")
+	}
+}
+
+// TestDisplayModesList: through the session-bus API (a real dbus-daemon,
+// the daemon exported on it, the CLI's client), the modes chosen for apps
+// of a peer are listed with the peer's and the app's names, still while
+// the peer is away (then by its short fingerprint), and one taken back
+// with SetDisplayMode "protected" leaves the list and the settings.
+func TestDisplayModesList(t *testing.T) {
+	testenv.RequireTools(t, "Xvfb")
+	x := testenv.StartXvfb(t, os.Getuid(), os.Getgid())
+	d := newTestDaemon(t, Options{Display: x.Display, XAuthority: x.XAuthority})
+	bob := fp(t)
+	d.mu.Lock()
+	d.manual[bob] = discovery.Peer{Fingerprint: bob, Name: "Bob", Host: "bob.local", Port: 4000}
+	d.mu.Unlock()
+	d.cats.keep(string(bob), []control.AppInfo{{ID: "org.x.Logo", Name: "X Logo"}}, time.Now())
+
+	bus := testenv.PrivateBus(t)
+	srv, err := dbus.Connect(bus.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if _, err := dbusapi.Export(srv, d); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := dbus.Connect(bus.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dbusapi.NewClient(conn)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	if l, err := c.DisplayModes(ctx); err != nil || len(l) != 0 {
+		t.Fatalf("DisplayModes before any choice = %v, %v; want none", l, err)
+	}
+	if err := c.SetDisplayMode(ctx, "bob", "org.x.Logo", dbusapi.DisplayIsolated); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetDisplayMode(ctx, "bob", "xeyes", dbusapi.DisplayTrusted); err != nil {
+		t.Fatal(err)
+	}
+	want := []dbusapi.DisplayChoice{
+		{Peer: string(bob), PeerName: "Bob", App: "org.x.Logo", AppName: "X Logo", Mode: dbusapi.DisplayIsolated},
+		{Peer: string(bob), PeerName: "Bob", App: "xeyes", AppName: "xeyes", Mode: dbusapi.DisplayTrusted},
+	}
+	if l, err := c.DisplayModes(ctx); err != nil || !slices.Equal(l, want) {
+		t.Fatalf("DisplayModes = %+v, %v; want %+v", l, err, want)
+	}
+
+	// Bob leaves: the choices stay listed, and one can be taken back.
+	d.mu.Lock()
+	delete(d.manual, bob)
+	d.mu.Unlock()
+	short := identity.Fingerprint(bob).Short()
+	l, err := c.DisplayModes(ctx)
+	if err != nil || len(l) != 2 || l[0].PeerName != short {
+		t.Fatalf("DisplayModes with bob away = %+v, %v; want both, named %s", l, err, short)
+	}
+	if err := c.SetDisplayMode(ctx, short, "xeyes", dbusapi.DisplayProtected); err != nil {
+		t.Fatalf("taking back a mode of a peer away: %v", err)
+	}
+	if m, err := c.DisplayMode(ctx, string(bob), "xeyes"); err != nil || m != dbusapi.DisplayProtected {
+		t.Fatalf("DisplayMode after the reset = %q, %v", m, err)
+	}
+	l, err = c.DisplayModes(ctx)
+	if err != nil || len(l) != 1 || l[0].App != "org.x.Logo" {
+		t.Fatalf("DisplayModes after the reset = %+v, %v; want only org.x.Logo", l, err)
+	}
+	if d.Settings().Trusts(string(bob), "xeyes") {
+		t.Fatal("the settings still trust xeyes")
+	}
+	if err := c.SetDisplayMode(ctx, "carol", "xeyes", dbusapi.DisplayTrusted); err == nil {
+		t.Fatal("a mode for an unknown peer was accepted")
 	}
 }

@@ -95,3 +95,41 @@ func (c *Client) DisplayMode(ctx context.Context, peer, app string) (DisplayMode
 	err := c.call(ctx, "DisplayMode", &m, peer, app)
 	return DisplayMode(m), err
 }
+
+// DisplayChoice is a display mode the user chose for an app of a peer
+// (one that is not the default): the peer's fingerprint and its name (as
+// it is known: discovered or pinned, else its short fingerprint), the
+// app's desktop ID and its name (as the peer's catalog last said it,
+// else the ID), and the mode (trusted or isolated).
+type DisplayChoice struct {
+	Peer     string
+	PeerName string
+	App      string
+	AppName  string
+	Mode     DisplayMode
+}
+
+// DisplayListBackend is a DisplayModeBackend that lists the modes chosen.
+type DisplayListBackend interface {
+	DisplayModeBackend
+	DisplayModes() []DisplayChoice
+}
+
+// DisplayModes lists the display modes chosen for apps of peers (the apps
+// not listed run in the default mode), by peer name, then app.
+// SetDisplayMode with "protected" takes one back, also for a peer not on
+// the network now.
+func (o object) DisplayModes() ([]DisplayChoice, *dbus.Error) {
+	db, ok := o.b.(DisplayListBackend)
+	if !ok {
+		return nil, dbusErr(errNoDisplayModes)
+	}
+	return db.DisplayModes(), nil
+}
+
+// DisplayModes asks the daemon for the display modes chosen for apps of
+// peers.
+func (c *Client) DisplayModes(ctx context.Context) ([]DisplayChoice, error) {
+	var out []DisplayChoice
+	return out, c.call(ctx, "DisplayModes", &out)
+}
