@@ -56,6 +56,13 @@ type Backend interface {
 	// why; Self is the user's own name, fingerprint and addresses.
 	Discovery() dbusapi.Discovery
 	Self() dbusapi.Self
+	// DisplayMode is the display mode an app of a peer runs in, as the
+	// daemon decides it (isolated also by default, where this display
+	// cannot protect); SetDisplayMode chooses it (protected: back to the
+	// default); DisplayModes lists the modes chosen (displaymode.go).
+	DisplayMode(peer, app string) (dbusapi.DisplayMode, error)
+	SetDisplayMode(peer, app string, mode dbusapi.DisplayMode) error
+	DisplayModes() []dbusapi.DisplayChoice
 
 	Events(ctx context.Context) <-chan daemon.Event
 }

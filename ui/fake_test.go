@@ -62,6 +62,14 @@ type fakeBackend struct {
 	candidates []dbusapi.Candidate
 	candErr    error
 	candAsked  [][]string
+
+	// The display modes (displaymode_test.go): kept in settings as the
+	// daemon keeps them; isolatedDefault is a display without SECURITY
+	// with xpra installed, modeErr what SetDisplayMode fails with, modeSets
+	// each SetDisplayMode ("peer/app=mode").
+	isolatedDefault bool
+	modeErr         error
+	modeSets        []string
 }
 
 func newFake() *fakeBackend {

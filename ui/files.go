@@ -29,6 +29,8 @@ type appRowRef struct {
 	obj  fyne.CanvasObject
 	peer dbusapi.Peer
 	app  dbusapi.App
+	// display is the app's display mode control (displaymode.go).
+	display *displayControl
 }
 
 // chooseFile is Fyne's file dialog.

@@ -80,7 +80,9 @@ func (pb *peerBrowser) launchButton(app string) *widget.Button {
 		walk(row, func(o fyne.CanvasObject) {
 			switch o := o.(type) {
 			case *widget.Button:
-				btn = o
+				if o.Text == "Launch" {
+					btn = o
+				}
 			case *widget.Label:
 				if name == "" {
 					name = o.Text

@@ -336,9 +336,13 @@ func (pb *peerBrowser) showApps(p dbusapi.Peer, apps []dbusapi.App, err error) {
 	}
 	pb.appsNote.Refresh()
 	for _, a := range apps {
-		row := pb.appRow(p, a)
-		pb.rows = append(pb.rows, appRowRef{obj: row, peer: p, app: a})
+		dc := newDisplayControl(pb, p, a)
+		row := container.NewVBox(pb.appRow(p, a), dc.box)
+		pb.rows = append(pb.rows, appRowRef{obj: row, peer: p, app: a, display: dc})
 		pb.apps.Add(row)
+	}
+	for _, r := range pb.rows {
+		r.display.load()
 	}
 }
 
@@ -443,6 +447,10 @@ func (pb *peerBrowser) confirmTrusted(l *launchState) {
 			dialog.ShowError(fmt.Errorf("remembering trusted display access: %w", err), pb.win)
 			return
 		}
+		pb.reloadDisplayModes()
+		if pb.u.settings != nil {
+			pb.u.settings.loadDisplayModes()
+		}
 		pb.u.dismissLaunch(l.id)
 		if len(l.files) == 0 {
 			pb.u.launch(dbusapi.Peer{Fingerprint: peer, Name: peerName}, dbusapi.App{ID: appID, Name: app})
@@ -458,5 +466,5 @@ func trustedWarning(app, peer string) string {
 	return fmt.Sprintf("Your display cannot keep %s from %s to its own windows (its X server has no SECURITY extension, as Xwayland on many Wayland desktops). "+
 		"With trusted access the app can see everything on your screen, read what you type into other windows and type into them itself, "+
 		"for example into a terminal. Allow it only for apps and peers you trust with everything on your screen; "+
-		"eBrainPool remembers the choice for this app (run it with --protected-display to take it back).", app, peer)
+		"eBrainPool remembers the choice for this app (choose Protected for it here, or Use default in Settings, to take it back).", app, peer)
 }

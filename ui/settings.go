@@ -50,6 +50,9 @@ type settingsView struct {
 	known   *fyne.Container
 	blocked *fyne.Container
 	rules   *fyne.Container
+	// modes are the display modes chosen for apps of peers
+	// (displaymode.go).
+	modes *fyne.Container
 }
 
 func newSettingsView(u *UI) *settingsView {
@@ -112,6 +115,7 @@ func newSettingsView(u *UI) *settingsView {
 	s.known = container.NewVBox()
 	s.blocked = container.NewVBox()
 	s.rules = container.NewVBox()
+	s.modes = container.NewVBox()
 	tabs := container.NewAppTabs(
 		container.NewTabItem("General", container.NewVScroll(general)),
 		container.NewTabItem("Shared apps", container.NewVScroll(s.apps)),
@@ -120,7 +124,9 @@ func newSettingsView(u *UI) *settingsView {
 			widget.NewSeparator(),
 			widget.NewLabelWithStyle("Blocked peers", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.blocked,
 			widget.NewSeparator(),
-			widget.NewLabelWithStyle("Remembered decisions", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.rules))),
+			widget.NewLabelWithStyle("Remembered decisions", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.rules,
+			widget.NewSeparator(),
+			widget.NewLabelWithStyle("Display modes you chose", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}), s.modes))),
 	)
 	// Filled before it is laid out: the hint's size counts.
 	s.load()
@@ -255,6 +261,7 @@ func (s *settingsView) load() {
 	s.autostart.OnChanged = onChanged
 	s.loadApps()
 	s.loadPeers()
+	s.loadDisplayModes()
 }
 
 func intText(n int) string {

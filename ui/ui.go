@@ -12,6 +12,7 @@ import (
 
 	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
+	"github.com/ebrainpool/ebrainpool/tunnel"
 )
 
 // Options configure the interface.
@@ -51,6 +52,10 @@ type Options struct {
 	// Linger is how long a window process stays after its last window
 	// closed (default DefaultLinger); RunWindows reads it.
 	Linger time.Duration
+	// IsolatedDisplay says why the isolated display (xpra) cannot run on
+	// this computer, nil if it can (default tunnel.CheckIsolatedDisplay);
+	// the peer browser offers Isolated only where it can.
+	IsolatedDisplay func() error
 }
 
 // UI is the running desktop interface.
@@ -101,6 +106,9 @@ func newUI(opts Options, child *childState) *UI {
 	}
 	if opts.AutostartFile == "" {
 		opts.AutostartFile = defaultAutostartFile()
+	}
+	if opts.IsolatedDisplay == nil {
+		opts.IsolatedDisplay = tunnel.CheckIsolatedDisplay
 	}
 	if len(opts.Exec) == 0 {
 		if exe, err := os.Executable(); err == nil {
