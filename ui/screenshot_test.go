@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"fyne.io/fyne/v2"
+	"fyne.io/fyne/v2/container"
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/theme"
 
@@ -124,6 +125,27 @@ func TestScreenshots(t *testing.T) {
 		test.Tap(u.peers.folder.readOnly)
 		f.drain(u)
 		shoot(t, u.peers.win, fyne.NewSize(820, 520), "peer-browser-folder")
+	})
+	t.Run("peers-display-trust", func(t *testing.T) {
+		u, f, _ := screenshotUI(t)
+		u.opts.IsolatedDisplay = func() error { return nil }
+		f.settings = f.settings.WithIsolated("SHA256:alice", "org.inkscape.Inkscape", true)
+		u.ShowPeers()
+		u.peers.selectPeer("SHA256:alice")
+		u.peers.sortAndFilter()
+		test.Tap(u.peers.rows[0].display.buttons[dbusapi.DisplayTrusted])
+		shoot(t, u.peers.win, fyne.NewSize(820, 560), "peer-browser-display-trust")
+	})
+	t.Run("settings-display-modes", func(t *testing.T) {
+		u, f, _ := screenshotUI(t)
+		const alice, bob = "SHA256:WeXpogacdCqvmaxuNZFUpT1Te6ZU/j7aPAocB0T2i8o", "SHA256:pOFYONeRL07H3T9tf0FhwK1slkJs5kvkcnOnf+vGgXA"
+		met := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+		f.pins = []identity.Pin{{Fingerprint: alice, Name: "alice", FirstSeen: met}, {Fingerprint: bob, Name: "bob", FirstSeen: met}}
+		f.settings = f.settings.WithTrusted(alice, "GIMP", true).WithIsolated(bob, "XTerm", true)
+		u.ShowSettings()
+		tabs := first(u.settings.win.Content(), func(*container.AppTabs) bool { return true })
+		tabs.SelectIndex(len(tabs.Items) - 1)
+		shoot(t, u.settings.win, fyne.NewSize(640, 560), "settings-display-modes")
 	})
 	t.Run("peers-key-changed", func(t *testing.T) {
 		u, _, _ := screenshotUI(t)
