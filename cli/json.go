@@ -245,6 +245,10 @@ func jsonExamples() []jsonExample {
 			},
 			Blocked: []blockedJSON{{PeerFingerprint: carol, PeerName: "carol"}},
 		}},
+		{"display", "", []displayChoiceJSON{
+			{PeerFingerprint: bob, PeerName: "bob", App: "org.gimp.GIMP", AppName: "GIMP", Mode: "trusted"},
+			{PeerFingerprint: bob, PeerName: "bob", App: "org.gnome.Calculator", AppName: "Calculator", Mode: "isolated"},
+		}},
 		{"local-apps", "", []localAppJSON{
 			{ID: "org.gnome.Calculator", Name: "Calculator", Shared: true, Command: []string{"gnome-calculator"}},
 		}},

@@ -17,7 +17,9 @@ import (
 // decisionWords are how the CLI words a remembered decision.
 var decisionWords = map[dbusapi.Decision]string{dbusapi.DecisionAllow: "always allow", dbusapi.DecisionDeny: "always deny"}
 
-func rulesCommands() []*Command { return []*Command{rulesCommand(), revokeCommand(), unblockCommand()} }
+func rulesCommands() []*Command {
+	return []*Command{rulesCommand(), revokeCommand(), unblockCommand(), displayCommand()}
+}
 
 // rulesJSON is `rules --json`: the remembered decisions and the blocked
 // peers.
