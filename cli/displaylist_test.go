@@ -22,17 +22,7 @@ func TestDisplayListAndReset(t *testing.T) {
 	short := identity.Fingerprint(bob).Short()
 	d := realDaemonPrepared(t, bus.Addr, func(state string) {
 		s := config.Settings{DisplayName: "me"}.WithTrusted(bob, "xterm", true).WithIsolated(bob, "org.gnome.Calculator", true)
-		b, err := json.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := filepath.Join(filepath.Dir(state), "config")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "settings.json"), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeJSONFile(t, filepath.Join(filepath.Dir(state), "config", "settings.json"), s)
 	})
 	waitAPI(t)
 
@@ -80,5 +70,21 @@ func TestDisplayListAndReset(t *testing.T) {
 	code, out, _ = run(t, "display")
 	if code != ExitOK || strings.Contains(out, "xterm") || !strings.Contains(out, "org.gnome.Calculator") {
 		t.Errorf("display after the reset: exit %d\n%s", code, out)
+	}
+}
+
+// writeJSONFile writes v as JSON to path (0600, its directory made 0700):
+// a daemon's file before it starts.
+func writeJSONFile(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

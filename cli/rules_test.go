@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,13 +33,7 @@ func TestRulesRevokeUnblock(t *testing.T) {
 		Blocked: map[string]string{mallory: "mallory"},
 	}
 	d := realDaemonPrepared(t, bus.Addr, func(state string) {
-		b, _ := json.Marshal(rules)
-		if err := os.MkdirAll(state, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(state, "consent.json"), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		writeJSONFile(t, filepath.Join(state, "consent.json"), rules)
 	})
 	waitAPI(t)
 

@@ -132,6 +132,8 @@ func (c *displayControl) show(err error) {
 		}
 		b.Refresh()
 	}
+	// Asked only for isolated: in a window process Settings is a call to
+	// the desktop app.
 	byDefault := c.mode == dbusapi.DisplayIsolated && !u.b.Settings().Isolates(c.peer.Fingerprint, c.app.ID)
 	text := modeNoteText(c.mode, byDefault)
 	if isoErr != nil {

@@ -280,27 +280,9 @@ func TestLaunchOnUnprotectedDisplayOffersTrust(t *testing.T) {
 			t.Fatalf("no offer of trusted access in %q", joined(u.peers.launchBox))
 		}
 		test.Tap(trust)
-		top := u.peers.win.Canvas().Overlays().Top()
-		if top == nil {
-			t.Fatal("no question before trusting the app")
-		}
-		var text []string
-		var b *widget.Button
-		deepWalk(top, func(o fyne.CanvasObject) {
-			switch o := o.(type) {
-			case *widget.Label:
-				text = append(text, o.Text)
-			case *widget.Button:
-				if o.Text == button {
-					b = o
-				}
-			}
-		})
-		if got := strings.Join(text, "\n"); !strings.Contains(got, "can see everything on your screen") {
-			t.Errorf("the question does not say what the app can then do: %q", got)
-		}
-		if b == nil {
-			t.Fatalf("no %q in the question", button)
+		b, text := dialogButton(t, u.peers.win, button)
+		if !strings.Contains(text, "can see everything on your screen") {
+			t.Errorf("the question does not say what the app can then do: %q", text)
 		}
 		test.Tap(b)
 	}

@@ -129,13 +129,7 @@ func (d *Daemon) DisplayModes() []dbusapi.DisplayChoice {
 	add(s.IsolatedDisplay, dbusapi.DisplayIsolated)
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		if x, y := strings.ToLower(a.PeerName), strings.ToLower(b.PeerName); x != y {
-			return x < y
-		}
-		if a.Peer != b.Peer {
-			return a.Peer < b.Peer
-		}
-		return strings.ToLower(a.AppName) < strings.ToLower(b.AppName)
+		return peerAppLess(a.PeerName, a.Peer, a.AppName, b.PeerName, b.Peer, b.AppName)
 	})
 	return out
 }

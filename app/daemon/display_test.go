@@ -16,11 +16,10 @@ import (
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
 
-// TestDisplayMode: the display mode chosen for an app of a peer is kept
-// in the settings and is what a launch uses; on a display with the
-// SECURITY extension an app without a choice is protected (without it,
-// isolated: internal/e2e's Wayland test); an unknown mode is refused.
-func TestDisplayMode(t *testing.T) {
+// displayDaemon is a daemon on an Xvfb (which has SECURITY) that knows
+// the peer Bob (added by address).
+func displayDaemon(t *testing.T) (*Daemon, identity.Fingerprint) {
+	t.Helper()
 	testenv.RequireTools(t, "Xvfb")
 	x := testenv.StartXvfb(t, os.Getuid(), os.Getgid())
 	d := newTestDaemon(t, Options{Display: x.Display, XAuthority: x.XAuthority})
@@ -28,6 +27,15 @@ func TestDisplayMode(t *testing.T) {
 	d.mu.Lock()
 	d.manual[bob] = discovery.Peer{Fingerprint: bob, Name: "Bob", Host: "bob.local", Port: 4000}
 	d.mu.Unlock()
+	return d, bob
+}
+
+// TestDisplayMode: the display mode chosen for an app of a peer is kept
+// in the settings and is what a launch uses; on a display with the
+// SECURITY extension an app without a choice is protected (without it,
+// isolated: internal/e2e's Wayland test); an unknown mode is refused.
+func TestDisplayMode(t *testing.T) {
+	d, bob := displayDaemon(t)
 	for _, tc := range []struct {
 		name string
 		set  dbusapi.DisplayMode // "": none
@@ -69,13 +77,7 @@ func TestDisplayMode(t *testing.T) {
 // the peer is away (then by its short fingerprint), and one taken back
 // with SetDisplayMode "protected" leaves the list and the settings.
 func TestDisplayModesList(t *testing.T) {
-	testenv.RequireTools(t, "Xvfb")
-	x := testenv.StartXvfb(t, os.Getuid(), os.Getgid())
-	d := newTestDaemon(t, Options{Display: x.Display, XAuthority: x.XAuthority})
-	bob := fp(t)
-	d.mu.Lock()
-	d.manual[bob] = discovery.Peer{Fingerprint: bob, Name: "Bob", Host: "bob.local", Port: 4000}
-	d.mu.Unlock()
+	d, bob := displayDaemon(t)
 	d.cats.keep(string(bob), []control.AppInfo{{ID: "org.x.Logo", Name: "X Logo"}}, time.Now())
 
 	bus := testenv.PrivateBus(t)

@@ -57,15 +57,21 @@ func (d *Daemon) Rules() []dbusapi.Rule {
 	add(r.Denied, dbusapi.DecisionDeny)
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		if x, y := strings.ToLower(a.PeerName), strings.ToLower(b.PeerName); x != y {
-			return x < y
-		}
-		if a.Peer != b.Peer {
-			return a.Peer < b.Peer
-		}
-		return strings.ToLower(a.AppName) < strings.ToLower(b.AppName)
+		return peerAppLess(a.PeerName, a.Peer, a.AppName, b.PeerName, b.Peer, b.AppName)
 	})
 	return out
+}
+
+// peerAppLess orders lists by peer and app: the peer's name (in any
+// case), its fingerprint (two peers of one name), then the app's name.
+func peerAppLess(aName, aPeer, aApp, bName, bPeer, bApp string) bool {
+	if x, y := strings.ToLower(aName), strings.ToLower(bName); x != y {
+		return x < y
+	}
+	if aPeer != bPeer {
+		return aPeer < bPeer
+	}
+	return strings.ToLower(aApp) < strings.ToLower(bApp)
 }
 
 // ruleNames names the peers of the rules: as pinned (the name they were
