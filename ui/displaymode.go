@@ -116,10 +116,12 @@ func (c *displayControl) load() {
 func (c *displayControl) show(err error) {
 	u := c.pb.u
 	isoErr := u.isolatedDisplay()
+	// The mode is marked with a tick, not the primary colour: Launch
+	// stays the row's one primary button (internal/e2e finds it by it).
 	for m, b := range c.buttons {
-		b.Importance = widget.MediumImportance
+		b.Importance, b.Icon = widget.LowImportance, nil
 		if m == c.mode {
-			b.Importance = widget.HighImportance
+			b.Importance, b.Icon = widget.MediumImportance, theme.ConfirmIcon()
 			if m == dbusapi.DisplayTrusted {
 				b.Importance = widget.WarningImportance
 			}

@@ -89,11 +89,11 @@ func (pb *peerBrowser) control(t *testing.T) *displayControl {
 	return pb.rows[0].display
 }
 
-// current is the mode whose button is marked.
+// current is the mode whose button is marked (with a tick).
 func (c *displayControl) current() dbusapi.DisplayMode {
 	var cur dbusapi.DisplayMode
 	for m, b := range c.buttons {
-		if b.Importance == widget.HighImportance || b.Importance == widget.WarningImportance {
+		if b.Icon != nil {
 			if cur != "" {
 				return "two marked"
 			}
