@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -442,9 +443,8 @@ func (pb *peerBrowser) confirmTrusted(l *launchState) {
 		if !ok {
 			return
 		}
-		st := pb.u.b.Settings().WithTrusted(peer, appID, true)
-		if err := pb.u.b.SaveSettings(st); err != nil {
-			dialog.ShowError(fmt.Errorf("remembering trusted display access: %w", err), pb.win)
+		if err := pb.u.b.SetDisplayMode(peer, appID, dbusapi.DisplayTrusted); err != nil {
+			dialog.ShowError(errors.New(modeErrText(app, err)), pb.win)
 			return
 		}
 		pb.reloadDisplayModes()
