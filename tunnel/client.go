@@ -242,6 +242,13 @@ func RunApp(ctx context.Context, cfg ClientConfig) (int, error) {
 		if !ok {
 			return -1, errors.New("endpoint refused X11 forwarding")
 		}
+		if x11.owned != nil {
+			// A hint, in order before exec (an endpoint that does not
+			// know it ignores it).
+			if _, err := sess.SendRequest(protectedDisplayRequest, false, nil); err != nil {
+				return -1, fmt.Errorf("requesting X11 forwarding: %w", err)
+			}
+		}
 	}
 	if isolated != nil {
 		ok, err := sess.SendRequest(isolatedDisplayRequest, true, nil)

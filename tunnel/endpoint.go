@@ -479,6 +479,13 @@ func (s *endpointSession) handleSession(ch ssh.Channel, reqs <-chan *ssh.Request
 				go s.serveX11(ln, disp, p.SingleConnection)
 			}
 			reply(r, true)
+		case protectedDisplayRequest:
+			if disp == nil || s.appStarted() {
+				reply(r, false)
+				continue
+			}
+			disp.protected = true
+			reply(r, true)
 		case isolatedDisplayRequest:
 			if disp != nil || s.appStarted() || s.isolated() != nil {
 				reply(r, false)
@@ -582,6 +589,9 @@ func (s *endpointSession) runApp(ch ssh.Channel, disp *guestDisplay) {
 	cmd.Args[0] = argv[0]
 	if disp != nil {
 		env = append(env, "DISPLAY="+disp.display, "XAUTHORITY="+disp.xauthPath)
+		if disp.protected {
+			env = withDefaults(env, protectedAppEnv)
+		}
 	}
 	cmd.Env = env
 	cmd.Dir = s.cfg.Dir
@@ -825,4 +835,23 @@ func RelayEnv(env []string) []string {
 		godebug += "," + relaySchedtrace
 	}
 	return append(out, "GODEBUG="+godebug)
+}
+
+// withDefaults is env with each KEY=VALUE of defaults whose key env does
+// not set.
+func withDefaults(env, defaults []string) []string {
+	for _, d := range defaults {
+		k, _, _ := strings.Cut(d, "=")
+		set := false
+		for _, e := range env {
+			if strings.HasPrefix(e, k+"=") {
+				set = true
+				break
+			}
+		}
+		if !set {
+			env = append(env, d)
+		}
+	}
+	return env
 }

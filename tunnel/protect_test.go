@@ -567,3 +567,38 @@ func cutBuffer0(x *xvfb) string {
 	out, _ := x.command("xprop", "-root", "CUT_BUFFER0").Output()
 	return string(out)
 }
+
+// TestProtectedAppEnv: an app on a protected display runs with
+// GDK_RENDERING=image (GTK 3 then sends each frame once instead of reading
+// it back), one with trusted access does not, and a value in the
+// approved environment is kept.
+func TestProtectedAppEnv(t *testing.T) {
+	x := startXvfb(t)
+	argv := []string{"sh", "-c", `echo "rendering=${GDK_RENDERING-unset}"`}
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+		appEnv  []string
+		want    string
+	}{
+		{"protected", false, nil, "rendering=image"},
+		{"trusted", true, nil, "rendering=unset"},
+		{"protected, set by the host", false, []string{"GDK_RENDERING=similar"}, "rendering=similar"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, rigOptions{command: argv, appEnv: tc.appEnv})
+			cfg := r.clientConfig(x, ShellJoin(argv))
+			cfg.TrustedDisplay = tc.trusted
+			var out strings.Builder
+			cfg.Stdout = &out
+			st, err := RunApp(context.Background(), cfg)
+			if err != nil || st != 0 {
+				t.Fatalf("status %d, %v", st, err)
+			}
+			if got := strings.TrimSpace(out.String()); got != tc.want {
+				t.Errorf("the app printed %q, want %q", got, tc.want)
+			}
+			waitDone(t, r.fwd, 10*time.Second)
+		})
+	}
+}

@@ -209,6 +209,7 @@ type guestDisplay struct {
 	listeners []*net.UnixListener
 	xauthDir  string
 	xauthPath string
+	protected bool // the client said the app's authorization is untrusted
 }
 
 // firstGuestDisplay is the first display number tried, like OpenSSH's
