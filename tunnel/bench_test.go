@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ebrainpool/ebrainpool/internal/testbed"
 )
 
 // BenchmarkCompareOpenSSH measures, in one run, our Go client + endpoint
@@ -118,11 +120,42 @@ func runDirect(tb testing.TB, x *xvfb, argv []string) float64 {
 }
 
 func benchOurs(tb testing.TB, x *xvfb, argv []string, stdout io.Writer) benchResult {
-	r := newRig(tb, rigOptions{command: argv})
+	// EBP_BENCH_DISPLAY=trusted measures trusted display access (the
+	// default is the protected mode, as sessions run).
+	res, err := benchOursWith(tb, benchPath{trusted: os.Getenv("EBP_BENCH_DISPLAY") == "trusted"}, x, argv, stdout)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return res
+}
+
+// benchPath is how a measured session runs: across a delay link (nil:
+// loopback), through stock ssh instead of ours, trusted display access.
+type benchPath struct {
+	link    *testbed.Link
+	stock   bool
+	trusted bool
+}
+
+func (p benchPath) String() string {
+	s := "ours"
+	if p.stock {
+		s = "stock"
+	}
+	if p.trusted {
+		return s + " trusted"
+	}
+	return s + " untrusted"
+}
+
+// benchOursWith is benchOurs along p; stdout nil is /dev/null. An error
+// is the command's failure (the rig's are fatal).
+func benchOursWith(tb testing.TB, p benchPath, x *xvfb, argv []string, stdout io.Writer) (benchResult, error) {
+	r := newRig(tb, rigOptions{command: argv, link: p.link})
 	var out strings.Builder
 	cfg := r.clientConfig(x, ShellJoin(argv))
 	cfg.Stdout = stdout
-	if stdout == io.Discard {
+	if stdout == io.Discard || stdout == nil {
 		// As for stock ssh: output straight to /dev/null (a client
 		// process would otherwise relay it through a pipe to io.Discard).
 		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -135,57 +168,81 @@ func benchOurs(tb testing.TB, x *xvfb, argv []string, stdout io.Writer) benchRes
 	if argv[0] == "x11perf" {
 		cfg.Stdout = &out
 	}
-	// EBP_BENCH_DISPLAY=trusted measures trusted display access (the
-	// default is the protected mode, as sessions run).
-	cfg.TrustedDisplay = os.Getenv("EBP_BENCH_DISPLAY") == "trusted"
+	cfg.TrustedDisplay = p.trusted
+	var stderr strings.Builder
+	cfg.Stderr = &stderr
 	start := time.Now()
 	var st int
+	run := func() (err error) {
+		if os.Getenv("EBP_BENCH_CLIENT") == "inprocess" {
+			st, err = RunApp(context.Background(), cfg)
+		} else {
+			st, err = RunAppProcess(context.Background(), clientProcess(tb), cfg)
+		}
+		return err
+	}
 	var err error
-	if os.Getenv("EBP_BENCH_CLIENT") == "inprocess" {
-		st, err = RunApp(context.Background(), cfg)
+	if p.link != nil {
+		// The client process starts on this thread, in the requester's
+		// namespace, and dials from there.
+		err = p.link.InRequester(run)
 	} else {
-		st, err = RunAppProcess(context.Background(), clientProcess(tb), cfg)
+		err = run()
 	}
 	res := benchResult{seconds: time.Since(start).Seconds()}
+	waitDone(tb, r.fwd, 10*time.Second)
+	r.checkClean(tb)
 	if err != nil || st != 0 {
-		tb.Fatalf("ours %v: status %d, %v", argv, st, err)
+		return res, fmt.Errorf("ours %v: status %d, %v: %s", argv, st, err, lastLine(stderr.String()))
 	}
 	if argv[0] == "x11perf" {
 		res.rate = parseX11perf(tb, out.String())
 	}
-	waitDone(tb, r.fwd, 10*time.Second)
-	r.checkClean(tb)
-	return res
+	return res, nil
 }
 
 func benchStock(tb testing.TB, x *xvfb, argv []string) benchResult {
-	r := newRig(tb, rigOptions{sshd: true})
+	res, err := benchStockWith(tb, benchPath{stock: true, trusted: true}, x, argv)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return res
+}
+
+// benchStockWith is benchStock along p (-X with ForwardX11Trusted as
+// p.trusted says; from the requester's namespace across p.link).
+func benchStockWith(tb testing.TB, p benchPath, x *xvfb, argv []string) (benchResult, error) {
+	r := newRig(tb, rigOptions{sshd: true, link: p.link})
 	var extra []string
 	if x != nil {
-		extra = []string{"-X", "-o", "ForwardX11Trusted=yes"}
+		extra = []string{"-X", "-o", "ForwardX11Trusted=" + map[bool]string{true: "yes", false: "no"}[p.trusted]}
 	}
 	cmd := r.sshCommand(tb, context.Background(), "root", extra, ShellJoin(argv))
+	if p.link != nil {
+		cmd = p.link.RequesterCommand(context.Background(), cmd.Args...)
+	}
 	if x != nil {
 		cmd.Env = x.env()
 	} else {
 		cmd.Env = append(os.Environ(), "DISPLAY=")
 	}
-	var out strings.Builder
+	var out, stderr strings.Builder
 	if argv[0] == "x11perf" {
 		cmd.Stdout = &out
 	}
+	cmd.Stderr = &stderr
 	start := time.Now()
 	err := cmd.Run()
 	res := benchResult{seconds: time.Since(start).Seconds()}
+	waitDone(tb, r.fwd, 10*time.Second)
+	r.checkClean(tb)
 	if err != nil {
-		tb.Fatalf("stock %v: %v", argv, err)
+		return res, fmt.Errorf("stock %v: %v: %s", argv, err, lastLine(stderr.String()))
 	}
 	if argv[0] == "x11perf" {
 		res.rate = parseX11perf(tb, out.String())
 	}
-	waitDone(tb, r.fwd, 10*time.Second)
-	r.checkClean(tb)
-	return res
+	return res, nil
 }
 
 func median(v []float64) float64 {

@@ -116,22 +116,40 @@ func timeToWindow(t testing.TB, argv []string, window string, mode testMode) (ti
 	cfg.Stderr = &stderr
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
+	exited := make(chan struct{})
+	var runErr error
 	t0 := time.Now()
 	go func() {
+		defer close(exited)
 		st, err := RunApp(ctx, cfg)
 		if err == nil {
 			err = fmt.Errorf("exited with status %d: %s", st, lastLine(stderr.String()))
 		}
-		done <- err
+		runErr = err
 	}()
-	end := func() {
-		cancel()
-		<-done
-		waitDone(t, r.fwd, 10*time.Second)
+	mapped, paint, ended := firstPaint(x, window, t0, exited, 30*time.Second)
+	if ended {
+		return 0, runErr
 	}
-	var mapped time.Duration
-	deadline := time.Now().Add(30 * time.Second)
+	cancel()
+	<-exited
+	waitDone(t, r.fwd, 10*time.Second)
+	if paint != 0 {
+		return paint, nil
+	}
+	if mapped != 0 {
+		t.Logf("%s (%s): mapped after %v, not painted; its stderr: %s", argv[0], mode, mapped, stderr.String())
+		return 0, errNotPainted
+	}
+	return 0, fmt.Errorf("no window within 30 s: %s", lastLine(stderr.String()))
+}
+
+// firstPaint polls x until a window named window (a regular expression,
+// as xdotool search takes it) is painted, the launch exits (ended, when
+// exited is closed first) or timeout passes: the times from t0 to the
+// first such window mapped and to its first paint (0: not yet).
+func firstPaint(x *xvfb, window string, t0 time.Time, exited <-chan struct{}, timeout time.Duration) (mapped, paint time.Duration, ended bool) {
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		out, _ := x.command("xdotool", "search", "--onlyvisible", "--name", window).Output()
 		for _, w := range strings.Fields(string(out)) {
@@ -139,23 +157,16 @@ func timeToWindow(t testing.TB, argv []string, window string, mode testMode) (ti
 				mapped = time.Since(t0)
 			}
 			if painted(x, w) {
-				d := time.Since(t0)
-				end()
-				return d, nil
+				return mapped, time.Since(t0), false
 			}
 		}
 		select {
-		case err := <-done:
-			return 0, err
+		case <-exited:
+			return mapped, 0, true
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	end()
-	if mapped != 0 {
-		t.Logf("%s (%s): mapped after %v, not painted; its stderr: %s", argv[0], mode, mapped, stderr.String())
-		return 0, errNotPainted
-	}
-	return 0, fmt.Errorf("no window within 30 s: %s", lastLine(stderr.String()))
+	return mapped, 0, false
 }
 
 var errNotPainted = errors.New("its window maps but is not painted within 30 s")

@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ebrainpool/ebrainpool/internal/testbed"
 )
 
 // endpointModeEnv switches the test binary into "endpoint mode": it
@@ -372,6 +374,10 @@ type rigOptions struct {
 	sessIdle  time.Duration
 	sshd      bool // stock OpenSSH sshd -i instead of our endpoint
 	appEnv    []string
+	// link, if set, puts the forward in the host's namespace of a delay
+	// link, listening on its address for the requester's: clients dial
+	// from the requester's namespace (link.InRequester) across it.
+	link *testbed.Link
 }
 
 func newRig(tb testing.TB, o rigOptions) *rig {
@@ -413,10 +419,21 @@ func newRig(tb testing.TB, o rigOptions) *rig {
 		r.pids = append(r.pids, pid)
 		r.mu.Unlock()
 	}
-	f, err := OpenForward(context.Background(), ForwardConfig{
+	fc := ForwardConfig{
 		ListenIP: net.IPv4(127, 0, 0, 1), AllowFrom: net.ParseIP(o.allowFrom),
 		IdleTimeout: o.idle, Handoff: h, Logger: r.log,
-	})
+	}
+	var f *Forward
+	var err error
+	if o.link != nil {
+		fc.ListenIP, fc.AllowFrom = o.link.HostIP.AsSlice(), o.link.RequesterIP.AsSlice()
+		err = o.link.InHost(func() (err error) {
+			f, err = OpenForward(context.Background(), fc)
+			return err
+		})
+	} else {
+		f, err = OpenForward(context.Background(), fc)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
