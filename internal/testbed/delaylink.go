@@ -20,11 +20,12 @@ import (
 	"github.com/ebrainpool/ebrainpool/internal/testenv"
 )
 
-// Delay link addresses: the requester's and the host's end, on a /24 that
-// exists only inside the link's two namespaces (no test bed uses 10.77).
+// A delay link's addresses: the requester's and the host's end, on a /24
+// that exists only inside the link's two namespaces (no test bed uses
+// 10.77).
 var (
-	LinkRequesterIP = netip.MustParseAddr("10.77.0.1")
-	LinkHostIP      = netip.MustParseAddr("10.77.0.2")
+	linkRequesterIP = netip.MustParseAddr("10.77.0.1")
+	linkHostIP      = netip.MustParseAddr("10.77.0.2")
 )
 
 const linkBits = 24
@@ -46,7 +47,9 @@ type Link struct {
 	Dir       string
 	Requester string // network namespace names
 	Host      string
-	RTT       time.Duration
+	// RequesterIP and HostIP are the two ends' addresses.
+	RequesterIP, HostIP netip.Addr
+	RTT                 time.Duration
 
 	tuns      [2]*os.File
 	wg        sync.WaitGroup
@@ -92,7 +95,8 @@ func StartLink(ctx context.Context, rtt time.Duration) (l *Link, err error) {
 	}
 	id := hex.EncodeToString(rnd)
 	name := DefaultPrefix + "-" + id
-	l = &Link{ID: name, Dir: filepath.Join(os.TempDir(), name), Requester: name + "-req", Host: name + "-host", RTT: rtt}
+	l = &Link{ID: name, Dir: filepath.Join(os.TempDir(), name), Requester: name + "-req", Host: name + "-host",
+		RequesterIP: linkRequesterIP, HostIP: linkHostIP, RTT: rtt}
 	if err := os.Mkdir(l.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("delay link directory: %w", err)
 	}
@@ -112,8 +116,8 @@ func StartLink(ctx context.Context, rtt time.Duration) (l *Link, err error) {
 		dev string
 		ip  netip.Addr
 	}{
-		{l.Requester, "ebp" + id + "r", LinkRequesterIP},
-		{l.Host, "ebp" + id + "h", LinkHostIP},
+		{l.Requester, "ebp" + id + "r", l.RequesterIP},
+		{l.Host, "ebp" + id + "h", l.HostIP},
 	}
 	for i, e := range ends {
 		if err := run(ctx, "ip", "netns", "add", e.ns); err != nil {

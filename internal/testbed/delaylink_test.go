@@ -21,7 +21,7 @@ func TestDelayLink(t *testing.T) {
 			l := NewLink(t, rtt)
 			var ln net.Listener
 			if err := l.InHost(func() (err error) {
-				ln, err = net.Listen("tcp", netip.AddrPortFrom(LinkHostIP, 0).String())
+				ln, err = net.Listen("tcp", netip.AddrPortFrom(l.HostIP, 0).String())
 				return err
 			}); err != nil {
 				t.Fatal(err)
@@ -49,8 +49,8 @@ func TestDelayLink(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			if got := c.LocalAddr().(*net.TCPAddr).IP.String(); got != LinkRequesterIP.String() {
-				t.Errorf("the requester's end is %s, want %s", got, LinkRequesterIP)
+			if got := c.LocalAddr().(*net.TCPAddr).IP.String(); got != l.RequesterIP.String() {
+				t.Errorf("the requester's end is %s, want %s", got, l.RequesterIP)
 			}
 			var trips []time.Duration
 			b := []byte{0}
