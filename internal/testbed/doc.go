@@ -17,4 +17,11 @@
 // The test bed needs root, iproute2, util-linux (unshare, nsenter),
 // dbus-daemon and avahi-daemon; Require skips a test without them, or fails
 // it when CI=true.
+//
+// NewLink is a smaller bed: two namespaces, a requester and a host, each
+// with one TUN device, joined by a relay in the test process that holds
+// every packet for half a set round trip (the kernel here has no
+// sch_netem). Sockets enter a side with Link.InRequester / Link.InHost,
+// programs with Link.RequesterCommand / Link.HostCommand; it needs root
+// and iproute2 only.
 package testbed
