@@ -108,6 +108,9 @@ type soakLevel struct {
 	HostSysKiB, ReqSysKiB   int
 	HostThreads, ReqThreads int
 	HostRSSKiB, ReqRSSKiB   int
+	// Of the RSS, the anonymous memory (heap, stacks, C allocations): the
+	// rest is the binary's and libraries' pages, read in as code runs.
+	HostAnonKiB, ReqAnonKiB int
 }
 
 // within reports whether l is back at base (RSS may differ).
@@ -118,14 +121,16 @@ func (l soakLevel) within(base soakLevel) bool {
 		l.ShareMounts <= base.ShareMounts && l.SandboxMounts <= base.SandboxMounts && l.Cgroups <= base.Cgroups
 }
 
-func rssKiB(pid int) int {
-	var kb int
+// rssKiB is the process's resident memory and, of it, the anonymous.
+func rssKiB(pid int) (rss, anon int) {
 	for _, line := range strings.Split(readFile(fmt.Sprintf("/proc/%d/status", pid)), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			fmt.Sscan(strings.TrimPrefix(line, "VmRSS:"), &kb)
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			fmt.Sscan(v, &rss)
+		} else if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			fmt.Sscan(v, &anon)
 		}
 	}
-	return kb
+	return rss, anon
 }
 
 // soakBed is a host sharing xlogo and a requester with a display, on
@@ -242,7 +247,8 @@ func (b *soakBed) level(t *testing.T) soakLevel {
 	l.ShareMounts = len(shareMountHolders())
 	l.SandboxMounts = mountsOf(sandboxInit(b.subStart, b.subEnd))
 	l.Cgroups = userCgroups(b.host.u.Name)
-	l.HostRSSKiB, l.ReqRSSKiB = rssKiB(b.hostCmd), rssKiB(b.reqCmd)
+	l.HostRSSKiB, l.HostAnonKiB = rssKiB(b.hostCmd)
+	l.ReqRSSKiB, l.ReqAnonKiB = rssKiB(b.reqCmd)
 	return l
 }
 
