@@ -174,7 +174,9 @@ func (d *Daemon) effectiveDisplayMode(fp, app string) dbusapi.DisplayMode {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if errors.Is(tunnel.CheckProtectedDisplay(ctx, d.opts.Display, d.opts.XAuthority), tunnel.ErrNoSecurityExtension) {
-		d.log.Info("this display has no SECURITY extension: the app runs on an isolated display", "app", app)
+		// Debug: the peer browser asks this for every app it shows; the
+		// launch's client logs the mode it runs in.
+		d.log.Debug("this display has no SECURITY extension: the app runs on an isolated display", "app", app)
 		return dbusapi.DisplayIsolated
 	}
 	return m
