@@ -10,6 +10,7 @@ import (
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
 
+	"github.com/ebrainpool/ebrainpool/app/daemon"
 	"github.com/ebrainpool/ebrainpool/app/dbusapi"
 	"github.com/ebrainpool/ebrainpool/app/identity"
 )
@@ -303,6 +304,28 @@ func TestSettingsListsChosenDisplayModes(t *testing.T) {
 	}
 	if c.current() != dbusapi.DisplayProtected {
 		t.Errorf("the peer browser marks %q", c.current())
+	}
+}
+
+// TestDisplayModesFollowTheDaemon: a mode chosen elsewhere (`ebrainpool
+// display PEER APP trusted`) shows in the open peer browser and Settings
+// once the daemon says the modes changed.
+func TestDisplayModesFollowTheDaemon(t *testing.T) {
+	f := newFake()
+	u, p := displayRig(t, f, nil)
+	u.ShowSettings()
+	c := u.peers.control(t)
+	if c.current() != dbusapi.DisplayProtected {
+		t.Fatalf("marked %q before, want protected", c.current())
+	}
+	f.settings = f.settings.WithTrusted(p.Fingerprint, "org.gimp.GIMP", true)
+	f.events <- daemon.Event{Kind: daemon.EventDisplayModesChanged}
+	f.drain(u)
+	if c.current() != dbusapi.DisplayTrusted {
+		t.Errorf("the peer browser marks %q after the change, want trusted", c.current())
+	}
+	if got := joined(u.settings.modes); !strings.Contains(got, "org.gimp.GIMP · TRUSTED with your whole display") {
+		t.Errorf("Settings lists %q after the change", got)
 	}
 }
 

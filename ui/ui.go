@@ -333,6 +333,14 @@ func (u *UI) handle(ev daemon.Event) {
 		if u.peers != nil {
 			u.peers.self.refresh()
 		}
+	case daemon.EventDisplayModesChanged:
+		// Also a choice made elsewhere (`ebrainpool display`).
+		if u.peers != nil {
+			u.peers.reloadDisplayModes()
+		}
+		if u.settings != nil {
+			u.settings.loadDisplayModes()
+		}
 	}
 	if u.win != nil {
 		u.win.tell(Message{Event: &ev})

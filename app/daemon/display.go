@@ -32,6 +32,7 @@ func (d *Daemon) SetTrustedDisplay(peer, app string, trusted bool) error {
 		return fmt.Errorf("saving the display mode of %s: %w", app, err)
 	}
 	d.log.Info("display mode", "peer", name, "app", app, "trusted", trusted)
+	d.publish(Event{Kind: EventDisplayModesChanged})
 	return nil
 }
 
@@ -69,6 +70,7 @@ func (d *Daemon) SetDisplayMode(peer, app string, mode dbusapi.DisplayMode) erro
 		return fmt.Errorf("saving the display mode of %s: %w", app, err)
 	}
 	d.log.Info("display mode", "peer", name, "app", app, "mode", mode)
+	d.publish(Event{Kind: EventDisplayModesChanged})
 	return nil
 }
 

@@ -101,8 +101,18 @@ func TestDisplayModesList(t *testing.T) {
 	if l, err := c.DisplayModes(ctx); err != nil || len(l) != 0 {
 		t.Fatalf("DisplayModes before any choice = %v, %v; want none", l, err)
 	}
+	events := d.Events(ctx)
 	if err := c.SetDisplayMode(ctx, "bob", "org.x.Logo", dbusapi.DisplayIsolated); err != nil {
 		t.Fatal(err)
+	}
+	// The views follow: the daemon says the modes changed.
+	for ev := range events {
+		if ev.Kind == EventDisplayModesChanged {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatal("no display-modes-changed event after SetDisplayMode")
 	}
 	if err := c.SetDisplayMode(ctx, "bob", "xeyes", dbusapi.DisplayTrusted); err != nil {
 		t.Fatal(err)

@@ -62,6 +62,9 @@ const (
 	// EventDiscoveryChanged: discovery started working, or stopped
 	// (Discovery says why).
 	EventDiscoveryChanged EventKind = "discovery-changed"
+	// EventDisplayModesChanged: the display mode chosen for an app of a
+	// peer changed (DisplayModes, DisplayMode).
+	EventDisplayModesChanged EventKind = "display-modes-changed"
 )
 
 // Events returns a channel of events until ctx ends. A subscriber that
@@ -120,5 +123,7 @@ func (d *Daemon) publish(ev Event) {
 		api.PeerAppsChanged(ev.Peer.Fingerprint)
 	case EventDiscoveryChanged:
 		api.DiscoveryChanged(ev.Discovery)
+	case EventDisplayModesChanged:
+		api.DisplayModesChanged()
 	}
 }

@@ -169,7 +169,7 @@ func TestAPI(t *testing.T) {
 				t.Errorf("method %s not introspectable (have %v)", want, methods)
 			}
 		}
-		if len(sigs) != 12 || !slices.Contains(sigs, "SharingChanged") || !slices.Contains(sigs, "SessionStarted") || !slices.Contains(sigs, "RulesChanged") {
+		if len(sigs) != 13 || !slices.Contains(sigs, "DisplayModesChanged") || !slices.Contains(sigs, "SharingChanged") || !slices.Contains(sigs, "SessionStarted") || !slices.Contains(sigs, "RulesChanged") {
 			t.Errorf("signals %v", sigs)
 		}
 		for _, i := range node.Interfaces {

@@ -4,7 +4,7 @@ import "github.com/godbus/dbus/v5/introspect"
 
 // The signals that let a client follow what the desktop app's views
 // follow: sessions starting and ending here, the rules changing, a peer's
-// apps changing, discovery going on or off.
+// apps changing, discovery going on or off, a display mode chosen.
 func init() {
 	signals = append(signals,
 		introspect.Signal{Name: "SessionStarted", Args: []introspect.Arg{{Name: "session", Type: sigOf(Session{})}, {Name: "by_rule", Type: "b"}}},
@@ -12,6 +12,7 @@ func init() {
 		introspect.Signal{Name: "RulesChanged"},
 		introspect.Signal{Name: "PeerAppsChanged", Args: []introspect.Arg{{Name: "fingerprint", Type: "s"}}},
 		introspect.Signal{Name: "DiscoveryChanged", Args: []introspect.Arg{{Name: "state", Type: "s"}, {Name: "reason", Type: "s"}}},
+		introspect.Signal{Name: "DisplayModesChanged"},
 	)
 }
 
@@ -31,3 +32,7 @@ func (s *Server) PeerAppsChanged(fingerprint string) { s.emit("PeerAppsChanged",
 
 // DiscoveryChanged announces discovery's new state (DiscoveryStatus).
 func (s *Server) DiscoveryChanged(d Discovery) { s.emit("DiscoveryChanged", string(d.State), d.Err) }
+
+// DisplayModesChanged announces that the display mode chosen for an app
+// of a peer changed (DisplayModes, DisplayMode).
+func (s *Server) DisplayModesChanged() { s.emit("DisplayModesChanged") }
