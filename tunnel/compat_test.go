@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ebrainpool/ebrainpool/internal/testbed"
 )
 
 // TestDisplayCompatibility runs toolkit apps through a real session in
@@ -103,45 +105,72 @@ func timeToWindow(t testing.TB, argv []string, window string, mode testMode) (ti
 	if window == "" {
 		window = "."
 	}
-	// -noreset: as a desktop's X server, which always has clients, it
-	// does not reset between the session's connections; a screen large
-	// enough for the apps' windows (xwd reads only what is on it).
-	x := startXvfbWith(t, "-noreset", "-screen", "0", "1280x1024x24")
+	x := desktopXvfb(t)
+	w, p, ended, runErr, stderr := sessionFirstPaint(t, nil, x, argv, window, mode, 30*time.Second)
+	switch {
+	case p != 0:
+		return p, nil
+	case ended:
+		return 0, fmt.Errorf("%w: %s", runErr, lastLine(stderr))
+	case w != 0:
+		t.Logf("%s (%s): mapped after %v, not painted; its stderr: %s", argv[0], mode, w, stderr)
+		return 0, errNotPainted
+	}
+	return 0, fmt.Errorf("no window within 30 s: %s", lastLine(stderr))
+}
+
+// desktopXvfb is the requester's display for one launch. -noreset: as a
+// desktop's X server, which always has clients, it does not reset between
+// the session's connections (a reset would also drop stock ssh -X's
+// untrusted cookie); a screen large enough for the apps' windows (xwd
+// reads only what is on it).
+func desktopXvfb(tb testing.TB) *xvfb {
+	return startXvfbWith(tb, "-noreset", "-screen", "0", "1280x1024x24")
+}
+
+// sessionFirstPaint runs argv through a session in mode on x (across the
+// delay link l: the forward in its host's namespace, the client in this
+// process dialling from the requester's; nil: loopback) and waits for its
+// first paint with firstPaint; the session is then ended. runErr is why
+// the session ended first (ended), stderr the app's.
+func sessionFirstPaint(tb testing.TB, l *testbed.Link, x *xvfb, argv []string, window string, mode testMode, timeout time.Duration) (mapped, paint time.Duration, ended bool, runErr error, stderr string) {
 	// A home of its own, as the guest has (Firefox and LibreOffice keep
 	// their profiles there).
-	r := newRig(t, rigOptions{command: argv, appEnv: []string{"HOME=" + t.TempDir()}})
+	r := newRig(tb, rigOptions{command: argv, appEnv: []string{"HOME=" + tb.TempDir()}, link: l})
 	cfg := r.clientConfig(x, ShellJoin(argv))
 	mode.apply(&cfg)
-	var stderr strings.Builder
-	cfg.Stderr = &stderr
+	if l != nil {
+		cfg.HandshakeTimeout = 30 * time.Second
+	}
+	var buf logBuffer
+	cfg.Stderr = &buf
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	exited := make(chan struct{})
-	var runErr error
 	t0 := time.Now()
 	go func() {
 		defer close(exited)
-		st, err := RunApp(ctx, cfg)
+		var st int
+		run := func() (err error) {
+			st, err = RunApp(ctx, cfg)
+			return err
+		}
+		var err error
+		if l != nil {
+			err = l.InRequester(run)
+		} else {
+			err = run()
+		}
 		if err == nil {
-			err = fmt.Errorf("exited with status %d: %s", st, lastLine(stderr.String()))
+			err = fmt.Errorf("exited with status %d", st)
 		}
 		runErr = err
 	}()
-	mapped, paint, ended := firstPaint(x, window, t0, exited, 30*time.Second)
-	if ended {
-		return 0, runErr
-	}
+	mapped, paint, ended = firstPaint(x, window, t0, exited, timeout)
 	cancel()
 	<-exited
-	waitDone(t, r.fwd, 10*time.Second)
-	if paint != 0 {
-		return paint, nil
-	}
-	if mapped != 0 {
-		t.Logf("%s (%s): mapped after %v, not painted; its stderr: %s", argv[0], mode, mapped, stderr.String())
-		return 0, errNotPainted
-	}
-	return 0, fmt.Errorf("no window within 30 s: %s", lastLine(stderr.String()))
+	waitDone(tb, r.fwd, 10*time.Second)
+	return mapped, paint, ended, runErr, buf.String()
 }
 
 // firstPaint polls x until a window named window (a regular expression,

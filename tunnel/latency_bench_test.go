@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -139,9 +138,7 @@ func BenchmarkDisplayLatency(b *testing.B) {
 					argv := []string{"x11perf", "-repeat", "1", "-time", "2", test}
 					for _, p := range []benchPath{{link: l}, {link: l, trusted: true}, {link: l, stock: true, trusted: true}, {link: l, stock: true}} {
 						s := newScope(b)
-						// -noreset, as a desktop's: stock ssh -X's untrusted
-						// cookie would go with a reset.
-						x := latencyXvfb(s)
+						x := desktopXvfb(s)
 						var res benchResult
 						var err error
 						if p.stock {
@@ -223,31 +220,37 @@ const latencyTimeout = 90 * time.Second
 // modes, stock ssh, or Xpra on its own.
 type latencyMode struct {
 	key, name string
-	launch    func(tb testing.TB, l *testbed.Link, app latencyApp) (launchTimes, error)
+	launch    launchFunc
 }
 
 var latencyModes = []latencyMode{
-	{"protected", "ours protected (default)", func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
-		return launchOurs(tb, l, a, modeProtected)
-	}},
-	{"trusted", "ours trusted", func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
-		return launchOurs(tb, l, a, modeTrusted)
-	}},
-	{"isolated", "ours isolated (xpra inside)", func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
-		return launchOurs(tb, l, a, modeIsolated)
-	}},
-	{"ssh-y", "stock `ssh -Y`", func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
-		return launchStock(tb, l, a, true)
-	}},
-	{"ssh-x", "stock `ssh -X` untrusted", func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
-		return launchStock(tb, l, a, false)
-	}},
-	{"xpra-attach", "Xpra 3.1 attach (server running)", func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
-		return launchXpra(tb, l, a, true)
-	}},
-	{"xpra-start", "Xpra 3.1 start + attach", func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
-		return launchXpra(tb, l, a, false)
-	}},
+	{"protected", "ours protected (default)", oursLaunch(modeProtected)},
+	{"trusted", "ours trusted", oursLaunch(modeTrusted)},
+	{"isolated", "ours isolated (xpra inside)", oursLaunch(modeIsolated)},
+	{"ssh-y", "stock `ssh -Y`", stockLaunch(true)},
+	{"ssh-x", "stock `ssh -X` untrusted", stockLaunch(false)},
+	{"xpra-attach", "Xpra 3.1 attach (server running)", xpraLaunch(true)},
+	{"xpra-start", "Xpra 3.1 start + attach", xpraLaunch(false)},
+}
+
+type launchFunc = func(tb testing.TB, l *testbed.Link, app latencyApp) (launchTimes, error)
+
+func oursLaunch(m testMode) launchFunc {
+	return func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
+		return launchOurs(tb, l, a, m)
+	}
+}
+
+func stockLaunch(trusted bool) launchFunc {
+	return func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
+		return launchStock(tb, l, a, trusted)
+	}
+}
+
+func xpraLaunch(running bool) launchFunc {
+	return func(tb testing.TB, l *testbed.Link, a latencyApp) (launchTimes, error) {
+		return launchXpra(tb, l, a, running)
+	}
 }
 
 // launchTimes are one launch's times to the first window mapped and to
@@ -295,68 +298,37 @@ func thousands(v float64) string {
 }
 
 // launchVerdict turns what firstPaint saw into times or why there are none.
-func launchVerdict(w, p time.Duration, ended bool, why error, stderr *lockedBuffer) (launchTimes, error) {
+func launchVerdict(w, p time.Duration, ended bool, why error, stderr string) (launchTimes, error) {
 	switch {
 	case p != 0:
 		return launchTimes{window: w, paint: p}, nil
 	case ended:
-		return launchTimes{}, fmt.Errorf("%w: %s", why, lastLine(stderr.String()))
+		return launchTimes{}, fmt.Errorf("%w: %s", why, lastLine(stderr))
 	case w != 0:
 		return launchTimes{}, fmt.Errorf("mapped after %v, not painted in %v", w.Round(time.Millisecond), latencyTimeout)
 	}
-	return launchTimes{}, fmt.Errorf("no window in %v: %s", latencyTimeout, lastLine(stderr.String()))
-}
-
-// latencyXvfb is the requester's display for one launch (as timeToWindow's).
-func latencyXvfb(tb testing.TB) *xvfb {
-	return startXvfbWith(tb, "-noreset", "-screen", "0", "1280x1024x24")
+	return launchTimes{}, fmt.Errorf("no window in %v: %s", latencyTimeout, lastLine(stderr))
 }
 
 // launchOurs is a session across the link: the forward in the host's
 // namespace, our client (in this process, as timeToWindow's) dialling from
 // the requester's.
 func launchOurs(tb testing.TB, l *testbed.Link, app latencyApp, mode testMode) (launchTimes, error) {
-	x := latencyXvfb(tb)
-	r := newRig(tb, rigOptions{command: app.argv, appEnv: []string{"HOME=" + tb.TempDir()}, link: l})
-	cfg := r.clientConfig(x, ShellJoin(app.argv))
-	mode.apply(&cfg)
-	cfg.HandshakeTimeout = 30 * time.Second
-	var stderr lockedBuffer
-	cfg.Stderr = &stderr
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	exited := make(chan struct{})
-	var runErr error
-	t0 := time.Now()
-	go func() {
-		defer close(exited)
-		var st int
-		err := l.InRequester(func() (err error) {
-			st, err = RunApp(ctx, cfg)
-			return err
-		})
-		if err == nil {
-			err = fmt.Errorf("exited with status %d", st)
-		}
-		runErr = err
-	}()
-	w, p, ended := firstPaint(x, ".", t0, exited, latencyTimeout)
-	cancel()
-	<-exited
-	waitDone(tb, r.fwd, 10*time.Second)
-	return launchVerdict(w, p, ended, runErr, &stderr)
+	x := desktopXvfb(tb)
+	w, p, ended, runErr, stderr := sessionFirstPaint(tb, l, x, app.argv, ".", mode, latencyTimeout)
+	return launchVerdict(w, p, ended, runErr, stderr)
 }
 
 // launchStock is stock ssh from the requester's namespace to `sshd -i`
 // behind the forward in the host's: -Y (ForwardX11Trusted=yes), or -X
 // with ForwardX11Trusted=no.
 func launchStock(tb testing.TB, l *testbed.Link, app latencyApp, trusted bool) (launchTimes, error) {
-	x := latencyXvfb(tb)
+	x := desktopXvfb(tb)
 	r := newRig(tb, rigOptions{sshd: true, link: l})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := r.stockCommand(tb, ctx, l, x, trusted, ShellJoin(app.argv))
-	var stderr lockedBuffer
+	var stderr logBuffer
 	cmd.Stderr = &stderr
 	exited := make(chan struct{})
 	var runErr error
@@ -376,7 +348,7 @@ func launchStock(tb testing.TB, l *testbed.Link, app latencyApp, trusted bool) (
 	<-exited
 	waitDone(tb, r.fwd, 10*time.Second)
 	killMarked(tb, r.marker)
-	return launchVerdict(w, p, ended, runErr, &stderr)
+	return launchVerdict(w, p, ended, runErr, stderr.String())
 }
 
 // stockCommand is stock ssh with X11 forwarding from the requester's
@@ -397,20 +369,8 @@ func (r *rig) stockCommand(tb testing.TB, ctx context.Context, l *testbed.Link, 
 // killMarked waits a few seconds for the apps of a session (marked) to
 // exit after it ended, then kills what is left, by pid.
 func killMarked(tb testing.TB, marker string) {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left := markedProcesses(marker)
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Logf("killing processes left by the session: %v", left)
-			for _, pid := range left {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if left := reapMarked(marker, 5*time.Second); len(left) > 0 {
+		tb.Logf("killed processes left by the session: %v", left)
 	}
 }
 
@@ -423,7 +383,7 @@ func killMarked(tb testing.TB, marker string) {
 // client attaches as soon as the server's port answers.
 func launchXpra(tb testing.TB, l *testbed.Link, app latencyApp, running bool) (launchTimes, error) {
 	xpra := needBin(tb, "xpra")
-	x := latencyXvfb(tb)
+	x := desktopXvfb(tb)
 	var m [8]byte
 	rand.Read(m[:])
 	marker := hex.EncodeToString(m[:])
@@ -438,7 +398,7 @@ func launchXpra(tb testing.TB, l *testbed.Link, app latencyApp, running bool) (l
 	defer cancel()
 	server := l.HostCommand(ctx, argv...)
 	server.Env = append((&guestXpra{dir: sdir}).env(os.Environ()), "HOME="+tb.TempDir(), markerEnv+"="+marker)
-	var serr lockedBuffer
+	var serr logBuffer
 	server.Stdout, server.Stderr = &serr, &serr
 	server.Cancel = func() error { return server.Process.Signal(syscall.SIGTERM) }
 	server.WaitDelay = 5 * time.Second
@@ -492,7 +452,7 @@ func launchXpra(tb testing.TB, l *testbed.Link, app latencyApp, running bool) (l
 	for attempt := 1; ; attempt++ {
 		client := l.RequesterCommand(ctx, cargv...)
 		client.Env = env
-		var cerr lockedBuffer
+		var cerr logBuffer
 		client.Stdout, client.Stderr = &cerr, &cerr
 		client.Cancel = func() error { return client.Process.Signal(syscall.SIGTERM) }
 		client.WaitDelay = 5 * time.Second
@@ -514,7 +474,7 @@ func launchXpra(tb testing.TB, l *testbed.Link, app latencyApp, running bool) (l
 		if ended && w == 0 && !running && attempt < 3 && strings.Contains(cerr.String(), "failed to connect") {
 			continue
 		}
-		return launchVerdict(w, p, ended, cErr, &cerr)
+		return launchVerdict(w, p, ended, cErr, cerr.String())
 	}
 }
 
@@ -534,7 +494,7 @@ func freePort(l *testbed.Link) (uint16, error) {
 
 // waitPort waits until addr accepts a connection from the requester's
 // namespace (the xpra server is up), as a client retrying would.
-func waitPort(l *testbed.Link, addr string, exited <-chan struct{}, out *lockedBuffer) error {
+func waitPort(l *testbed.Link, addr string, exited <-chan struct{}, out *logBuffer) error {
 	deadline := time.Now().Add(latencyTimeout)
 	for time.Now().Before(deadline) {
 		var c net.Conn
@@ -557,7 +517,7 @@ func waitPort(l *testbed.Link, addr string, exited <-chan struct{}, out *lockedB
 
 // xpraAppShown waits until the xpra server on socket sock has a window
 // of the app (xpra info lists it), and a second more for it to draw.
-func xpraAppShown(xpra, sock string, exited <-chan struct{}, out *lockedBuffer) error {
+func xpraAppShown(xpra, sock string, exited <-chan struct{}, out *logBuffer) error {
 	deadline := time.Now().Add(latencyTimeout)
 	for time.Now().Before(deadline) {
 		c := exec.Command(xpra, "info", "socket://"+sock, "--socket-dirs="+filepath.Dir(sock))
@@ -577,25 +537,6 @@ func xpraAppShown(xpra, sock string, exited <-chan struct{}, out *lockedBuffer) 
 
 // windowListed is a window in xpra info's output.
 var windowListed = regexp.MustCompile(`(?m)^windows\.[0-9]+\.class-instance=`)
-
-// lockedBuffer is a bytes.Buffer written by a child's output and read
-// while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // scope is a testing.TB whose cleanups run when it is closed, not when
 // the benchmark ends: each launch's Xvfb, rig and directories go with it

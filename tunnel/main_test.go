@@ -497,26 +497,33 @@ func (r *rig) checkClean(tb testing.TB) {
 			tb.Errorf("endpoint process %d still exists (kill 0: %v)", pid, err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left := markedProcesses(r.marker)
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			tb.Errorf("app processes survived their session: %v", left)
-			for _, pid := range left {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
+	if left := reapMarked(r.marker, 5*time.Second); len(left) > 0 {
+		tb.Errorf("app processes survived their session: %v", left)
 	}
 	if ents, err := os.ReadDir(r.x11Dir); err == nil && len(ents) > 0 {
 		tb.Errorf("X11 sockets left in %s: %v", r.x11Dir, ents)
 	}
 	if left, _ := filepath.Glob(filepath.Join(r.dir, "ebrainpool-xauth-*")); len(left) > 0 {
 		tb.Errorf("Xauthority files left behind: %v", left)
+	}
+}
+
+// reapMarked waits up to timeout for the processes marked with marker to
+// exit, then kills those left (by pid) and returns them.
+func reapMarked(marker string, timeout time.Duration) []int {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := markedProcesses(marker)
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			return left
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
