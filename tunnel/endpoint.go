@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -743,9 +744,33 @@ func unixSignalName(sig syscall.Signal) string {
 // through a new "x11" channel.
 func (s *endpointSession) serveX11(ln *net.UnixListener, disp *guestDisplay, single bool) {
 	display := disp.number
+	relayAccepted(ln, s.cfg.MaxX11Conns, func() (ssh.Channel, <-chan *ssh.Request, error) {
+		ch, reqs, err := s.sconn.OpenChannel("x11", ssh.Marshal(x11ChannelOpen{OriginatorAddress: "127.0.0.1", OriginatorPort: 0}))
+		if err != nil {
+			s.log.Warn("endpoint x11 channel refused", "err", fmt.Errorf("opening x11 channel for display %d: %w", display, err))
+		}
+		return ch, reqs, err
+	}, func() {
+		s.log.Warn("endpoint refused X11 connection: too many", "display", display)
+	}, func() bool {
+		if single {
+			for _, l := range disp.listeners {
+				l.Close()
+			}
+		}
+		return single
+	})
+}
+
+// relayAccepted relays each connection accepted on ln to a channel open
+// opens, at most max at a time (a connection beyond that is closed, after
+// full), until ln is closed or accepted says to stop after a connection;
+// it returns once every relay has ended. A connection whose channel is
+// refused is closed.
+func relayAccepted(ln *net.UnixListener, max int, open func() (ssh.Channel, <-chan *ssh.Request, error), full func(), accepted func() (stop bool)) {
 	var active sync.WaitGroup
 	defer active.Wait()
-	sem := make(chan struct{}, s.cfg.MaxX11Conns)
+	sem := make(chan struct{}, max)
 	for {
 		c, err := ln.AcceptUnix()
 		if err != nil {
@@ -754,7 +779,7 @@ func (s *endpointSession) serveX11(ln *net.UnixListener, disp *guestDisplay, sin
 		select {
 		case sem <- struct{}{}:
 		default:
-			s.log.Warn("endpoint refused X11 connection: too many", "display", display)
+			full()
 			c.Close()
 			continue
 		}
@@ -762,19 +787,15 @@ func (s *endpointSession) serveX11(ln *net.UnixListener, disp *guestDisplay, sin
 		go func() {
 			defer active.Done()
 			defer func() { <-sem }()
-			ch, reqs, err := s.sconn.OpenChannel("x11", ssh.Marshal(x11ChannelOpen{OriginatorAddress: "127.0.0.1", OriginatorPort: 0}))
+			ch, reqs, err := open()
 			if err != nil {
-				s.log.Warn("endpoint x11 channel refused", "err", fmt.Errorf("opening x11 channel for display %d: %w", display, err))
 				c.Close()
 				return
 			}
 			go ssh.DiscardRequests(reqs)
 			relay(c, ch)
 		}()
-		if single {
-			for _, l := range disp.listeners {
-				l.Close()
-			}
+		if accepted() {
 			return
 		}
 	}
@@ -842,14 +863,7 @@ func RelayEnv(env []string) []string {
 func withDefaults(env, defaults []string) []string {
 	for _, d := range defaults {
 		k, _, _ := strings.Cut(d, "=")
-		set := false
-		for _, e := range env {
-			if strings.HasPrefix(e, k+"=") {
-				set = true
-				break
-			}
-		}
-		if !set {
+		if !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") }) {
 			env = append(env, d)
 		}
 	}

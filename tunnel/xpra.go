@@ -329,34 +329,13 @@ func runXpraAttach(ctx context.Context, client *ssh.Client, xpra string, t *x11T
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sem := make(chan struct{}, maxXpraChannels)
-		var conns sync.WaitGroup
-		defer conns.Wait()
-		for {
-			c, err := ln.AcceptUnix()
+		relayAccepted(ln, maxXpraChannels, func() (ssh.Channel, <-chan *ssh.Request, error) {
+			ch, reqs, err := client.OpenChannel(XpraChannelType, nil)
 			if err != nil {
-				return
+				log.Warn("isolated display: xpra channel refused", "err", err)
 			}
-			select {
-			case sem <- struct{}{}:
-			default:
-				c.Close()
-				continue
-			}
-			conns.Add(1)
-			go func() {
-				defer conns.Done()
-				defer func() { <-sem }()
-				ch, reqs, err := client.OpenChannel(XpraChannelType, nil)
-				if err != nil {
-					log.Warn("isolated display: xpra channel refused", "err", err)
-					c.Close()
-					return
-				}
-				go ssh.DiscardRequests(reqs)
-				relay(c, ch)
-			}()
-		}
+			return ch, reqs, err
+		}, func() {}, func() bool { return false })
 	}()
 	argv := xpraClientArgv(xpra, sock, dir)
 	cmd := exec.Command(argv[0], argv[1:]...)

@@ -171,12 +171,7 @@ func (c *displayControl) set(m dbusapi.DisplayMode) {
 		err := u.b.SetDisplayMode(c.peer.Fingerprint, c.app.ID, m)
 		u.do(func() {
 			if err != nil {
-				c.show(err)
-				return
-			}
-			c.load()
-			if u.settings != nil {
-				u.settings.loadDisplayModes()
+				c.show(err) // else the daemon's DisplayModesChanged redraws the views
 			}
 		})
 	})
@@ -219,11 +214,9 @@ func (s *settingsView) loadDisplayModes() {
 				s.setStatus(fmt.Errorf("%s", modeErrText(ch.AppName, err)), "")
 				return
 			}
+			// The list and the peer browser follow the daemon's
+			// DisplayModesChanged.
 			s.setStatus(nil, fmt.Sprintf("%s of %s uses the default display mode again: protected (isolated where your display cannot protect).", ch.AppName, ch.PeerName))
-			s.loadDisplayModes()
-			if s.u.peers != nil {
-				s.u.peers.reloadDisplayModes()
-			}
 		})
 		s.modes.Add(container.NewBorder(nil, nil, nil, b, l))
 	}

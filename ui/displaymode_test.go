@@ -36,6 +36,7 @@ func (f *fakeBackend) SetDisplayMode(peer, app string, mode dbusapi.DisplayMode)
 		return f.modeErr
 	}
 	f.settings = f.settings.WithTrusted(peer, app, mode == dbusapi.DisplayTrusted).WithIsolated(peer, app, mode == dbusapi.DisplayIsolated)
+	f.events <- daemon.Event{Kind: daemon.EventDisplayModesChanged} // as the daemon
 	return nil
 }
 
@@ -205,6 +206,7 @@ func TestChoosingTrustedAsksFirst(t *testing.T) {
 	test.Tap(c.buttons[dbusapi.DisplayTrusted])
 	trust, _ := dialogButton(t, win, "Trust it with my whole display")
 	test.Tap(trust)
+	f.drain(u) // the daemon's DisplayModesChanged
 	if !f.settings.Trusts(p.Fingerprint, "org.gimp.GIMP") || c.current() != dbusapi.DisplayTrusted {
 		t.Fatalf("after confirming: trusted %v, marked %q", f.settings.Trusts(p.Fingerprint, "org.gimp.GIMP"), c.current())
 	}
@@ -213,10 +215,12 @@ func TestChoosingTrustedAsksFirst(t *testing.T) {
 	}
 
 	test.Tap(c.buttons[dbusapi.DisplayIsolated])
+	f.drain(u)
 	if !f.settings.Isolates(p.Fingerprint, "org.gimp.GIMP") || f.settings.Trusts(p.Fingerprint, "org.gimp.GIMP") || c.current() != dbusapi.DisplayIsolated {
 		t.Fatalf("after Isolated: settings %v %v, marked %q", f.settings.TrustedDisplay, f.settings.IsolatedDisplay, c.current())
 	}
 	test.Tap(c.buttons[dbusapi.DisplayProtected])
+	f.drain(u)
 	if len(f.settings.IsolatedDisplay)+len(f.settings.TrustedDisplay) != 0 || c.current() != dbusapi.DisplayProtected {
 		t.Fatalf("after Protected: settings %v %v, marked %q", f.settings.TrustedDisplay, f.settings.IsolatedDisplay, c.current())
 	}
@@ -279,6 +283,7 @@ func TestSettingsListsChosenDisplayModes(t *testing.T) {
 	test.Tap(c.buttons[dbusapi.DisplayTrusted])
 	trust, _ := dialogButton(t, u.peers.win, "Trust it with my whole display")
 	test.Tap(trust)
+	f.drain(u) // the daemon's DisplayModesChanged
 
 	short := identity.Fingerprint(p.Fingerprint).Short()
 	if short == "" {
@@ -293,6 +298,7 @@ func TestSettingsListsChosenDisplayModes(t *testing.T) {
 		t.Fatal("no Use default")
 	}
 	test.Tap(reset)
+	f.drain(u)
 	if f.settings.Trusts(p.Fingerprint, "org.gimp.GIMP") || f.modeSets[len(f.modeSets)-1] != p.Fingerprint+"/org.gimp.GIMP=protected" {
 		t.Fatalf("after Use default: trusted %v, calls %v", f.settings.Trusts(p.Fingerprint, "org.gimp.GIMP"), f.modeSets)
 	}
@@ -351,6 +357,8 @@ func TestDisplayModeInWindowProcess(t *testing.T) {
 		t.Fatalf("the window process marks %q (note %q), want trusted", c.current(), c.note.Text)
 	}
 	test.Tap(c.buttons[dbusapi.DisplayIsolated])
+	f.drain(app) // the daemon's DisplayModesChanged, passed on to the window process
+	w.step(t)
 	if !f.settings.Isolates(aliceFP, "xterm") || c.current() != dbusapi.DisplayIsolated {
 		t.Fatalf("after Isolated: settings %v, marked %q (note %q)", f.settings.IsolatedDisplay, c.current(), c.note.Text)
 	}

@@ -447,11 +447,7 @@ func (pb *peerBrowser) confirmTrusted(l *launchState) {
 			dialog.ShowError(errors.New(modeErrText(app, err)), pb.win)
 			return
 		}
-		pb.reloadDisplayModes()
-		if pb.u.settings != nil {
-			pb.u.settings.loadDisplayModes()
-		}
-		pb.u.dismissLaunch(l.id)
+		pb.u.dismissLaunch(l.id) // the display controls follow the daemon's DisplayModesChanged
 		if len(l.files) == 0 {
 			pb.u.launch(dbusapi.Peer{Fingerprint: peer, Name: peerName}, dbusapi.App{ID: appID, Name: app})
 		}

@@ -96,7 +96,9 @@ type Daemon struct {
 	portNote string // why the control port is not the one asked for ("" when it is)
 	api      *dbusapi.Server
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// security is what the display check found (displayUnprotectable).
+	security struct{ known, missing bool }
 	srv      *control.Server // while Run serves
 	disc     discoveryState
 	launches launchState

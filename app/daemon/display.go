@@ -173,15 +173,37 @@ func (d *Daemon) effectiveDisplayMode(fp, app string) dbusapi.DisplayMode {
 	if m != dbusapi.DisplayProtected || tunnel.CheckIsolatedDisplay() != nil {
 		return m
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if errors.Is(tunnel.CheckProtectedDisplay(ctx, d.opts.Display, d.opts.XAuthority), tunnel.ErrNoSecurityExtension) {
-		// Debug: the peer browser asks this for every app it shows; the
-		// launch's client logs the mode it runs in.
-		d.log.Debug("this display has no SECURITY extension: the app runs on an isolated display", "app", app)
+	if d.displayUnprotectable() {
 		return dbusapi.DisplayIsolated
 	}
 	return m
+}
+
+// displayUnprotectable reports whether the daemon's display has no
+// SECURITY extension. The display is the session's, so the first answer
+// either way is kept (the peer browser asks for every app it shows, again
+// at each DisplayModesChanged); a check that could not reach the display
+// is asked again next time.
+func (d *Daemon) displayUnprotectable() bool {
+	d.mu.Lock()
+	known, missing := d.security.known, d.security.missing
+	d.mu.Unlock()
+	if known {
+		return missing
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := tunnel.CheckProtectedDisplay(ctx, d.opts.Display, d.opts.XAuthority)
+	missing = errors.Is(err, tunnel.ErrNoSecurityExtension)
+	if err == nil || missing {
+		d.mu.Lock()
+		d.security.known, d.security.missing = true, missing
+		d.mu.Unlock()
+	}
+	if missing {
+		d.log.Info("this display has no SECURITY extension: apps without a display mode of their own run on an isolated display")
+	}
+	return missing
 }
 
 func displayModeOf(trusted, isolated bool) dbusapi.DisplayMode {
