@@ -1,8 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ebrainpool/ebrainpool/internal/mountinfo"
 )
 
 // hierarchy is one mounted cgroup hierarchy.
@@ -32,55 +32,24 @@ func (h hierarchy) has(controller string) bool {
 }
 
 // cgroupHierarchies lists the mounted cgroup hierarchies from mountinfo.
-func cgroupHierarchies(mountinfo []byte) []hierarchy {
+func cgroupHierarchies(mi []byte) []hierarchy {
 	var out []hierarchy
-	sc := bufio.NewScanner(bytes.NewReader(mountinfo))
-	for sc.Scan() {
-		// id parent major:minor root mountpoint opts ... - fstype source superopts
-		f := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range f {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+1 >= len(f) || len(f) < 5 {
+	for _, m := range mountinfo.Parse(mi) {
+		if m.Root != "/" { // a bind of a sub-cgroup (as in nested containers): skip
 			continue
 		}
-		if f[3] != "/" { // a bind of a sub-cgroup (as in nested containers): skip
-			continue
-		}
-		switch f[sep+1] {
+		switch m.FSType {
 		case "cgroup":
 			var opts []string
-			if sep+3 < len(f) {
-				opts = strings.Split(f[sep+3], ",")
+			if m.SuperOptions != "" {
+				opts = strings.Split(m.SuperOptions, ",")
 			}
-			out = append(out, hierarchy{Mount: unescapeMount(f[4]), Options: opts})
+			out = append(out, hierarchy{Mount: m.Point, Options: opts})
 		case "cgroup2":
-			out = append(out, hierarchy{Mount: unescapeMount(f[4]), V2: true})
+			out = append(out, hierarchy{Mount: m.Point, V2: true})
 		}
 	}
 	return out
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // pureV2 reports whether the hierarchies are a pure cgroup v2 host.

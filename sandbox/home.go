@@ -1,8 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ebrainpool/ebrainpool/internal/mountinfo"
 )
 
 // The host's side of the guest's home (homeinit.go has the init's): what
@@ -141,16 +141,8 @@ type mountEntry struct {
 // last one listed there).
 func parseMountinfo(b []byte) map[string]mountEntry {
 	out := map[string]mountEntry{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		f, g := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(f) < 6 || len(g) < 2 {
-			continue
-		}
-		out[unescapeMount(f[4])] = mountEntry{fstype: g[0], source: unescapeMount(g[1]), options: f[5]}
+	for _, m := range mountinfo.Parse(b) {
+		out[m.Point] = mountEntry{fstype: m.FSType, source: m.Source, options: m.Options}
 	}
 	return out
 }
