@@ -115,9 +115,14 @@ type containerConfig struct {
 // init to bring up loopback, make and mount the guest's home and for
 // attach to switch to the guest user. sys_admin is for the mounts (the
 // home's FUSE file system, the tmpfs over /home): it counts only in the
-// container's own user namespace, where the init and fuse2fs use it. The
-// guest runs as uid 1000 with no capabilities at all.
-var keptCaps = []string{"chown", "dac_override", "fowner", "kill", "setgid", "setuid", "setpcap", "net_admin", "sys_admin"}
+// container's own user namespace, where the init and fuse2fs use it.
+// setfcap is what the kernel asks of a process that maps its uid 0 into a
+// new user namespace (since Linux 5.12): guest-mount maps the container's
+// ids to themselves in one of its own (see tunnel.GuestMountMain). File
+// capabilities it could set grant nothing: every process of the
+// container runs with no_new_privs. The guest runs as uid 1000 with no
+// capabilities at all.
+var keptCaps = []string{"chown", "dac_override", "fowner", "kill", "setgid", "setuid", "setpcap", "setfcap", "net_admin", "sys_admin"}
 
 // lxcConfig renders the LXC configuration file.
 func (c containerConfig) lxcConfig() string {

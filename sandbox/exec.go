@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,57 @@ type Process struct {
 	// attach that fails after the fork only shows there.
 	peer, logFile string
 	logOff        int64
+	// pidsRefused counts the forks the container's pids limit refused
+	// (nil when unknown), refusedBefore what it said before the attach.
+	pidsRefused   func() (refused int64, limit int)
+	refusedBefore int64
+}
+
+// EnterError is an attach that failed: the process never ran in the
+// sandbox.
+type EnterError struct {
+	Peer    string
+	Err     error    // go-lxc's, when the attach failed before it forked
+	Lines   []string // liblxc's ERROR lines
+	LogFile string
+	// ProcessLimit is the container's pids limit when it refused the
+	// attach's fork (0: another cause).
+	ProcessLimit int
+}
+
+func (e *EnterError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "entering the sandbox for %s failed", e.Peer)
+	if e.ProcessLimit > 0 {
+		fmt.Fprintf(&b, ": the sandbox is at its process limit (%d processes)", e.ProcessLimit)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, " (%v)", e.Err)
+	}
+	if len(e.Lines) > 0 {
+		fmt.Fprintf(&b, "; liblxc said:\n  %s", strings.Join(e.Lines, "\n  "))
+	}
+	fmt.Fprintf(&b, "\n  (full log: %s)", e.LogFile)
+	return b.String()
+}
+
+func (e *EnterError) Unwrap() error { return e.Err }
+
+// enterError is the EnterError of an attach that failed (after liblxc
+// forked when err is nil), or nil when liblxc logged no attach error and
+// err is nil (the process ran and exited with a failure of its own).
+func (p *Process) enterError(err error) *EnterError {
+	lines := attachErrors(p.logFile, p.logOff, 8)
+	if len(lines) == 0 && err == nil {
+		return nil
+	}
+	e := &EnterError{Peer: p.peer, Err: err, Lines: lines, LogFile: p.logFile}
+	if p.pidsRefused != nil && p.refusedBefore >= 0 {
+		if n, limit := p.pidsRefused(); n > p.refusedBefore {
+			e.ProcessLimit = limit
+		}
+	}
+	return e
 }
 
 // Wait waits for the process to exit and returns its exit code (128+signal
@@ -53,8 +105,8 @@ func (p *Process) Wait() (int, error) {
 		return 128 + int(ws.Signal()), nil
 	}
 	if code := st.ExitCode(); code != 0 && p.logFile != "" {
-		if lines := attachErrors(p.logFile, p.logOff, 8); len(lines) > 0 {
-			return code, fmt.Errorf("entering the sandbox for %s failed; liblxc said:\n  %s\n  (full log: %s)", p.peer, strings.Join(lines, "\n  "), p.logFile)
+		if e := p.enterError(nil); e != nil {
+			return code, e
 		}
 	}
 	return st.ExitCode(), nil
@@ -122,15 +174,50 @@ func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Proces
 	if st, err := os.Stat(logFile); err == nil {
 		logOff = st.Size()
 	}
+	refused := m.pidsRefusals(c)
+	before, _ := refused()
+	p := &Process{peer: peer, logFile: logFile, logOff: logOff, pidsRefused: refused, refusedBefore: before}
 	pid, err := c.RunCommandNoWait(args, opts)
 	if err != nil {
-		return nil, fmt.Errorf("exec %q in sandbox for %s: %w (see %s)", spec.Args[0], peer, err, filepath.Join(m.dir(containerName(peer)), "lxc.log"))
+		return nil, p.enterError(fmt.Errorf("exec %q: %w", spec.Args[0], err))
 	}
-	proc, err := os.FindProcess(pid)
-	if err != nil {
+	if p.proc, err = os.FindProcess(pid); err != nil {
 		return nil, fmt.Errorf("exec in sandbox for %s: %w", peer, err)
 	}
-	return &Process{Pid: pid, proc: proc, peer: peer, logFile: logFile, logOff: logOff}, nil
+	p.Pid = pid
+	return p, nil
+}
+
+// pidsRefusals reads how many forks the container's pids limit has
+// refused (pids.events: max N) and the limit (pids.max); -1 and 0 when the
+// cgroup cannot be read.
+func (m *Manager) pidsRefusals(c *lxc.Container) func() (int64, int) {
+	pid := c.InitPid()
+	return func() (int64, int) {
+		p, err := payloadOf(pid, m.hs)
+		if err != nil {
+			return -1, 0
+		}
+		ev, err := p.read("pids", "pids.events")
+		if err != nil {
+			return -1, 0
+		}
+		max, _ := p.read("pids", "pids.max")
+		limit, _ := strconv.Atoi(max) // "max": no limit, 0
+		return pidsMaxEvents(ev), limit
+	}
+}
+
+// pidsMaxEvents is the "max N" count of a pids.events file (-1 if absent).
+func pidsMaxEvents(events string) int64 {
+	for _, l := range strings.Split(events, "\n") {
+		if v, ok := strings.CutPrefix(l, "max "); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
 }
 
 // WaitContext waits for the process; when ctx ends first the process gets

@@ -284,6 +284,29 @@ func TestSandboxLimits(t *testing.T) {
 			t.Fatalf("the sandbox is unusable after the OOM kill: %s", r)
 		}
 	})
+
+	t.Run("entering a sandbox at its pids limit says so", func(t *testing.T) {
+		// Sleeps hold the slots (the loop's shell exits when a fork fails,
+		// leaving one, which entering needs fewer than).
+		before := cg("pids", "pids.events")
+		flood := u.Command(t.Context(), "sandbox", "exec", "bomb", "--", "/bin/sh", "-c",
+			"i=0; while [ $i -lt 100 ]; do sleep 60 & i=$((i+1)); done")
+		if err := flood.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { flood.Process.Kill(); flood.Wait() }()
+		for deadline := time.Now().Add(60 * time.Second); cg("pids", "pids.events") == before; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the flood did not reach the limit: pids.current %s", cg("pids", "pids.current"))
+			}
+		}
+		r := u.Run(t, "sandbox", "exec", "bomb", "--", "true")
+		if r.Code == 0 || !strings.Contains(r.Stderr, "the sandbox is at its process limit (64 processes)") {
+			t.Fatalf("entering the sandbox at its pids limit (pids.current %s): %s", cg("pids", "pids.current"), r)
+		}
+		t.Logf("said: %s", r.Stderr)
+		u.MustRun(t, "sandbox", "stop", "bomb")
+	})
 }
 
 func TestSandboxPeersSeparated(t *testing.T) {

@@ -153,7 +153,7 @@ func TestLXCConfig(t *testing.T) {
 		"lxc.cgroup.cpu.cfs_quota_us = 150000",
 		"lxc.init.cmd = /run/ebrainpool/ebrainpool guest-init --disk 1073741824 --start 0123abcd",
 		"lxc.mount.entry = /dev/fuse dev/fuse none bind,create=file,optional 0 0",
-		"lxc.cap.keep = chown dac_override fowner kill setgid setuid setpcap net_admin sys_admin",
+		"lxc.cap.keep = chown dac_override fowner kill setgid setuid setpcap setfcap net_admin sys_admin",
 		"lxc.signal.halt = SIGPWR",
 	} {
 		if !strings.Contains(cfg, want+"\n") {
@@ -235,6 +235,25 @@ func TestParseCPUTime(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := parseCPUTime(tt.cpuacct, tt.v2); got != tt.want {
 				t.Errorf("parseCPUTime = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPidsMaxEvents(t *testing.T) {
+	for _, tc := range []struct {
+		events string
+		want   int64
+	}{
+		{"max 0", 0},
+		{"max 17", 17},
+		{"max 3\nother 5", 3},
+		{"", -1},
+		{"max x", -1},
+	} {
+		t.Run(tc.events, func(t *testing.T) {
+			if got := pidsMaxEvents(tc.events); got != tc.want {
+				t.Errorf("pidsMaxEvents(%q) = %d, want %d", tc.events, got, tc.want)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -195,11 +196,17 @@ func ServeClaimed(ctx context.Context, start func(endpoint *os.File) error, gran
 	}
 	defer host.Close()
 	var claimed atomic.Bool
+	var said []byte // what the endpoint wrote instead of a claim (a stage's error)
 	answered := make(chan struct{})
 	go func() {
 		defer close(answered)
 		var b [1]byte
-		if _, err := io.ReadFull(host, b[:]); err != nil || b[0] != claimAsk {
+		if _, err := io.ReadFull(host, b[:]); err != nil {
+			return
+		}
+		if b[0] != claimAsk {
+			rest, _ := io.ReadAll(io.LimitReader(host, 4<<10))
+			said = append(b[:], rest...)
 			return
 		}
 		reply := byte(claimDenied)
@@ -218,6 +225,9 @@ func ServeClaimed(ctx context.Context, start func(endpoint *os.File) error, gran
 	host.SetReadDeadline(time.Now())
 	<-answered
 	if !claimed.Load() {
+		if len(said) > 0 {
+			err = fmt.Errorf("%w (it said: %q)", cmp.Or(err, errors.New("the endpoint ended")), strings.TrimSpace(string(said)))
+		}
 		if err == nil {
 			return ErrNotAuthenticated
 		}

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,15 +16,18 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ebrainpool/ebrainpool/internal/mountinfo"
 )
 
 // The privileged stage of an endpoint that mounts what the requester
 // brings (`ebrainpool guest-mount`, run as the container's root, which
-// keeps sys_admin in the container's user namespace): it makes a mount
-// namespace of its own, mounts a FUSE connection (an open /dev/fuse) at
-// HOME/NAME for each share, and runs the endpoint as the guest inside
-// that namespace with the connections (GuestSharesEnv). The endpoint
-// serves each through sshfs over an SSH channel to the requester
+// keeps sys_admin in the container's user namespace): it starts itself
+// again in a user and a mount namespace of its own (identity-mapped: the
+// container's ids are the same there), mounts a FUSE connection (an open
+// /dev/fuse) at HOME/NAME for each share, and runs the endpoint as the
+// guest inside that namespace with the connections (GuestSharesEnv). The
+// endpoint serves each through sshfs over an SSH channel to the requester
 // (EndpointConfig.Shares). The mounts exist only in that namespace: the
 // endpoint's and the app's, no other process of the sandbox sees them, and
 // the kernel removes them with the namespace's last process, whichever
@@ -31,6 +35,15 @@ import (
 // made; one left by a stage that was killed is removed by the next. The
 // endpoint runs as the init of a PID namespace of its own, so that no
 // process of the session outlives it (orphans are not reaped until then).
+//
+// Why a user namespace: liblxc makes every mount of a container shared
+// (a peer group of the container's own), so a mount made in a plain copy
+// of the container's mount namespace would show in the whole sandbox,
+// and making the copy private (MS_PRIVATE) is what the AppArmor profile
+// liblxc confines containers with refuses (EACCES on Debian and Ubuntu).
+// A mount namespace owned by a new user namespace gets the shared mounts
+// as slaves (mount_namespaces(7)): the kernel cuts the propagation out.
+// The stage checks that the guest's home is not shared before it mounts.
 
 // GuestSharesEnv carries the mounted shares to the endpoint: JSON
 // [GuestShareFD...].
@@ -100,8 +113,8 @@ type GuestMountConfig struct {
 // GuestMountMain is the privileged stage: it mounts the shares and runs
 // Argv as the guest (stdin, stdout, stderr passed on) until it exits,
 // then removes the mount points; it returns Argv's exit status. It must
-// run as root in the container; it locks its thread into the new mount
-// namespace for good (the process does nothing else).
+// run as root in the container, as the process's whole work: it runs the
+// program again (os.Args) in namespaces of its own to do it.
 func GuestMountMain(cfg GuestMountConfig) (int, error) {
 	if cfg.Home == "" {
 		cfg.Home = "/home/" + GuestUser
@@ -129,14 +142,15 @@ func GuestMountMain(cfg GuestMountConfig) (int, error) {
 		}
 		seen[s.Name] = true
 	}
-	// The mount namespace is this thread's (and its children's): the
-	// goroutine keeps it until the process exits.
+	// The children's Pdeathsig is their parent thread's death: this
+	// goroutine keeps its thread until the process exits.
 	runtime.LockOSThread()
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return -1, fmt.Errorf("guest-mount: a mount namespace of its own: %w", err)
+	if os.Getenv(guestMountNamespacesEnv) != "1" {
+		return runInNamespaces()
 	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return -1, fmt.Errorf("guest-mount: making mounts private: %w", err)
+	os.Unsetenv(guestMountNamespacesEnv)
+	if err := checkNotShared(cfg.Home); err != nil {
+		return -1, err
 	}
 	// Opened in the new namespace: a mount lands only on a directory of
 	// the namespace it is made in.
@@ -206,7 +220,57 @@ func GuestMountMain(cfg GuestMountConfig) (int, error) {
 			cmd.Process.Signal(s)
 		}
 	}()
-	err = cmd.Wait()
+	return exitStatus(cmd, cmd.Wait())
+}
+
+// guestMountNamespacesEnv marks the stage's second process: the one in
+// the user and mount namespaces of its own.
+const guestMountNamespacesEnv = "EBRAINPOOL_GUEST_MOUNT_NS"
+
+// runInNamespaces runs this program again, with the same arguments, in a
+// new user namespace (identity-mapped) and a mount namespace it owns, and
+// returns its exit status; signals are passed on to it.
+func runInNamespaces() (int, error) {
+	uids, err := identityMap("/proc/self/uid_map")
+	if err != nil {
+		return -1, fmt.Errorf("guest-mount: %w", err)
+	}
+	gids, err := identityMap("/proc/self/gid_map")
+	if err != nil {
+		return -1, fmt.Errorf("guest-mount: %w", err)
+	}
+	self, err := os.Executable() // its name, not "exe", in ps and /proc
+	if err != nil {
+		return -1, fmt.Errorf("guest-mount: %w", err)
+	}
+	cmd := exec.Command(self, os.Args[1:]...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), guestMountNamespacesEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: uids,
+		GidMappings: gids,
+		// The stage drops the endpoint's supplementary groups.
+		GidMappingsEnableSetgroups: true,
+		Pdeathsig:                  syscall.SIGKILL,
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return -1, fmt.Errorf("guest-mount: a user and mount namespace of its own: %w", err)
+	}
+	go func() {
+		for s := range sigs {
+			cmd.Process.Signal(s)
+		}
+	}()
+	return exitStatus(cmd, cmd.Wait())
+}
+
+// exitStatus is a waited-for command's exit status, 128+N for signal N.
+func exitStatus(cmd *exec.Cmd, err error) (int, error) {
 	if cmd.ProcessState == nil {
 		return -1, err
 	}
@@ -214,6 +278,41 @@ func GuestMountMain(cfg GuestMountConfig) (int, error) {
 		return 128 + int(ws.Signal()), nil
 	}
 	return cmd.ProcessState.ExitCode(), nil
+}
+
+// identityMap maps each id range of this user namespace (a uid_map or
+// gid_map file: INSIDE OUTSIDE COUNT lines) to itself in a child's.
+func identityMap(path string) ([]syscall.SysProcIDMap, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []syscall.SysProcIDMap
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var inside, outside, count int
+		if _, err := fmt.Sscan(l, &inside, &outside, &count); err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", path, l, err)
+		}
+		out = append(out, syscall.SysProcIDMap{ContainerID: inside, HostID: inside, Size: count})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no ids mapped", path)
+	}
+	return out, nil
+}
+
+// checkNotShared fails if the mount the guest's home is on propagates
+// mounts to other namespaces (a shared mount): a share mounted there
+// would show outside the session.
+func checkNotShared(home string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("guest-mount: %w", err)
+	}
+	if m, ok := mountinfo.Containing(mountinfo.Parse(b), home); ok && m.Shared() {
+		return fmt.Errorf("guest-mount: the mount the guest's home is on (%s) is shared with other mount namespaces: a share mounted there would show in the whole sandbox", m.Point)
+	}
+	return nil
 }
 
 // mountShare makes (or reuses) HOME/NAME, a directory, and mounts a new
@@ -289,8 +388,8 @@ func removeStale(homePath string, home int, log *slog.Logger) {
 		if err != nil {
 			continue
 		}
-		if pid != os.Getpid() && unix.Kill(pid, 0) == nil {
-			continue // still running
+		if pid != os.Getpid() && running(pid) {
+			continue
 		}
 		var rec staleRecord
 		b, _ := os.ReadFile(filepath.Join(staleDir, e.Name()))
@@ -307,6 +406,21 @@ func removeStale(homePath string, home int, log *slog.Logger) {
 		}
 		os.Remove(filepath.Join(staleDir, e.Name()))
 	}
+}
+
+// running reports whether process pid runs: exists and has not exited
+// (a killed stage's orphan is a zombie until the sandbox's init reaps it).
+func running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) STATE ...: comm may hold anything but a newline.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return true
+	}
+	return b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 // TakeGuestShares reads the shares the privileged stage mounted from the

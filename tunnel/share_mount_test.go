@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // guestMountModeEnv switches the test binary into the privileged stage
@@ -247,6 +249,9 @@ func TestSharesKilledStageLeavesNothing(t *testing.T) {
 			t.Fatalf("%d app processes, want 2", len(markedProcesses(marker)))
 		}
 	}
+	if m := mountsOf(os.Getpid()); len(m) != 0 {
+		t.Errorf("the share's mount shows outside the session while it runs: %v", m)
+	}
 	cmd.Process.Kill()
 	cmd.Wait()
 	<-done
@@ -275,7 +280,7 @@ func TestSharesKilledStageLeavesNothing(t *testing.T) {
 	}
 	run := exec.Command(bin)
 	run.Env = []string{"PATH=/usr/bin:/bin", guestMountModeEnv + "=" + mustJSON(guestMountSpec{Home: home, UID: 1000, GID: 1000}), endpointModeEnv + "=x"}
-	run.Run()
+	run.Run() // its endpoint ("x") fails at once: what counts is the removal before
 	if _, err := os.Stat(filepath.Join(home, "x")); err == nil {
 		t.Error("the next stage did not remove the mount point left behind")
 	}
@@ -305,7 +310,15 @@ func mountRig(t *testing.T) (home, bin string, hostKey, client keyPair) {
 	dir := worldDir(t)
 	home = filepath.Join(dir, "home")
 	os.Mkdir(home, 0o755)
-	os.Chown(home, 1000, 1000)
+	// The guest's home as liblxc leaves a container's mounts: shared (a
+	// share mounted in a plain copy of the namespace would show here).
+	if err := unix.Mount("tmpfs", home, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,uid=1000,gid=1000,size=16m"); err != nil {
+		t.Fatalf("the guest's home: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(home, unix.MNT_DETACH) })
+	if err := unix.Mount("", home, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatalf("making the guest's home shared: %v", err)
+	}
 	self, _ := os.Executable()
 	bin = filepath.Join(dir, "endpoint")
 	data, _ := os.ReadFile(self)

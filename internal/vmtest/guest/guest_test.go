@@ -122,6 +122,48 @@ func shareApp(t *testing.T, u desktopUser, id, name, command string) {
 	u.MustRun(t, "share", id)
 }
 
+// shareFileApps shares the files test's apps (scripts in /usr/local/bin,
+// the host's /usr being the sandbox's): ebp-append opens a text file (%f)
+// and appends a line; ebp-readonly reads the folder brought read-only and
+// exits 3 if a write into it works.
+func shareFileApps(t *testing.T, u desktopUser) {
+	t.Helper()
+	for name, script := range map[string]string{
+		"ebp-test-append": "#!/bin/sh\necho 'edited in the sandbox' >> \"$1\"\n",
+		"ebp-test-readonly": "#!/bin/sh\nfor d in \"$HOME\"/*\"'s Docs\"; do\n\tcat \"$d/keep.txt\" >/dev/null || exit 4\n" +
+			"\t(echo x >> \"$d/keep.txt\") 2>/dev/null && exit 3\n\t(echo x > \"$d/new.txt\") 2>/dev/null && exit 3\n\texit 0\ndone\nexit 5\n",
+	} {
+		p := filepath.Join("/usr/local/bin", name)
+		if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(p) })
+	}
+	dir := filepath.Join(u.Home, ".local/share/applications")
+	os.MkdirAll(dir, 0o755)
+	for id, entry := range map[string]string{
+		"ebp-append":   "Name=Appender\nExec=/usr/local/bin/ebp-test-append %f\nMimeType=text/plain;\n",
+		"ebp-readonly": "Name=Reader\nExec=/usr/local/bin/ebp-test-readonly\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, id+".desktop"), []byte("[Desktop Entry]\nType=Application\n"+entry), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec.Command("chown", "-R", u.Name+":", filepath.Join(u.Home, ".local")).Run()
+	u.MustRun(t, "share", "ebp-append", "ebp-readonly")
+}
+
+// writeAs writes a file of the user's below their home.
+func writeAs(t *testing.T, u desktopUser, name, content string) string {
+	t.Helper()
+	p := filepath.Join(u.Home, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(p, u.UID, u.GID)
+	return p
+}
+
 func waitPending(t *testing.T, u desktopUser) string {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -167,6 +209,7 @@ func TestDesktopLaunch(t *testing.T) {
 	req := newDesktopUser(t, false)
 	writeSettings(t, host, `{"display_name": "hana", "sharing": true, "idle_stop": "5m", "consent_timeout": "60s", "memory_mb": 256, "cpus": 0.5, "pids": 128}`)
 	shareApp(t, host, "xlogo", "X Logo", "xlogo")
+	shareFileApps(t, host)
 	hostLog := host.systemdRun(t, "app-ebrainpool@autostart", nil, "daemon", "--no-discovery", "--listen", "127.0.0.1:0")
 	hostFP, hostPort, text := waitBanner(t, hostLog)
 	if strings.Contains(text, "not sharing") {
@@ -252,6 +295,57 @@ func TestDesktopLaunch(t *testing.T) {
 		}
 	})
 
+	// Before the fork flood, which leaves the sandbox at its pids limit
+	// for a while (its sleeps outlive a refused pkill).
+	t.Run("the requester's files: opened, saved back, read-only kept, an unknown type said", func(t *testing.T) {
+		t.Cleanup(func() {
+			if !t.Failed() {
+				return
+			}
+			logs, _ := filepath.Glob(filepath.Join("/var/lib/ebrainpool", host.Name, "containers", "*", "lxc.log"))
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+				t.Logf("%s, its last lines:\n%s", l, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		})
+		notes := writeAs(t, req, "notes.txt", "line 1\n")
+		open := req.Command(t.Context(), "open", "--app", "ebp-append", notes)
+		var out strings.Builder
+		open.Stdout, open.Stderr = &out, &out
+		if err := open.Start(); err != nil {
+			t.Fatal(err)
+		}
+		host.MustRun(t, "allow", waitPending(t, host))
+		if err := open.Wait(); err != nil {
+			t.Fatalf("open: %v\n%s", err, out.String())
+		}
+		if b, _ := os.ReadFile(notes); string(b) != "line 1\nedited in the sandbox\n" {
+			t.Fatalf("the requester's file after the app: %q (open said:\n%s)", b, out.String())
+		}
+		docs := filepath.Join(req.Home, "Docs")
+		os.MkdirAll(docs, 0o755)
+		keep := writeAs(t, req, "Docs/keep.txt", "keep\n")
+		exec.Command("chown", req.Name+":", docs).Run()
+		run := req.Command(t.Context(), "run", "--folder", docs+":ro", "hana", "ebp-readonly")
+		out.Reset()
+		run.Stdout, run.Stderr = &out, &out
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		host.MustRun(t, "allow", waitPending(t, host))
+		if err := run.Wait(); err != nil {
+			t.Fatalf("run --folder %s:ro (exit status 3: a write worked): %v\n%s", docs, err, out.String())
+		}
+		if b, _ := os.ReadFile(keep); string(b) != "keep\n" {
+			t.Errorf("the read-only folder's file changed: %q", b)
+		}
+		blob := writeAs(t, req, "blob.bin", "\x00\x01\x02")
+		if r := req.Run(t, "open", blob); r.Code == 0 || !strings.Contains(r.Stderr, "no app shared by any peer opens blob.bin") {
+			t.Errorf("open of a file no app opens: %s", r)
+		}
+	})
+
 	t.Run("a fork flood stops at pids.max", func(t *testing.T) {
 		r := host.login(t, fmt.Sprintf("%s sandbox exec %s -- sh -c 'i=0; while [ $i -lt 400 ]; do sleep 60 >/dev/null 2>&1 & i=$((i+1)); done 2>/dev/null; echo started'", bin, reqFP))
 		t.Logf("flood: %s", r)
@@ -264,6 +358,19 @@ func TestDesktopLaunch(t *testing.T) {
 		}
 		if cur > 128 {
 			t.Errorf("pids.current %d is above pids.max 128", cur)
+		}
+		// An app asked for now cannot start (the flood's sleeps hold every
+		// slot for a minute): the requester is told so, not that the
+		// connection broke.
+		run := req.Command(t.Context(), "run", "hana", "ebp-readonly")
+		var out strings.Builder
+		run.Stdout, run.Stderr = &out, &out
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
+		}
+		host.MustRun(t, "allow", waitPending(t, host))
+		if err := run.Wait(); err == nil || !strings.Contains(out.String(), "your sandbox on this host is at its process limit (128 processes)") {
+			t.Errorf("a launch into the full sandbox: %v\n%s", err, out.String())
 		}
 		host.login(t, fmt.Sprintf("%s sandbox exec %s -- pkill sleep", bin, reqFP))
 	})
