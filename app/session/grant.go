@@ -45,8 +45,11 @@ type PrepareConfig struct {
 	// OnSession is called once the requester's connection authenticated
 	// and became the forward's session.
 	OnSession func()
-	Progress  func(dbusapi.Stage)
-	Logger    *slog.Logger
+	// OnEndpointFailed is called with the error of each connection whose
+	// endpoint ended without becoming the session (nil: nothing).
+	OnEndpointFailed func(error)
+	Progress         func(dbusapi.Stage)
+	Logger           *slog.Logger
 }
 
 // Prepared is a started sandbox with a forward into it, waiting for the
@@ -96,6 +99,16 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (_ *Prepared, undo func(), 
 	handoff, hostKey, err := EndpointHandoffWith(cfg.Sandboxes, cfg.Peer, cfg.Key, cfg.Argv, cfg.Mounts, cfg.OnSession)
 	if err != nil {
 		return nil, nil, err
+	}
+	if failed := cfg.OnEndpointFailed; failed != nil {
+		inner := handoff
+		handoff = tunnel.HandoffFunc(func(ctx context.Context, conn *net.TCPConn) error {
+			err := inner.Serve(ctx, conn)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				failed(err)
+			}
+			return err
+		})
 	}
 	fwd, err := tunnel.OpenForward(context.WithoutCancel(ctx), tunnel.ForwardConfig{
 		ListenIP: cfg.ListenIP, ListenZone: cfg.ListenZone, AllowFrom: cfg.AllowFrom, IdleTimeout: cfg.IdleTimeout,

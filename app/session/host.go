@@ -91,6 +91,9 @@ type HostSession struct {
 	ByRule bool `json:"by_rule,omitempty"`
 
 	fwd *tunnel.Forward
+	// failed is why its endpoint could not start, for the requester's
+	// End (h.mu).
+	failed error
 }
 
 // Host serves launch requests. It implements control.Handler.
@@ -346,8 +349,15 @@ func (h *Host) launch(ctx context.Context, p control.Peer, appID string, files [
 		ListenIP: hostOf(p.LocalAddr), ListenZone: zoneOf(p.LocalAddr), AllowFrom: from, IdleTimeout: h.cfg.ForwardIdle,
 		Release:   func() { prepared(); h.idleLater(peer) },
 		OnSession: func() { h.mu.Lock(); s.Connected = true; h.mu.Unlock() },
-		Progress:  func(st dbusapi.Stage) { progress(string(st)) },
-		Logger:    h.log,
+		OnEndpointFailed: func(err error) {
+			if r := endpointRefusal(err); r != nil {
+				h.mu.Lock()
+				s.failed = r
+				h.mu.Unlock()
+			}
+		},
+		Progress: func(st dbusapi.Stage) { progress(string(st)) },
+		Logger:   h.log,
 	})
 	if err != nil {
 		var se *SandboxStartError
@@ -527,9 +537,29 @@ func (h *Host) End(ctx context.Context, p control.Peer, id string) error {
 		// Also while its teardown is still under way.
 		return control.Refuse(control.CodeEnded, "the host ended the session")
 	case ok && s.Peer == string(p.Fingerprint):
-		return h.EndSession(id)
+		h.mu.Lock()
+		failed := s.failed
+		h.mu.Unlock()
+		if err := h.EndSession(id); err != nil {
+			return err
+		}
+		return failed // the requester learns why its app did not start
 	}
 	return control.Refuse(control.CodeBadRequest, "no such session of yours")
+}
+
+// endpointRefusal is what a requester is told when its session's endpoint
+// could not enter the sandbox; nil for every other failure (a connection
+// that did not authenticate is told nothing).
+func endpointRefusal(err error) error {
+	var ee *sandbox.EnterError
+	switch {
+	case !errors.As(err, &ee):
+		return nil
+	case ee.ProcessLimit > 0:
+		return control.Refuse(control.CodeSandboxFailed, fmt.Sprintf("the app could not start: your sandbox on this host is at its process limit (%d processes); end apps you run there, or wait until their processes exit", ee.ProcessLimit))
+	}
+	return control.Refuse(control.CodeSandboxFailed, "the app could not start: entering your sandbox on this host failed (the host's log has liblxc's messages)")
 }
 
 // EndSession ends a session from the host's side (the sessions window).

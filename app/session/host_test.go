@@ -31,6 +31,9 @@ import (
 type fakeSandboxes struct {
 	root     string
 	startErr error
+	// serveErr is what ServeConn fails with before any endpoint runs (an
+	// attach that could not enter the sandbox), if set.
+	serveErr error
 
 	mu      sync.Mutex
 	started []string
@@ -69,6 +72,9 @@ func (f *fakeSandboxes) idleStops() []string {
 }
 
 func (f *fakeSandboxes) ServeConn(ctx context.Context, peer string, conn *net.TCPConn, spec sandbox.ExecSpec, grace time.Duration) (int, error) {
+	if f.serveErr != nil {
+		return 1, f.serveErr
+	}
 	// guest-sshd --host-key PATH --authorized-key KEY --claim-fd 2 -- ARGV
 	args := spec.Args
 	if len(args) < 9 || args[1] != "guest-sshd" || args[2] != "--host-key" || args[4] != "--authorized-key" || args[6] != "--claim-fd" || args[7] != "2" || args[8] != "--" {
@@ -392,4 +398,51 @@ func TestHostCloseWhenQuitting(t *testing.T) {
 			t.Error("the launch was granted after Close")
 		}
 	})
+}
+
+// When the app's endpoint could not enter the sandbox, the requester's
+// End learns why (its SSH connection only broke off); a connection that
+// failed for another reason is told nothing.
+func TestEndSaysWhyTheAppDidNotStart(t *testing.T) {
+	tests := []struct {
+		name     string
+		serveErr error
+		want     string // in the refusal; "" for none
+	}{
+		{"at the pids limit", &sandbox.EnterError{Peer: "p", Lines: []string{"Resource temporarily unavailable - Failed to clone attached process"}, ProcessLimit: 64},
+			"your sandbox on this host is at its process limit (64 processes)"},
+		{"entering failed otherwise", &sandbox.EnterError{Peer: "p", Lines: []string{"Failed to attach"}}, "entering your sandbox on this host failed"},
+		{"the endpoint failed after it entered", errors.New("endpoint exited with status 1"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newHostRig(t)
+			r.sb.serveErr = tc.serveErr
+			g, err := r.launch(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			hostKey, _ := tunnel.ParseAuthorizedKey(g.HostKey)
+			_, err = tunnel.RunApp(context.Background(), tunnel.ClientConfig{
+				Addr: net.JoinHostPort(g.Host, fmt.Sprint(g.Port)), HostKey: hostKey, Identity: r.signer,
+				User: g.User, Command: g.Command, NoX11: true, HandshakeTimeout: 5 * time.Second,
+			})
+			if err == nil {
+				t.Fatal("the app ran")
+			}
+			eerr := r.h.End(context.Background(), r.peer, g.Session)
+			switch {
+			case tc.want == "" && eerr != nil:
+				t.Errorf("End: %v, want nil", eerr)
+			case tc.want != "" && (!control.IsRefused(eerr, control.CodeSandboxFailed) || !strings.Contains(eerr.Error(), tc.want)):
+				t.Errorf("End: %v, want %s refusal saying %q", eerr, control.CodeSandboxFailed, tc.want)
+			}
+			for deadline := time.Now().Add(5 * time.Second); len(r.h.Sessions()) != 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("sessions after End: %+v", r.h.Sessions())
+				}
+			}
+			r.closeWithin(t, 5*time.Second)
+		})
+	}
 }

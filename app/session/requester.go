@@ -183,8 +183,10 @@ func Run(ctx context.Context, t Target, app string, cfg RunConfig) (int, error) 
 			c2.Close()
 		}
 	}
-	if err != nil && ctx.Err() == nil && control.IsRefused(eerr, control.CodeEnded) {
-		return -1, eerr // the host ended it: that, not how the connection broke
+	if err != nil && ctx.Err() == nil && (control.IsRefused(eerr, control.CodeEnded) || control.IsRefused(eerr, control.CodeSandboxFailed)) {
+		// The host ended it, or the app could not start there: that, not
+		// how the connection broke.
+		return -1, eerr
 	}
 	if eerr != nil && !control.IsRefused(eerr, control.CodeBadRequest) && !errors.Is(eerr, io.EOF) {
 		log := cfg.Logger
