@@ -24,8 +24,8 @@
 //     mount through sshfs -o passive on it, the client answering it;
 //   - guestmount.go: the privileged stage of such an endpoint
 //     (GuestMountMain, `ebrainpool guest-mount`, the container's root):
-//     a mount namespace of its own with a FUSE mount per share in the
-//     guest's home, the endpoint run as the guest as the init of a PID
+//     a user and mount namespace of its own (the container's mounts
+//     as slaves there) with a FUSE mount per share in the guest's home, the endpoint run as the guest as the init of a PID
 //     namespace of its own, the mount points removed afterwards;
 //   - display.go: checking the requester's display before asking, with a
 //     specific error for each way it can be unusable (DisplayError);
