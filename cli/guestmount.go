@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/ebrainpool/ebrainpool/tunnel"
 )
@@ -44,6 +45,11 @@ func guestMountCommand() *Command {
 			// this stage writes nothing there.
 			code, err := tunnel.GuestMountMain(tunnel.GuestMountConfig{Shares: shares, Argv: fs.Args(),
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil && isSocket(os.Stderr) {
+				// The host reads it there and tells the requester.
+				tunnel.ReportStageFailure(os.Stderr, err)
+				return exitError(1)
+			}
 			if err != nil {
 				return err
 			}
@@ -53,4 +59,10 @@ func guestMountCommand() *Command {
 			return nil
 		},
 	}
+}
+
+// isSocket reports whether f is a socket (the claim descriptor).
+func isSocket(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeSocket != 0
 }

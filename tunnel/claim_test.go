@@ -302,3 +302,44 @@ func TestEndpointEndsWhenItsForwardIsGone(t *testing.T) {
 		}
 	}
 }
+
+// What an endpoint process writes on the claim descriptor instead of a
+// claim comes back in ServeClaimed's error: a stage's report as a
+// StageError of one printable line, anything else as text.
+func TestServeClaimedReports(t *testing.T) {
+	tests := []struct {
+		name, wrote string
+		stage, want string // a stage's report and the StageError's message; "" for none
+		said        string // in the error otherwise
+	}{
+		{"a stage's report", "", "guest-mount: \"x\" is not a folder", "guest-mount: \"x\" is not a folder", ""},
+		{"control characters and lines dropped", "", "a\x1b[31m b\nc\n", "a[31m b c", ""},
+		{"an endpoint's error", "ebrainpool guest-sshd: ssh handshake failed", "", "", "it said: \"ebrainpool guest-sshd: ssh handshake failed\""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ServeClaimed(context.Background(), func(claim *os.File) error {
+				if tc.stage != "" {
+					ReportStageFailure(claim, errors.New(tc.stage))
+				} else {
+					claim.WriteString(tc.wrote)
+				}
+				return errors.New("endpoint exited with status 1")
+			}, nil)
+			if !errors.Is(err, ErrNotAuthenticated) {
+				t.Errorf("err %v, want ErrNotAuthenticated", err)
+			}
+			var se *StageError
+			switch {
+			case tc.stage != "":
+				if !errors.As(err, &se) || se.Message != tc.want {
+					t.Errorf("err %v, want a StageError %q", err, tc.want)
+				}
+			case errors.As(err, &se):
+				t.Errorf("err %v: a StageError from an endpoint's text", err)
+			case !strings.Contains(err.Error(), tc.said):
+				t.Errorf("err %v, want %q in it", err, tc.said)
+			}
+		})
+	}
+}

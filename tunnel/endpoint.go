@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
@@ -124,12 +125,50 @@ func StdioConn() (net.Conn, error) {
 // endpoint writes claimAsk on the descriptor and waits for one byte,
 // claimGranted (its connection is the forward's session) or anything else
 // (another connection is). The descriptor is one end of a socket pair;
-// the endpoint writes nothing else on it.
+// the endpoint writes nothing else on it. A stage that runs before the
+// endpoint (guest-mount) writes claimStageFailed and its error there
+// instead when it cannot start it (ReportStageFailure).
 const (
-	claimAsk     = 'a'
-	claimGranted = 'y'
-	claimDenied  = 'n'
+	claimAsk         = 'a'
+	claimGranted     = 'y'
+	claimDenied      = 'n'
+	claimStageFailed = 'f'
 )
+
+// maxStageReport bounds what ServeClaimed reads of a stage's report.
+const maxStageReport = 4 << 10
+
+// StageError is ServeClaimed's error when the stage before the endpoint
+// reported that it could not start it: Message is its error, written
+// inside the sandbox by eBrainPool's own stage (printable text, at most
+// maxStageReport bytes).
+type StageError struct{ Message string }
+
+func (e *StageError) Error() string { return "the endpoint's stage failed: " + e.Message }
+
+// ReportStageFailure writes a stage's error on the claim descriptor w (the
+// stage exits afterwards without starting the endpoint).
+func ReportStageFailure(w io.Writer, err error) {
+	msg := err.Error()
+	if len(msg) > maxStageReport-1 {
+		msg = msg[:maxStageReport-1]
+	}
+	w.Write(append([]byte{claimStageFailed}, msg...))
+}
+
+// printable keeps s to one line of printable text (a report is shown to
+// the requester).
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\t':
+			return ' '
+		case r < ' ' || r == 0x7f || r == utf8.RuneError:
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(s))
+}
 
 // ErrNotTheSession is the endpoint's error when its forward answered that
 // another connection is the session.
@@ -196,7 +235,8 @@ func ServeClaimed(ctx context.Context, start func(endpoint *os.File) error, gran
 	}
 	defer host.Close()
 	var claimed atomic.Bool
-	var said []byte // what the endpoint wrote instead of a claim (a stage's error)
+	var said []byte       // what the endpoint wrote instead of a claim (its error)
+	var stage *StageError // what a stage reported instead of starting it
 	answered := make(chan struct{})
 	go func() {
 		defer close(answered)
@@ -204,8 +244,14 @@ func ServeClaimed(ctx context.Context, start func(endpoint *os.File) error, gran
 		if _, err := io.ReadFull(host, b[:]); err != nil {
 			return
 		}
-		if b[0] != claimAsk {
-			rest, _ := io.ReadAll(io.LimitReader(host, 4<<10))
+		switch b[0] {
+		case claimAsk:
+		case claimStageFailed:
+			msg, _ := io.ReadAll(io.LimitReader(host, maxStageReport))
+			stage = &StageError{Message: printable(string(msg))}
+			return
+		default:
+			rest, _ := io.ReadAll(io.LimitReader(host, maxStageReport))
 			said = append(b[:], rest...)
 			return
 		}
@@ -222,9 +268,14 @@ func ServeClaimed(ctx context.Context, start func(endpoint *os.File) error, gran
 	err = start(endpoint)
 	endpoint.Close()
 	// The endpoint has exited: a claim it did not send now never comes.
-	host.SetReadDeadline(time.Now())
+	// What it wrote before is read first (a moment's grace: a process of
+	// its own may still hold the descriptor, so no end of stream comes).
+	host.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	<-answered
 	if !claimed.Load() {
+		if stage != nil {
+			return fmt.Errorf("%w: %w", ErrNotAuthenticated, stage)
+		}
 		if len(said) > 0 {
 			err = fmt.Errorf("%w (it said: %q)", cmp.Or(err, errors.New("the endpoint ended")), strings.TrimSpace(string(said)))
 		}

@@ -549,11 +549,17 @@ func (h *Host) End(ctx context.Context, p control.Peer, id string) error {
 }
 
 // endpointRefusal is what a requester is told when its session's endpoint
-// could not enter the sandbox; nil for every other failure (a connection
-// that did not authenticate is told nothing).
+// could not enter the sandbox, or the stage that mounts its files failed;
+// nil for every other failure (a connection that did not authenticate is
+// told nothing).
 func endpointRefusal(err error) error {
 	var ee *sandbox.EnterError
+	var se *tunnel.StageError
 	switch {
+	case errors.As(err, &se):
+		// guest-mount's own sentence, about the sandbox (mount points in
+		// the guest's home, the namespaces it makes).
+		return control.Refuse(control.CodeSandboxFailed, "the app could not start: bringing your files into your sandbox on this host failed: "+se.Message)
 	case !errors.As(err, &ee):
 		return nil
 	case ee.ProcessLimit > 0:

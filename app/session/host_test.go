@@ -412,6 +412,8 @@ func TestEndSaysWhyTheAppDidNotStart(t *testing.T) {
 		{"at the pids limit", &sandbox.EnterError{Peer: "p", Lines: []string{"Resource temporarily unavailable - Failed to clone attached process"}, ProcessLimit: 64},
 			"your sandbox on this host is at its process limit (64 processes)"},
 		{"entering failed otherwise", &sandbox.EnterError{Peer: "p", Lines: []string{"Failed to attach"}}, "entering your sandbox on this host failed"},
+		{"the files' stage failed", fmt.Errorf("%w: %w", tunnel.ErrNotAuthenticated, &tunnel.StageError{Message: `guest-mount: "x" in the guest's home is not a folder`}),
+			`bringing your files into your sandbox on this host failed: guest-mount: "x" in the guest's home is not a folder`},
 		{"the endpoint failed after it entered", errors.New("endpoint exited with status 1"), ""},
 	}
 	for _, tc := range tests {

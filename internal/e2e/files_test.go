@@ -328,6 +328,34 @@ func TestOpenFilesWithPeersApp(t *testing.T) {
 		}
 	})
 
+	t.Run("a share that cannot be mounted: the requester is told why", func(t *testing.T) {
+		// The session's mount point, seen while it runs, then a file of
+		// that name left in the guest's home in its place.
+		run, _ := holdSession(t)
+		var name string
+		for _, l := range strings.Split(guestHome(t, host, peer), "\n") {
+			if strings.HasSuffix(l, "'s files") {
+				name = l
+			}
+		}
+		endOnlySessionNoWindow(t, req)
+		run.Wait()
+		waitNothingLeft(t, "after the session")
+		if name == "" {
+			t.Fatal("no mount point seen in the guest's home during the session")
+		}
+		host.u.MustRun(t, "sandbox", "exec", peer, "--", "/bin/sh", "-c", `echo x > "/home/guest/$1"`, "sh", name)
+		defer host.u.MustRun(t, "sandbox", "exec", peer, "--", "/bin/rm", "-f", "/home/guest/"+name)
+		doc := writeAs(t, req.u, "doc.md", "# doc\n", 0o644)
+		r := req.u.Run(t, "open", "--app", "ebp-hold", doc)
+		if r.Code == 0 || !strings.Contains(r.Stderr, "bringing your files into your sandbox on this host failed") ||
+			!strings.Contains(r.Stderr, "is not a folder") || !strings.Contains(r.Stderr, "move it away in the sandbox") {
+			t.Fatalf("open with a file in the way of the share: %s", r)
+		}
+		t.Logf("the requester is told:\n%s", r.Stderr)
+		waitNothingLeft(t, "after the refused launch")
+	})
+
 	t.Run("open picks apps by type", func(t *testing.T) {
 		notes := writeAs(t, req.u, "notes.txt", "x\n", 0o644)
 		r := req.u.Run(t, "open", "--list", notes)
