@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -40,9 +39,9 @@ type Process struct {
 	// attach that fails after the fork only shows there.
 	peer, logFile string
 	logOff        int64
-	// pidsRefused counts the forks the container's pids limit refused
-	// (nil when unknown), refusedBefore what it said before the attach.
-	pidsRefused   func() (refused int64, limit int)
+	// pids is the container's cgroups (nil when unknown), refusedBefore
+	// the forks its pids limit had refused before the attach.
+	pids          *payload
 	refusedBefore int64
 }
 
@@ -85,10 +84,8 @@ func (p *Process) enterError(err error) *EnterError {
 		return nil
 	}
 	e := &EnterError{Peer: p.peer, Err: err, Lines: lines, LogFile: p.logFile}
-	if p.pidsRefused != nil && p.refusedBefore >= 0 {
-		if n, limit := p.pidsRefused(); n > p.refusedBefore {
-			e.ProcessLimit = limit
-		}
+	if p.pids != nil && p.refusedBefore >= 0 && p.pids.pidsRefused() > p.refusedBefore {
+		e.ProcessLimit = p.pids.pidsLimit()
 	}
 	return e
 }
@@ -174,9 +171,10 @@ func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Proces
 	if st, err := os.Stat(logFile); err == nil {
 		logOff = st.Size()
 	}
-	refused := m.pidsRefusals(c)
-	before, _ := refused()
-	p := &Process{peer: peer, logFile: logFile, logOff: logOff, pidsRefused: refused, refusedBefore: before}
+	p := &Process{peer: peer, logFile: logFile, logOff: logOff}
+	if pl, err := payloadOf(c.InitPid(), m.hs); err == nil {
+		p.pids, p.refusedBefore = &pl, pl.pidsRefused()
+	}
 	pid, err := c.RunCommandNoWait(args, opts)
 	if err != nil {
 		return nil, p.enterError(fmt.Errorf("exec %q: %w", spec.Args[0], err))
@@ -186,38 +184,6 @@ func (m *Manager) Exec(ctx context.Context, peer string, spec ExecSpec) (*Proces
 	}
 	p.Pid = pid
 	return p, nil
-}
-
-// pidsRefusals reads how many forks the container's pids limit has
-// refused (pids.events: max N) and the limit (pids.max); -1 and 0 when the
-// cgroup cannot be read.
-func (m *Manager) pidsRefusals(c *lxc.Container) func() (int64, int) {
-	pid := c.InitPid()
-	return func() (int64, int) {
-		p, err := payloadOf(pid, m.hs)
-		if err != nil {
-			return -1, 0
-		}
-		ev, err := p.read("pids", "pids.events")
-		if err != nil {
-			return -1, 0
-		}
-		max, _ := p.read("pids", "pids.max")
-		limit, _ := strconv.Atoi(max) // "max": no limit, 0
-		return pidsMaxEvents(ev), limit
-	}
-}
-
-// pidsMaxEvents is the "max N" count of a pids.events file (-1 if absent).
-func pidsMaxEvents(events string) int64 {
-	for _, l := range strings.Split(events, "\n") {
-		if v, ok := strings.CutPrefix(l, "max "); ok {
-			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-				return n
-			}
-		}
-	}
-	return -1
 }
 
 // WaitContext waits for the process; when ctx ends first the process gets

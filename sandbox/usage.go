@@ -138,6 +138,36 @@ func (p payload) checkLimits(lim Limits, memsw bool) error {
 	return nil
 }
 
+// pidsRefused is how many forks the container's pids limit has refused
+// (pids.events: max N), -1 when it cannot be read.
+func (p payload) pidsRefused() int64 {
+	ev, err := p.read("pids", "pids.events")
+	if err != nil {
+		return -1
+	}
+	return pidsMaxEvents(ev)
+}
+
+// pidsLimit is the container's pids limit (pids.max), 0 for none or
+// unknown.
+func (p payload) pidsLimit() int {
+	v, _ := p.read("pids", "pids.max")
+	n, _ := strconv.Atoi(v) // "max": no limit
+	return n
+}
+
+// pidsMaxEvents is the "max N" count of a pids.events file (-1 if absent).
+func pidsMaxEvents(events string) int64 {
+	for _, l := range strings.Split(events, "\n") {
+		if v, ok := strings.CutPrefix(l, "max "); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
 // processes counts the processes in the container's cgroups, its init and
 // attached processes (which liblxc puts in child cgroups) included, those
 // skip says are not the guest's excluded.

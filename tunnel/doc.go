@@ -25,8 +25,9 @@
 //   - guestmount.go: the privileged stage of such an endpoint
 //     (GuestMountMain, `ebrainpool guest-mount`, the container's root):
 //     a user and mount namespace of its own (the container's mounts
-//     as slaves there) with a FUSE mount per share in the guest's home, the endpoint run as the guest as the init of a PID
-//     namespace of its own, the mount points removed afterwards;
+//     as slaves there) with a FUSE mount per share in the guest's home,
+//     the endpoint run as the guest as the init of a PID namespace of its
+//     own, the mount points removed afterwards;
 //   - display.go: checking the requester's display before asking, with a
 //     specific error for each way it can be unusable (DisplayError);
 //   - x11.go: X display names, dialing a display, the X connection setup

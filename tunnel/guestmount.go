@@ -203,24 +203,18 @@ func GuestMountMain(cfg GuestMountConfig) (int, error) {
 		Cloneflags: syscall.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL, // this thread is the parent, and it lives as long as the process
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
+	code, err := runPassingSignals(cmd, func() {
+		// The endpoint (and sshfs after it) hold the connections now: once
+		// they are gone, a mount answers ENOTCONN, it never hangs.
+		for _, f := range fds {
+			f.Close()
+		}
+		fds = nil
+	})
+	if err != nil {
 		return -1, fmt.Errorf("guest-mount: starting %s: %w", cfg.Argv[0], err)
 	}
-	// The endpoint (and sshfs after it) hold the connections now: once they
-	// are gone, a mount answers ENOTCONN, it never hangs.
-	for _, f := range fds {
-		f.Close()
-	}
-	fds = nil
-	go func() {
-		for s := range sigs {
-			cmd.Process.Signal(s)
-		}
-	}()
-	return exitStatus(cmd, cmd.Wait())
+	return code, nil
 }
 
 // guestMountNamespacesEnv marks the stage's second process: the one in
@@ -255,23 +249,32 @@ func runInNamespaces() (int, error) {
 		GidMappingsEnableSetgroups: true,
 		Pdeathsig:                  syscall.SIGKILL,
 	}
+	code, err := runPassingSignals(cmd, nil)
+	if err != nil {
+		return -1, fmt.Errorf("guest-mount: a user and mount namespace of its own: %w", err)
+	}
+	return code, nil
+}
+
+// runPassingSignals starts cmd, calls started (if set), passes SIGTERM,
+// SIGINT and SIGHUP on to it until it exits and returns its exit status,
+// 128+N for signal N; the error is why it could not run.
+func runPassingSignals(cmd *exec.Cmd, started func()) (int, error) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
-		return -1, fmt.Errorf("guest-mount: a user and mount namespace of its own: %w", err)
+		return -1, err
+	}
+	if started != nil {
+		started()
 	}
 	go func() {
 		for s := range sigs {
 			cmd.Process.Signal(s)
 		}
 	}()
-	return exitStatus(cmd, cmd.Wait())
-}
-
-// exitStatus is a waited-for command's exit status, 128+N for signal N.
-func exitStatus(cmd *exec.Cmd, err error) (int, error) {
-	if cmd.ProcessState == nil {
+	if err := cmd.Wait(); cmd.ProcessState == nil {
 		return -1, err
 	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
