@@ -62,6 +62,9 @@ func (m *Manager) Bench(ctx context.Context, o BenchOptions) (*BenchResult, erro
 		return nil, err
 	}
 	r.Warm = time.Since(t0)
+	// Counted as after the cycles, without a cached liblxc handle (Stop's
+	// may hold the container's log open: one descriptor more, before only).
+	m.forget(containerName(o.Peer))
 	r.FDsBefore, r.MountsBefore, r.CgroupsBefore = countFDs(), SandboxMounts(), m.countCgroups()
 	run := func(args ...string) error {
 		code, err := m.Run(ctx, o.Peer, ExecSpec{Args: args})
